@@ -1,0 +1,494 @@
+//! The model runner: ONNX in, latency statistics out, through tract.
+//!
+//! A model is loaded once per handle: parsed, given a fully concrete input
+//! shape (tract is far slower on symbolic shapes, and latency tables are per
+//! shape anyway), optimised and turned into a plan. Every run that touches
+//! tract happens on a short-lived worker thread: a panic inside tract becomes
+//! an error instead of killing the agent, and CPU pinning and the thread-pool
+//! choice stay confined to that thread.
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tract_linalg::multithread::{Executor, multithread_tract_scope};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::{Factoid, ShapeFactoid};
+use tract_onnx::tract_hir::internal::DimLike;
+
+use crate::proto::{BenchLimits, BenchStats, ErrorCode, MAX_PAYLOAD_BYTES, shape_elements};
+use crate::stats;
+
+/// Most threads a bench may ask for; more is a malformed request.
+pub const MAX_THREADS: u32 = 256;
+
+/// Why loading or running a model failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The model does not parse, has an unsupported signature, or tract
+    /// cannot optimise or run it.
+    #[error("{0}")]
+    BadModel(String),
+    /// The input shape or tensor does not fit the model.
+    #[error("{0}")]
+    BadInput(String),
+    /// The benchmark limits make no sense.
+    #[error("{0}")]
+    BadLimits(String),
+    /// tract panicked; the message is the panic's.
+    #[error("tract panicked while {doing}: {message}")]
+    Panicked {
+        /// What the agent was doing.
+        doing: &'static str,
+        /// The panic payload, when it was a string.
+        message: String,
+    },
+    /// Anything else (thread or thread-pool creation, …).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl BenchError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            BenchError::BadModel(_) => ErrorCode::BadModel,
+            BenchError::BadInput(_) => ErrorCode::BadInput,
+            BenchError::BadLimits(_) => ErrorCode::BadMessage,
+            // A panic while loading is the model's fault as far as the host
+            // can act on it; while running, it is the agent's.
+            BenchError::Panicked {
+                doing: "loading the model",
+                ..
+            } => ErrorCode::BadModel,
+            BenchError::Panicked { .. } | BenchError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// Runs `f` on a fresh worker thread and turns a panic into an error.
+fn isolated<T: Send>(
+    doing: &'static str,
+    f: impl FnOnce() -> Result<T, BenchError> + Send,
+) -> Result<T, BenchError> {
+    thread::scope(|scope| {
+        let handle = thread::Builder::new()
+            .name("padnas-run".into())
+            // tract's optimiser recurses over big graphs; the main thread's
+            // 8 MiB is the usual budget, a spawned thread only gets 2 MiB.
+            .stack_size(16 << 20)
+            .spawn_scoped(scope, f)
+            .map_err(|e| BenchError::Internal(format!("cannot start a worker thread: {e}")))?;
+        handle.join().unwrap_or_else(|payload| {
+            Err(BenchError::Panicked {
+                doing,
+                message: panic_message(payload.as_ref()),
+            })
+        })
+    })
+}
+
+/// A model ready to run.
+pub struct LoadedModel {
+    plan: Arc<TypedSimplePlan>,
+    input_shape: Vec<usize>,
+    output_shape: Vec<usize>,
+    /// The benchmark input, built once; cloned per run outside the timed
+    /// region so each run gets an owned tensor as a real caller would.
+    input: Tensor,
+    load_ms: f64,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel")
+            .field("input_shape", &self.input_shape)
+            .field("output_shape", &self.output_shape)
+            .field("load_ms", &self.load_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+fn shape_text(shape: &ShapeFactoid) -> String {
+    let mut dims: Vec<String> = shape
+        .dims()
+        .map(|d| {
+            d.concretize()
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "?".to_string())
+        })
+        .collect();
+    if shape.is_open() {
+        dims.push("..".to_string());
+    }
+    format!("[{}]", dims.join(", "))
+}
+
+/// Checks a requested input shape on its own: no zero dimension, and small
+/// enough that its tensor could travel in one frame.
+fn check_shape(shape: &[usize]) -> Result<(), BenchError> {
+    if shape.contains(&0) {
+        return Err(BenchError::BadInput(format!(
+            "input shape {shape:?} has a zero dimension"
+        )));
+    }
+    let bytes = shape_elements(shape).and_then(|n| n.checked_mul(4));
+    if bytes.is_none_or(|b| b > MAX_PAYLOAD_BYTES as usize) {
+        return Err(BenchError::BadInput(format!(
+            "input shape {shape:?} is larger than the {MAX_PAYLOAD_BYTES}-byte frame cap"
+        )));
+    }
+    Ok(())
+}
+
+/// Deterministic values in [-1, 1): not all zeros, so no data-dependent fast
+/// path flatters the timing, and the same on every run and board.
+fn bench_input(shape: &[usize]) -> Result<Tensor, BenchError> {
+    let n = shape_elements(shape).unwrap_or(0);
+    let mut x: u32 = 0x9E37_79B9;
+    let data: Vec<f32> = (0..n)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect();
+    Tensor::from_shape(shape, &data)
+        .map_err(|e| BenchError::Internal(format!("building the input tensor: {e:#}")))
+}
+
+/// Parses, concretises and optimises an ONNX model. `input_shape` overrides
+/// the declared input shape; without it the declared one must be concrete.
+pub fn load(onnx: &[u8], input_shape: Option<&[usize]>) -> Result<LoadedModel, BenchError> {
+    if let Some(shape) = input_shape {
+        check_shape(shape)?;
+    }
+    isolated("loading the model", || load_inner(onnx, input_shape))
+}
+
+fn load_inner(onnx: &[u8], input_shape: Option<&[usize]>) -> Result<LoadedModel, BenchError> {
+    let bad = |what: &str, e: TractError| BenchError::BadModel(format!("{what}: {e:#}"));
+    let started = Instant::now();
+    let mut reader = onnx;
+    let mut model = tract_onnx::onnx()
+        .model_for_read(&mut reader)
+        .map_err(|e| {
+            bad(
+                &format!("cannot parse the ONNX model ({} bytes)", onnx.len()),
+                e,
+            )
+        })?;
+
+    let inputs = model
+        .input_outlets()
+        .map_err(|e| bad("reading model inputs", e))?
+        .len();
+    if inputs != 1 {
+        return Err(BenchError::BadModel(format!(
+            "the model has {inputs} inputs; the agent runs single-input models"
+        )));
+    }
+    let name = model
+        .input_outlets()
+        .ok()
+        .and_then(|o| o.first().map(|o| model.node(o.node).name.clone()))
+        .unwrap_or_default();
+    let fact = model
+        .input_fact(0)
+        .map_err(|e| bad("reading the input", e))?
+        .clone();
+    if let Some(dt) = fact.datum_type.concretize()
+        && dt != f32::datum_type()
+    {
+        return Err(BenchError::BadModel(format!(
+            "input '{name}' is {dt:?}; the agent feeds f32 tensors"
+        )));
+    }
+    let declared = shape_text(&fact.shape);
+    let shape: Vec<usize> = match input_shape {
+        Some(shape) => {
+            if let Some(rank) = fact.shape.rank().concretize()
+                && rank as usize != shape.len()
+            {
+                return Err(BenchError::BadInput(format!(
+                    "input shape {shape:?} has rank {}, but input '{name}' is declared \
+                     {declared} (rank {rank})",
+                    shape.len()
+                )));
+            }
+            for (axis, (dim, &want)) in fact.shape.dims().zip(shape).enumerate() {
+                if let Some(have) = dim.concretize().and_then(|d| d.to_usize().ok())
+                    && have != want
+                {
+                    return Err(BenchError::BadInput(format!(
+                        "input shape {shape:?} disagrees with input '{name}' declared \
+                         {declared} on axis {axis}"
+                    )));
+                }
+            }
+            shape.to_vec()
+        }
+        None => match fact.shape.as_concrete_finite() {
+            Ok(Some(shape)) => {
+                let shape = shape.to_vec();
+                check_shape(&shape)?;
+                shape
+            }
+            _ => {
+                return Err(BenchError::BadModel(format!(
+                    "input '{name}' has shape {declared}, which is not fully concrete; send \
+                     input_shape with LoadModel (tract runs symbolic shapes far slower, so the \
+                     agent does not benchmark them)"
+                )));
+            }
+        },
+    };
+    model
+        .set_input_fact(0, f32::fact(&shape).into())
+        .map_err(|e| bad("setting the input shape", e))?;
+    let typed = model
+        .into_optimized()
+        .map_err(|e| bad("tract cannot optimise the model", e))?;
+    if typed.output_outlets().map(|o| o.is_empty()).unwrap_or(true) {
+        return Err(BenchError::BadModel("the model has no outputs".to_string()));
+    }
+    let plan = typed
+        .into_runnable()
+        .map_err(|e| bad("tract cannot plan the model", e))?;
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    // One trial run now, so a model that fails at run time is refused at
+    // load time, and the output shape is the real one.
+    let input = bench_input(&shape)?;
+    let outputs = plan
+        .run(tvec![input.clone().into_tvalue()])
+        .map_err(|e| bad("trial run failed", e))?;
+    let output_shape = outputs
+        .first()
+        .map(|o| o.shape().to_vec())
+        .unwrap_or_default();
+    Ok(LoadedModel {
+        plan,
+        input_shape: shape,
+        output_shape,
+        input,
+        load_ms,
+    })
+}
+
+/// Rejects limits that cannot describe a benchmark.
+pub fn check_limits(limits: &BenchLimits) -> Result<(), BenchError> {
+    if limits.max_runs == 0 {
+        return Err(BenchError::BadLimits(
+            "max_runs must be at least 1".to_string(),
+        ));
+    }
+    if limits.min_runs > limits.max_runs {
+        return Err(BenchError::BadLimits(format!(
+            "min_runs ({}) exceeds max_runs ({})",
+            limits.min_runs, limits.max_runs
+        )));
+    }
+    match limits.threads {
+        Some(0) => Err(BenchError::BadLimits(
+            "threads must be at least 1".to_string(),
+        )),
+        Some(t) if t > MAX_THREADS => Err(BenchError::BadLimits(format!(
+            "threads ({t}) exceeds {MAX_THREADS}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// tract's multithreaded executor for `threads`, built once per count: a
+/// rayon pool's threads would otherwise be created (and cold) in every bench.
+fn executor_for(threads: usize) -> Result<Executor, BenchError> {
+    static POOLS: Mutex<Vec<(usize, Executor)>> = Mutex::new(Vec::new());
+    let mut pools = POOLS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, executor)) = pools.iter().find(|(n, _)| *n == threads) {
+        return Ok(executor.clone());
+    }
+    // multithread_with_name panics when the OS refuses threads.
+    let executor =
+        std::panic::catch_unwind(|| Executor::multithread_with_name(threads, "padnas-mm"))
+            .map_err(|payload| {
+                BenchError::Internal(format!(
+                    "cannot start a {threads}-thread pool: {}",
+                    panic_message(payload.as_ref())
+                ))
+            })?;
+    pools.push((threads, executor.clone()));
+    Ok(executor)
+}
+
+/// Pins the calling thread to `cpu`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("cpu {cpu} is beyond CPU_SETSIZE"),
+        ));
+    }
+    // SAFETY: cpu_set_t is plain data for which all-zero is the empty set;
+    // CPU_SET stays in bounds (checked above); pid 0 is the calling thread.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn pin_current_thread(_cpu: usize) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "CPU pinning needs Linux",
+    ))
+}
+
+impl LoadedModel {
+    /// The concrete input shape the model was optimised for.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    /// Shape of the first output.
+    pub fn output_shape(&self) -> &[usize] {
+        &self.output_shape
+    }
+
+    /// Time spent parsing, optimising and planning, in ms.
+    pub fn load_ms(&self) -> f64 {
+        self.load_ms
+    }
+
+    /// Runs the model once on `data` and returns the first output as f32.
+    pub fn infer(
+        &self,
+        shape: &[usize],
+        data: &[f32],
+    ) -> Result<(Vec<usize>, Vec<f32>), BenchError> {
+        if shape != self.input_shape.as_slice() {
+            return Err(BenchError::BadInput(format!(
+                "input shape {shape:?} does not match the model's {:?}",
+                self.input_shape
+            )));
+        }
+        let input = Tensor::from_shape(shape, data)
+            .map_err(|e| BenchError::BadInput(format!("building the input tensor: {e:#}")))?;
+        let plan = &self.plan;
+        isolated("running the model", move || {
+            let outputs = plan
+                .run(tvec![input.into_tvalue()])
+                .map_err(|e| BenchError::BadModel(format!("run failed: {e:#}")))?;
+            let first = outputs
+                .first()
+                .ok_or_else(|| BenchError::BadModel("the model produced no output".to_string()))?;
+            let as_f32 = first.cast_to::<f32>().map_err(|e| {
+                BenchError::BadModel(format!(
+                    "output is {:?}, not castable to f32: {e:#}",
+                    first.datum_type()
+                ))
+            })?;
+            let view = as_f32
+                .to_plain_array_view::<f32>()
+                .map_err(|e| BenchError::Internal(format!("reading the output: {e:#}")))?;
+            Ok((first.shape().to_vec(), view.iter().copied().collect()))
+        })
+    }
+
+    /// Benchmarks the model under `limits`.
+    pub fn bench(&self, limits: &BenchLimits) -> Result<BenchStats, BenchError> {
+        check_limits(limits)?;
+        let threads = limits.threads.unwrap_or(1).max(1) as usize;
+        let executor = if threads > 1 {
+            executor_for(threads)?
+        } else {
+            Executor::SingleThread
+        };
+        let limits = limits.clone();
+        isolated("benchmarking the model", move || {
+            let pinned_cpu = limits
+                .pin_cpu
+                .and_then(|cpu| match pin_current_thread(cpu) {
+                    Ok(()) => Some(cpu),
+                    Err(e) => {
+                        tracing::warn!("cannot pin the benchmark to CPU {cpu}: {e}");
+                        None
+                    }
+                });
+            let (warmup_runs, samples) =
+                multithread_tract_scope(executor, || self.timed_runs(&limits))?;
+            let summary = stats::summarize(&samples)
+                .ok_or_else(|| BenchError::Internal("no timed runs".to_string()))?;
+            Ok(BenchStats {
+                runs: summary.n as u32,
+                warmup_runs,
+                min_ms: summary.min,
+                median_ms: summary.median,
+                mean_ms: summary.mean,
+                p10_ms: summary.p10,
+                p90_ms: summary.p90,
+                max_ms: summary.max,
+                stddev_ms: summary.stddev,
+                total_ms: summary.total,
+                threads: threads as u32,
+                pinned_cpu,
+                samples_ms: limits.return_samples.then_some(samples),
+            })
+        })
+    }
+
+    /// Warm-up, then timed runs; returns the warm-up count and the samples (ms).
+    fn timed_runs(&self, limits: &BenchLimits) -> Result<(u32, Vec<f64>), BenchError> {
+        let run_failed = |e: TractError| BenchError::BadModel(format!("run failed: {e:#}"));
+        // The state keeps tract's per-run scratch between runs, as a
+        // deployed model would.
+        let mut state = self.plan.spawn().map_err(run_failed)?;
+
+        let warmup_time = Duration::from_millis(limits.warmup_ms);
+        let warmup_start = Instant::now();
+        let mut warmup_runs = 0u32;
+        while warmup_runs < limits.warmup_runs || warmup_start.elapsed() < warmup_time {
+            state
+                .run(tvec![self.input.clone().into_tvalue()])
+                .map_err(run_failed)?;
+            warmup_runs = warmup_runs.saturating_add(1);
+        }
+
+        let max_runs = limits.max_runs as usize;
+        let min_runs = limits.min_runs as usize;
+        let max_time = Duration::from_millis(limits.max_time_ms);
+        let mut samples = Vec::with_capacity(max_runs.min(1 << 16));
+        let timed_start = Instant::now();
+        while samples.len() < max_runs {
+            if samples.len() >= min_runs.max(1) && timed_start.elapsed() >= max_time {
+                break;
+            }
+            let inputs = tvec![self.input.clone().into_tvalue()];
+            let start = Instant::now();
+            let outputs = state.run(inputs).map_err(run_failed)?;
+            let elapsed = start.elapsed();
+            drop(outputs);
+            samples.push(elapsed.as_secs_f64() * 1e3);
+        }
+        Ok((warmup_runs, samples))
+    }
+}

@@ -1,0 +1,242 @@
+//! The host's side: typed calls over any [`Transport`].
+//!
+//! Calls are strictly request → reply. A remote failure comes back as
+//! [`ClientError::Remote`] carrying the agent's [`ErrorReply`], after which
+//! the session is still good (the host logs it and goes on); transport and
+//! protocol errors mean the session should be dropped.
+
+use crate::proto::{
+    AgentInfo, BenchLimits, BenchRequest, BenchStats, ErrorCode, ErrorReply, HelloRequest,
+    InferRequest, Kind, LoadModel, ModelLoaded, PROTOCOL_MAJOR, PROTOCOL_MINOR, ProtoError,
+    Request, Response, UnloadRequest, shape_elements,
+};
+use crate::transport::{Transport, TransportError};
+
+/// What a client call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The agent answered with an error; the session goes on.
+    #[error("agent error {0}")]
+    Remote(ErrorReply),
+    /// Host and agent speak different protocol majors.
+    #[error("protocol mismatch: host speaks {host}.x, agent {}: {message}", agent.map(|a| format!("speaks {a}.x")).unwrap_or_else(|| "refused".to_string()))]
+    ProtocolMismatch {
+        /// Host's [`PROTOCOL_MAJOR`].
+        host: u16,
+        /// Agent's major, when it said.
+        agent: Option<u16>,
+        /// Details.
+        message: String,
+    },
+    /// The link failed or delivered damaged frames.
+    #[error("transport: {0}")]
+    Transport(#[from] TransportError),
+    /// A reply (or the request) could not be encoded or decoded.
+    #[error("protocol: {0}")]
+    Proto(#[from] ProtoError),
+    /// The agent closed the link.
+    #[error("the agent closed the connection")]
+    Closed,
+    /// The agent answered with the wrong kind of reply.
+    #[error("expected a {expected} reply, got {got}")]
+    Unexpected {
+        /// Kind expected.
+        expected: &'static str,
+        /// Kind received.
+        got: &'static str,
+    },
+    /// The call's arguments are inconsistent (checked before sending).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+impl ClientError {
+    /// The agent's error code, for remote errors.
+    pub fn remote_code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Remote(reply) => Some(reply.code),
+            _ => None,
+        }
+    }
+
+    /// Whether the session can go on after this error: remote errors, bad
+    /// arguments, and a damaged reply (lost, but the stream is back in step).
+    pub fn session_usable(&self) -> bool {
+        match self {
+            ClientError::Remote(_) | ClientError::InvalidArgument(_) => true,
+            ClientError::Transport(TransportError::Proto(e)) => {
+                !matches!(e, ProtoError::Truncated { .. }) && e.is_recoverable()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A session with one agent.
+pub struct Client {
+    transport: Box<dyn Transport>,
+    info: Option<AgentInfo>,
+}
+
+impl Client {
+    /// A client over `transport`; call [`Client::hello`] first.
+    pub fn new(transport: Box<dyn Transport>) -> Client {
+        Client {
+            transport,
+            info: None,
+        }
+    }
+
+    /// What the agent said in Hello.
+    pub fn info(&self) -> Option<&AgentInfo> {
+        self.info.as_ref()
+    }
+
+    /// The transport, e.g. to set a read timeout for long benchmarks.
+    pub fn transport_mut(&mut self) -> &mut dyn Transport {
+        self.transport.as_mut()
+    }
+
+    /// Gives the transport back (dropping a child transport stops the agent).
+    pub fn into_transport(self) -> Box<dyn Transport> {
+        self.transport
+    }
+
+    /// Sends `request` and waits for its reply of kind `expected`.
+    fn call(&mut self, request: Request, expected: Kind) -> Result<Response, ClientError> {
+        let frame = request.into_frame()?;
+        self.transport.send(&frame)?;
+        let response = loop {
+            match self.transport.recv() {
+                Ok(Some(frame)) => break Response::from_frame(frame)?,
+                Ok(None) => return Err(ClientError::Closed),
+                // A login banner or motd before the agent's first frame
+                // (ssh, adb) is skipped, not fatal.
+                Err(TransportError::Proto(ProtoError::Garbage { skipped })) => {
+                    tracing::warn!(
+                        "skipped {skipped} byte(s) of non-frame output from {}",
+                        self.transport.peer()
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        match response {
+            Response::Error(reply) => Err(ClientError::Remote(reply)),
+            r if r.kind() == expected => Ok(r),
+            r => Err(ClientError::Unexpected {
+                expected: expected.name(),
+                got: r.kind().name(),
+            }),
+        }
+    }
+
+    /// Opens the session. Fails with [`ClientError::ProtocolMismatch`] when
+    /// the agent speaks another protocol major.
+    pub fn hello(&mut self, token: Option<&str>) -> Result<AgentInfo, ClientError> {
+        let request = Request::Hello(HelloRequest {
+            protocol_major: PROTOCOL_MAJOR,
+            protocol_minor: PROTOCOL_MINOR,
+            token: token.map(str::to_string),
+        });
+        match self.call(request, Kind::HelloReply) {
+            Ok(Response::Hello(info)) => {
+                if info.protocol != PROTOCOL_MAJOR {
+                    return Err(ClientError::ProtocolMismatch {
+                        host: PROTOCOL_MAJOR,
+                        agent: Some(info.protocol),
+                        message: format!(
+                            "agent {} reports protocol {}.{}",
+                            info.agent_version, info.protocol, info.protocol_minor
+                        ),
+                    });
+                }
+                self.info = Some(info.clone());
+                Ok(info)
+            }
+            Err(ClientError::Remote(reply)) if reply.code == ErrorCode::ProtocolMismatch => {
+                Err(ClientError::ProtocolMismatch {
+                    host: PROTOCOL_MAJOR,
+                    agent: None,
+                    message: reply.message,
+                })
+            }
+            Err(e) => Err(e),
+            Ok(other) => Err(unexpected(Kind::HelloReply, &other)),
+        }
+    }
+
+    /// Loads an ONNX model; `input_shape` concretises a symbolic input.
+    pub fn load_model(
+        &mut self,
+        onnx: &[u8],
+        input_shape: Option<&[usize]>,
+    ) -> Result<ModelLoaded, ClientError> {
+        let request = Request::LoadModel {
+            header: LoadModel {
+                input_shape: input_shape.map(<[usize]>::to_vec),
+            },
+            onnx: onnx.to_vec(),
+        };
+        match self.call(request, Kind::Loaded)? {
+            Response::Loaded(loaded) => Ok(loaded),
+            other => Err(unexpected(Kind::Loaded, &other)),
+        }
+    }
+
+    /// Benchmarks a loaded model.
+    pub fn bench(&mut self, handle: u32, limits: &BenchLimits) -> Result<BenchStats, ClientError> {
+        let request = Request::Bench(BenchRequest {
+            handle,
+            limits: limits.clone(),
+        });
+        match self.call(request, Kind::Stats)? {
+            Response::Stats(stats) => Ok(stats),
+            other => Err(unexpected(Kind::Stats, &other)),
+        }
+    }
+
+    /// Runs a loaded model once; returns the first output's shape and data.
+    pub fn infer(
+        &mut self,
+        handle: u32,
+        shape: &[usize],
+        data: &[f32],
+    ) -> Result<(Vec<usize>, Vec<f32>), ClientError> {
+        if shape_elements(shape) != Some(data.len()) {
+            return Err(ClientError::InvalidArgument(format!(
+                "shape {shape:?} does not hold {} values",
+                data.len()
+            )));
+        }
+        let request = Request::Infer {
+            header: InferRequest {
+                handle,
+                shape: shape.to_vec(),
+            },
+            data: data.to_vec(),
+        };
+        match self.call(request, Kind::Output)? {
+            Response::Output { shape, data } => Ok((shape, data)),
+            other => Err(unexpected(Kind::Output, &other)),
+        }
+    }
+
+    /// Drops a loaded model on the agent.
+    pub fn unload(&mut self, handle: u32) -> Result<(), ClientError> {
+        self.call(Request::Unload(UnloadRequest { handle }), Kind::Unloaded)
+            .map(|_| ())
+    }
+
+    /// Asks the agent to exit; it answers Bye first.
+    pub fn shutdown(&mut self) -> Result<(), ClientError> {
+        self.call(Request::Shutdown, Kind::Bye).map(|_| ())
+    }
+}
+
+fn unexpected(expected: Kind, got: &Response) -> ClientError {
+    ClientError::Unexpected {
+        expected: expected.name(),
+        got: got.kind().name(),
+    }
+}

@@ -1,0 +1,30 @@
+//! padnas device agent.
+//!
+//! The agent runs on the target board and measures how long ONNX blocks take
+//! there, with tract; the padnas host drives it to build latency tables and
+//! to verify exported models. This crate is both sides of that conversation:
+//!
+//! - [`proto`]: the wire format (frames, messages, versioning);
+//! - [`transport`]: TCP, stdio (local, qemu-user, ssh, adb) and serial links
+//!   behind one [`transport::Transport`] trait;
+//! - [`client`]: the host's typed calls;
+//! - [`server`]: the agent's request loop;
+//! - `bench` (feature `bench`): tract loading, warm-up, timed runs;
+//! - [`stats`], [`info`]: latency statistics and board description.
+
+#![warn(missing_docs)]
+
+#[cfg(feature = "bench")]
+pub mod bench;
+pub mod client;
+pub mod info;
+#[cfg(feature = "bench")]
+pub mod onnx_fixture;
+pub mod proto;
+pub mod server;
+pub mod stats;
+pub mod transport;
+
+pub use client::{Client, ClientError};
+pub use proto::{Frame, FrameReader, Request, Response};
+pub use transport::{Transport, TransportError};

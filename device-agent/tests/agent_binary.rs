@@ -1,0 +1,158 @@
+//! Drives the real `padnas-agent` binary over stdio and TCP. (The workspace's
+//! conformance suite in tests/ covers every transport; these keep the
+//! crate's own promises: exit codes, stdout hygiene, the loopback rule.)
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use padnas_agent::Client;
+use padnas_agent::proto::ErrorCode;
+use padnas_agent::transport::stdio::ChildTransport;
+use padnas_agent::transport::tcp;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_padnas-agent");
+
+#[cfg(feature = "bench")]
+fn quick() -> padnas_agent::proto::BenchLimits {
+    padnas_agent::proto::BenchLimits {
+        warmup_runs: 1,
+        warmup_ms: 0,
+        min_runs: 2,
+        max_runs: 3,
+        max_time_ms: 1000,
+        ..padnas_agent::proto::BenchLimits::default()
+    }
+}
+
+fn session(client: &mut Client) {
+    let info = client.hello(None).unwrap();
+    assert_eq!(info.agent_version, env!("CARGO_PKG_VERSION"));
+    assert_ne!(info.tract_version, "unknown");
+    #[cfg(feature = "bench")]
+    {
+        use padnas_agent::onnx_fixture::ConvClip;
+        let err = client.load_model(b"not onnx", None).unwrap_err();
+        assert_eq!(err.remote_code(), Some(ErrorCode::BadModel));
+        let loaded = client
+            .load_model(&ConvClip::default().encode(), None)
+            .unwrap();
+        let stats = client.bench(loaded.handle, &quick()).unwrap();
+        assert!(stats.runs >= 2);
+        let input = vec![0.25f32; 3 * 16 * 16];
+        let (shape, _) = client
+            .infer(loaded.handle, &[1, 3, 16, 16], &input)
+            .unwrap();
+        assert_eq!(shape, vec![1, 8, 16, 16]);
+    }
+    let err = client.unload(99).unwrap_err();
+    assert_eq!(err.remote_code(), Some(ErrorCode::UnknownHandle));
+    client.shutdown().unwrap();
+}
+
+#[test]
+fn stdio_session_with_verbose_logging() {
+    // --verbose logs every request; none of it may reach stdout (the wire).
+    let mut cmd = Command::new(AGENT);
+    cmd.args(["--stdio", "--verbose"]);
+    let transport = ChildTransport::spawn(cmd).unwrap();
+    let mut client = Client::new(Box::new(transport));
+    session(&mut client);
+}
+
+#[test]
+fn tcp_session_on_an_ephemeral_port() {
+    let mut child = Command::new(AGENT)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("agent exited before listening")
+            .unwrap();
+        if let Some(addr) = line.strip_prefix("padnas-agent: listening on ") {
+            break addr.to_string();
+        }
+    };
+    // Keep draining stderr so the agent never blocks on it.
+    std::thread::spawn(move || lines.for_each(drop));
+    let transport = tcp::connect(&addr, Duration::from_secs(5)).unwrap();
+    let mut client = Client::new(Box::new(transport));
+    session(&mut client);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn non_loopback_listen_needs_a_token() {
+    let out = Command::new(AGENT)
+        .args(["--listen", "0.0.0.0:0"])
+        .env_remove("PADNAS_AGENT_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--token"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn bad_usage_exits_2_and_help_exits_0() {
+    let out = Command::new(AGENT)
+        .args(["--stdio", "--listen", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(AGENT).arg("--bogus").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(AGENT).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn stdio_agent_exits_0_at_end_of_input() {
+    let out = Command::new(AGENT)
+        .arg("--stdio")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+}
+
+/// The cross-built agent under qemu-user, when it has been built
+/// (`cargo build -p padnas-agent --release --target aarch64-unknown-linux-gnu`).
+#[test]
+fn aarch64_agent_under_qemu_answers_hello() {
+    let binary = std::env::var_os("PADNAS_AGENT_AARCH64")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/aarch64-unknown-linux-gnu/release/padnas-agent")
+        });
+    let qemu_ok = Command::new("qemu-aarch64")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !binary.is_file() || !qemu_ok {
+        eprintln!(
+            "SKIPPED aarch64_agent_under_qemu_answers_hello: needs qemu-aarch64 and {}",
+            binary.display()
+        );
+        return;
+    }
+    let mut cmd = Command::new("qemu-aarch64");
+    cmd.args(["-L", "/usr/aarch64-linux-gnu"])
+        .arg(&binary)
+        .arg("--stdio");
+    let mut client = Client::new(Box::new(ChildTransport::spawn(cmd).unwrap()));
+    let info = client.hello(None).unwrap();
+    assert_eq!(info.arch, "aarch64");
+    client.shutdown().unwrap();
+}

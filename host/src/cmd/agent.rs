@@ -1,0 +1,221 @@
+//! `padnas agent …`: talk to a target's agent by hand.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use serde_json::json;
+
+use crate::session::{self, agent_binary_for};
+use crate::target::{Target, TransportSpec};
+
+/// `padnas agent` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum AgentCmd {
+    /// Say Hello and print what the agent reports, as one JSON line.
+    Hello(TargetArg),
+    /// Benchmark an ONNX model on the target; prints statistics as one JSON line.
+    Bench(BenchArgs),
+    /// Copy the right agent binary to an ssh or adb target.
+    Deploy(TargetArg),
+}
+
+/// A target by name (under `targets/`) or path.
+#[derive(Debug, clap::Args)]
+pub struct TargetArg {
+    /// Target name under the targets directory, or a path to a target YAML.
+    #[arg(long, short)]
+    pub target: String,
+    /// Directory of target files.
+    #[arg(long, default_value = "targets")]
+    pub targets_dir: PathBuf,
+}
+
+/// Arguments of `padnas agent bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    target: TargetArg,
+    /// ONNX model to benchmark.
+    #[arg(long, short)]
+    model: PathBuf,
+    /// Timed runs (overrides the target's bench.max_runs; also the minimum).
+    #[arg(long)]
+    runs: Option<u32>,
+    /// Threads for tract's matmul (overrides the target's threads).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Input shape, e.g. 1,24,56,56 (default: the model's declared shape).
+    #[arg(long, value_delimiter = ',')]
+    shape: Option<Vec<usize>>,
+    /// Untimed warm-up runs (overrides the target's; also drops its warm-up time).
+    #[arg(long)]
+    warmup: Option<u32>,
+    /// Include every sample in the output.
+    #[arg(long)]
+    samples: bool,
+}
+
+/// Runs an `agent` subcommand.
+pub fn run(cmd: &AgentCmd) -> anyhow::Result<()> {
+    match cmd {
+        AgentCmd::Hello(t) => hello(t),
+        AgentCmd::Bench(b) => bench(b),
+        AgentCmd::Deploy(t) => deploy(t),
+    }
+}
+
+fn load_target(t: &TargetArg) -> anyhow::Result<Target> {
+    Ok(Target::resolve(&t.target, &t.targets_dir)?)
+}
+
+fn hello(t: &TargetArg) -> anyhow::Result<()> {
+    let target = load_target(t)?;
+    let mut s = session::open(&target)?;
+    let mut v = serde_json::to_value(&s.info)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("target".into(), json!(target.name));
+        o.insert("emulated".into(), json!(target.emulated()));
+        o.insert("label".into(), json!(session::measurement_label(&target, &s.info)));
+    }
+    println!("{v}");
+    s.close();
+    Ok(())
+}
+
+fn bench(b: &BenchArgs) -> anyhow::Result<()> {
+    let target = load_target(&b.target)?;
+    let onnx = std::fs::read(&b.model).with_context(|| format!("reading {}", b.model.display()))?;
+    let mut limits = target.bench.clone();
+    if let Some(r) = b.runs {
+        if r == 0 {
+            bail!("--runs must be at least 1");
+        }
+        limits.max_runs = r;
+        limits.min_runs = r;
+        // An explicit run count is a promise: don't cut it short on time.
+        limits.max_time_ms = u64::MAX / 2;
+    }
+    if let Some(t) = b.threads {
+        if t == 0 {
+            bail!("--threads must be at least 1");
+        }
+        limits.threads = Some(t);
+    }
+    if let Some(w) = b.warmup {
+        limits.warmup_runs = w;
+        limits.warmup_ms = 0;
+    }
+    limits.return_samples = b.samples;
+    let mut s = session::open(&target)?;
+    let loaded = s
+        .client
+        .load_model(&onnx, b.shape.as_deref())
+        .with_context(|| format!("loading {} on target {}", b.model.display(), target.name))?;
+    // The host's view of the whole Bench exchange, so the agent's overhead
+    // (framing, transport, its timing loop) can be compared with the sum of
+    // the samples it reports.
+    let t0 = std::time::Instant::now();
+    let stats = s
+        .client
+        .bench(loaded.handle, &limits)
+        .with_context(|| format!("benchmarking {} on target {}", b.model.display(), target.name))?;
+    let roundtrip_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let mut v = serde_json::to_value(&stats)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("model".into(), json!(b.model.display().to_string()));
+        o.insert("host_roundtrip_ms".into(), json!(roundtrip_ms));
+        o.insert("input_shape".into(), json!(loaded.input_shape));
+        o.insert("output_shape".into(), json!(loaded.output_shape));
+        o.insert("target".into(), json!(target.name));
+        o.insert("emulated".into(), json!(target.emulated()));
+        o.insert("label".into(), json!(session::measurement_label(&target, &s.info)));
+        o.insert("agent_version".into(), json!(s.info.agent_version));
+        o.insert("tract_version".into(), json!(s.info.tract_version));
+    }
+    println!("{v}");
+    s.client.unload(loaded.handle).ok();
+    s.close();
+    Ok(())
+}
+
+/// Runs a command and fails with its name and exit status.
+fn run_cmd(mut c: Command) -> anyhow::Result<()> {
+    let shown = format!("{c:?}");
+    let status = c.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+/// The commands that copy the agent to the board and make it executable.
+pub fn deploy_commands(target: &Target, binary: &std::path::Path) -> anyhow::Result<Vec<Command>> {
+    let remote = target
+        .agent_path
+        .as_deref()
+        .context("target has no agent_path")?;
+    let mut cmds = Vec::new();
+    match &target.transport {
+        TransportSpec::Ssh { destination, port } => {
+            let mut scp = Command::new("scp");
+            scp.args(["-o", "BatchMode=yes"]);
+            if let Some(p) = port {
+                scp.arg("-P").arg(p.to_string());
+            }
+            scp.arg(binary).arg(format!("{destination}:{remote}"));
+            cmds.push(scp);
+            let mut chmod = Command::new("ssh");
+            chmod.args(["-o", "BatchMode=yes"]);
+            if let Some(p) = port {
+                chmod.arg("-p").arg(p.to_string());
+            }
+            chmod.arg(destination).args(["--", "chmod", "755", remote]);
+            cmds.push(chmod);
+        }
+        TransportSpec::Adb { serial } => {
+            let adb = || {
+                let mut c = Command::new("adb");
+                if let Some(s) = serial {
+                    c.arg("-s").arg(s);
+                }
+                c
+            };
+            let mut push = adb();
+            push.arg("push").arg(binary).arg(remote);
+            cmds.push(push);
+            let mut chmod = adb();
+            chmod.args(["shell", "chmod", "755", remote]);
+            cmds.push(chmod);
+        }
+        other => bail!(
+            "target {} uses transport {other}: deploy copies agents to ssh and adb targets only (start a tcp or serial agent on the board yourself)",
+            target.name
+        ),
+    }
+    Ok(cmds)
+}
+
+fn deploy(t: &TargetArg) -> anyhow::Result<()> {
+    let target = load_target(t)?;
+    if !matches!(target.transport, TransportSpec::Ssh { .. } | TransportSpec::Adb { .. }) {
+        bail!(
+            "target {} uses transport {}: deploy copies agents to ssh and adb targets only (start a tcp or serial agent on the board yourself)",
+            target.name,
+            target.transport
+        );
+    }
+    let binary = agent_binary_for(&target)?;
+    for c in deploy_commands(&target, &binary)? {
+        run_cmd(c)?;
+    }
+    // Prove the deployed binary runs there before saying so.
+    let s = session::open(&target)?;
+    println!(
+        "{}",
+        json!({"deployed": binary.display().to_string(), "target": target.name,
+               "agent_path": target.agent_path, "agent_version": s.info.agent_version, "arch": s.info.arch})
+    );
+    s.close();
+    Ok(())
+}

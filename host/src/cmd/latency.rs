@@ -1,0 +1,239 @@
+//! `padnas latency …`: use and check latency tables.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde_json::json;
+
+use crate::cmd::profile::{link_for, progress_bar};
+use crate::latency::predict::{predict, space_from_header};
+use crate::latency::table::{Calibration, Header, Table, write_atomic};
+use crate::latency::validate::{plot_svg, sample, validate};
+use crate::latency::{LatencyError, now_rfc3339};
+use crate::session;
+use crate::space::Space;
+use crate::target::Target;
+
+/// `padnas latency` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum LatencyCmd {
+    /// Predict an architecture's latency from a table; prints one JSON line.
+    Predict(PredictArgs),
+    /// Measure random whole networks on the target, compare them with the
+    /// table, fit a bias correction; prints one JSON line.
+    Validate(ValidateArgs),
+}
+
+/// Arguments of `padnas latency predict`.
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    /// Latency table (JSON).
+    #[arg(long)]
+    pub table: PathBuf,
+    /// Architecture: one op per searchable layer, e.g. `k3e1,k5e6,id,…`.
+    #[arg(long, short)]
+    pub arch: String,
+    /// Space YAML [default: the space recorded in the table, if unchanged].
+    #[arg(long, short)]
+    pub space: Option<PathBuf>,
+}
+
+/// Arguments of `padnas latency validate`.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Target name under the targets directory, or a path to a target YAML.
+    #[arg(long, short)]
+    pub target: String,
+    /// Directory of target files.
+    #[arg(long, default_value = "targets")]
+    pub targets_dir: PathBuf,
+    /// Latency table (JSON) built on the same target; its header receives
+    /// the fitted calibration.
+    #[arg(long)]
+    pub table: PathBuf,
+    /// Random networks to measure.
+    #[arg(long, short = 'n')]
+    pub samples: usize,
+    /// Network `i` is drawn (ops and weights) with seed `seed + i`.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Space YAML [default: the space recorded in the table, if unchanged].
+    #[arg(long, short)]
+    pub space: Option<PathBuf>,
+    /// Scatter plot (SVG) [default: beside the table, `<table>.validation.svg`].
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Report (JSON) [default: beside the table, `<table>.validation.json`].
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Leave the table's calibration as it is.
+    #[arg(long)]
+    pub no_calibrate: bool,
+    /// Fresh sessions to try, in a row, when the device drops.
+    #[arg(long, default_value_t = 2)]
+    pub reconnects: u32,
+}
+
+/// Runs a `latency` subcommand.
+pub fn run(cmd: &LatencyCmd) -> anyhow::Result<()> {
+    match cmd {
+        LatencyCmd::Predict(a) => run_predict(a),
+        LatencyCmd::Validate(a) => run_validate(a),
+    }
+}
+
+fn space_for(
+    table: &Table,
+    table_path: &Path,
+    given: Option<&Path>,
+) -> Result<(Space, PathBuf), LatencyError> {
+    match given {
+        Some(p) => Ok((Space::load(p)?, p.to_path_buf())),
+        None => space_from_header(table, table_path),
+    }
+}
+
+fn run_predict(a: &PredictArgs) -> anyhow::Result<()> {
+    let table = Table::load(&a.table)?;
+    let (space, _) = space_for(&table, &a.table, a.space.as_deref())?;
+    let arch = space.parse_arch(&a.arch)?;
+    let p = predict(&table, &a.table, &space, &arch)?;
+    let line = json!({
+        "arch": arch.to_string(),
+        "predicted_ms": p.predicted_ms,
+        "calibrated_ms": p.calibrated_ms,
+        "blocks": p.blocks,
+        "target": table.header.target,
+        "label": table.header.label,
+        "emulated": table.header.emulated,
+        "threads": table.header.threads,
+    });
+    println!("{line}");
+    Ok(())
+}
+
+/// `dir/stem.json` → `dir/stem.<suffix>`.
+fn beside(table: &Path, suffix: &str) -> PathBuf {
+    let stem = table
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "table".into());
+    table.with_file_name(format!("{stem}.{suffix}"))
+}
+
+fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
+    if a.samples == 0 {
+        return Err(LatencyError::InvalidArgument("--samples must be at least 1".into()).into());
+    }
+    let mut table = Table::load(&a.table)?;
+    let (space, space_path) = space_for(&table, &a.table, a.space.as_deref())?;
+    let target = Target::resolve(&a.target, &a.targets_dir)?;
+    let command: Vec<String> = std::env::args().collect();
+    let first = session::open(&target)?;
+    let now = Header::for_session(
+        &target,
+        &first.info,
+        table.header.noise.clone(),
+        command.clone(),
+    );
+    // Networks must run where the table was measured, or the comparison says nothing.
+    table.check_compatible(&now, &a.table)?;
+    let archs = sample(&space, a.samples, a.seed);
+    let noise = table.header.noise.clone();
+    let progress = progress_bar(archs.len() as u64);
+    let mut link = link_for(&target, first, a.reconnects);
+    let result = validate(
+        &table,
+        &a.table,
+        &space,
+        &archs,
+        &mut link,
+        &target.bench,
+        &noise,
+        &progress,
+    );
+    progress.finish_and_clear();
+    link.shutdown();
+    let v = result?;
+
+    let report_path = a
+        .report
+        .clone()
+        .unwrap_or_else(|| beside(&a.table, "validation.json"));
+    let plot_path = a
+        .plot
+        .clone()
+        .unwrap_or_else(|| beside(&a.table, "validation.svg"));
+    let title = format!(
+        "{} ({} thread(s)): {} random networks of {}",
+        table.header.label,
+        table.header.threads,
+        v.rows.len(),
+        space.name().unwrap_or("the space")
+    );
+    plot_svg(&v, &plot_path, &title)?;
+    let report = json!({
+        "format": "padnas-latency-validation",
+        "created": now_rfc3339(),
+        "command": command,
+        "table": a.table.display().to_string(),
+        "target": table.header.target,
+        "label": table.header.label,
+        "emulated": table.header.emulated,
+        "threads": table.header.threads,
+        "agent_version": table.header.agent_version,
+        "tract_version": table.header.tract_version,
+        "space": {"name": space.name(), "hash": space.hash(), "path": space_path.display().to_string()},
+        "seed": a.seed,
+        "samples": a.samples,
+        "seconds": v.seconds,
+        "raw": v.raw,
+        "calibrated_loo": v.calibrated_loo,
+        "calibration": v.fit,
+        "plot": plot_path.display().to_string(),
+        "rows": v.rows,
+    });
+    let text = serde_json::to_string_pretty(&report).context("serialising the report")? + "\n";
+    write_atomic(&report_path, text.as_bytes())?;
+
+    let mut stored = false;
+    if let (Some(fit), Some(loo)) = (v.fit, &v.calibrated_loo)
+        && !a.no_calibrate
+    {
+        // Re-read so a profile that resumed meanwhile is not overwritten
+        // with the copy loaded before the measurements.
+        let mut fresh = Table::load(&a.table)?;
+        fresh.header.calibration = Some(Calibration {
+            fit,
+            n: v.rows.len(),
+            fitted_at: now_rfc3339(),
+            space_hash: space.hash(),
+            loo_mape: loo.mape,
+            loo_within_5pct: loo.within_5pct,
+            loo_within_10pct: loo.within_10pct,
+            report: Some(report_path.display().to_string()),
+        });
+        fresh.header.updated = now_rfc3339();
+        fresh.save(&a.table)?;
+        table = fresh;
+        stored = true;
+    }
+    let line = json!({
+        "n": v.raw.n,
+        "within_5pct": v.raw.within_5pct,
+        "within_10pct": v.raw.within_10pct,
+        "mape": v.raw.mape,
+        "bias": v.raw.bias,
+        "spearman": v.raw.spearman,
+        "calibrated_loo": v.calibrated_loo,
+        "calibration": v.fit,
+        "calibration_stored": stored,
+        "target": table.header.target,
+        "label": table.header.label,
+        "seconds": v.seconds,
+        "report": report_path.display().to_string(),
+        "plot": plot_path.display().to_string(),
+    });
+    println!("{line}");
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! One module per `padnas` subcommand.
+
+pub mod agent;
+pub mod eval;
+pub mod export;
+pub mod latency;
+pub mod profile;
+pub mod train;

@@ -1,0 +1,173 @@
+//! `padnas profile`: build (or resume) a latency table for a space on a target.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::latency::measure::{Connection, Link, NoiseSettings};
+use crate::latency::profile::{default_table_path, profile, session_record};
+use crate::latency::table::{Header, SpaceRef, Table};
+use crate::session;
+use crate::space::{BlockKey, Space};
+use crate::target::Target;
+
+/// Arguments of `padnas profile`.
+#[derive(Debug, clap::Args)]
+pub struct ProfileArgs {
+    /// Target name under the targets directory, or a path to a target YAML.
+    #[arg(long, short)]
+    pub target: String,
+    /// Directory of target files.
+    #[arg(long, default_value = "targets")]
+    pub targets_dir: PathBuf,
+    /// Search space YAML whose blocks (plus stem and head) are measured.
+    #[arg(long, short)]
+    pub space: PathBuf,
+    /// Table file [default: <tables-dir>/<target>-<cpu>/<space>.json, or
+    /// <tables-dir>/emulated/<target>/<space>.json for emulated targets].
+    /// An existing table for the same target is resumed.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Root of the default table location.
+    #[arg(long, default_value = "latency-tables")]
+    pub tables_dir: PathBuf,
+    /// Pooled timed runs per entry at most [default: 4 × the target's bench.max_runs].
+    #[arg(long)]
+    pub max_runs: Option<u32>,
+    /// Stop measuring an entry once the 95% confidence half-width of its
+    /// median is below this many percent.
+    #[arg(long, default_value_t = 2.0)]
+    pub ci_pct: f64,
+    /// Re-measure the sentinel block every this many entries (0: never).
+    #[arg(long, default_value_t = 10)]
+    pub sentinel_every: usize,
+    /// Sentinel change (%) that is flagged as drift.
+    #[arg(long, default_value_t = 5.0)]
+    pub drift_pct: f64,
+    /// Fresh sessions to try, in a row, when the device drops.
+    #[arg(long, default_value_t = 2)]
+    pub reconnects: u32,
+}
+
+/// A progress bar with an ETA on stderr (hidden when stderr is not a terminal).
+pub fn progress_bar(len: u64) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {wide_msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    pb.set_style(style);
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+/// A [`Link`] to `target` starting on `first`; reconnections open fresh sessions.
+pub fn link_for<'a>(target: &Target, first: session::Session, reconnects: u32) -> Link<'a> {
+    let target = target.clone();
+    let connect = move || {
+        let s = session::open(&target)?;
+        Ok(Connection {
+            device: Box::new(s.client),
+            info: s.info,
+        })
+    };
+    Link::new(
+        Connection {
+            device: Box::new(first.client),
+            info: first.info,
+        },
+        Box::new(connect),
+        reconnects,
+    )
+}
+
+/// Runs `padnas profile`.
+pub fn run(a: &ProfileArgs) -> anyhow::Result<()> {
+    let target = Target::resolve(&a.target, &a.targets_dir)?;
+    let space = Space::load(&a.space)?;
+    let max_runs = a
+        .max_runs
+        .unwrap_or_else(|| target.bench.max_runs.saturating_mul(4));
+    let noise = NoiseSettings {
+        sentinel_every: a.sentinel_every,
+        sentinel_block: Some(space.stem_block()),
+        drift_threshold_pct: a.drift_pct,
+        ..NoiseSettings::from_limits(&target.bench, a.ci_pct, max_runs)
+    };
+    noise.check()?;
+    let command: Vec<String> = std::env::args().collect();
+    let first = session::open(&target)?;
+    let info = first.info.clone();
+    let space_name = space
+        .name()
+        .map(str::to_string)
+        .or_else(|| {
+            a.space
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "space".to_string());
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| default_table_path(&a.tables_dir, &target, &info, &space_name));
+    let now = Header::for_session(&target, &info, noise.clone(), command.clone());
+    let mut table = if out.exists() {
+        let t = Table::load(&out)?;
+        t.check_compatible(&now, &out)?;
+        tracing::info!("resuming {} ({} entries)", out.display(), t.entries.len());
+        t
+    } else {
+        Table::new(now)
+    };
+    // Drift is always judged against the table's first sentinel, so a
+    // resumed table keeps its sentinel block; the other settings are this
+    // run's (every entry records its own runs and interval anyway).
+    table.header.noise = NoiseSettings {
+        sentinel_block: table.header.noise.sentinel_block.or(noise.sentinel_block),
+        ..noise
+    };
+    let here = SpaceRef::new(&space, Some(&a.space));
+    table.header.spaces.retain(|s| s.hash != here.hash);
+    table.header.spaces.push(here);
+    let before = table.entries.len();
+    table
+        .header
+        .sessions
+        .push(session_record(&info, &command, false, before));
+    table.save(&out)?;
+
+    let blocks: Vec<BlockKey> = space.unique_blocks().into_iter().collect();
+    tracing::info!(
+        "profiling {} blocks of {} on {} ({}) into {}",
+        blocks.len(),
+        space_name,
+        target.name,
+        table.header.label,
+        out.display()
+    );
+    let progress = progress_bar(blocks.len() as u64);
+    let mut link = link_for(&target, first, a.reconnects);
+    let result = profile(
+        &mut table,
+        &out,
+        &blocks,
+        &target.bench,
+        &mut link,
+        &command,
+        &progress,
+    );
+    progress.finish_and_clear();
+    link.shutdown();
+    let summary = result?;
+    if summary.drift_detected {
+        tracing::warn!("{}: drift was detected; see its sentinels", out.display());
+    }
+    println!(
+        "{}",
+        serde_json::to_string(&summary).context("printing the summary")?
+    );
+    Ok(())
+}

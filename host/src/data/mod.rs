@@ -1,0 +1,278 @@
+//! Image data sets for supernet training: Fashion-MNIST (gzipped IDX),
+//! CIFAR-10 (binary batches) and image folders (one subfolder per class).
+//!
+//! Every loader yields an [`ImageSet`]: all images of a split as one `u8`
+//! buffer in NHWC order plus one label per image. Keeping the decoded set in
+//! memory (47 MB for Fashion-MNIST) and batching by index keeps loading far
+//! off the critical path; see [`Loader`] for how a batch becomes a tensor.
+//!
+//! Splits ([`Splits`]): `train` and `val` are carved from the data set's
+//! training split with a seed (the search scores architectures on `val`);
+//! `test` is the data set's own test split, kept for final reports only.
+
+mod cifar10;
+mod fashion_mnist;
+mod folder;
+mod loader;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+pub use cifar10::load_cifar10;
+pub use fashion_mnist::{load_fashion_mnist, read_idx};
+pub use folder::load_folder;
+pub use loader::{Batch, Loader, normalize_u8};
+
+use crate::config::{DataConfig, DataKind};
+use crate::space::Shape;
+
+/// Everything that can go wrong loading data.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file or directory could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not in the expected format.
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An image could not be decoded.
+    #[error("{path}: cannot decode image: {source}")]
+    Image {
+        /// The file.
+        path: PathBuf,
+        /// Decoder error.
+        #[source]
+        source: image::ImageError,
+    },
+    /// The data set's images do not fit the space's input.
+    #[error("{kind} images are {found}, but the space expects {expected}")]
+    Shape {
+        /// Data set kind.
+        kind: String,
+        /// Image shape of the data set.
+        found: Shape,
+        /// Input shape of the space.
+        expected: Shape,
+    },
+    /// A split is too small for what was asked of it.
+    #[error("{0}")]
+    TooSmall(String),
+    /// A tensor operation failed (e.g. the device is unavailable).
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+impl DataError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        DataError::Io { path: path.to_path_buf(), source }
+    }
+
+    pub(crate) fn format(path: &Path, message: impl Into<String>) -> Self {
+        DataError::Format { path: path.to_path_buf(), message: message.into() }
+    }
+}
+
+/// Images of one split, decoded, in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageSet {
+    /// All pixels, image after image, each `height × width × channels` (HWC).
+    ///
+    /// HWC rather than CHW: a batch gathered from it is already channels-last,
+    /// the layout libtorch's CPU convolutions run fastest in.
+    pub pixels: Vec<u8>,
+    /// Class index of each image.
+    pub labels: Vec<u32>,
+    /// Shape of one image.
+    pub shape: Shape,
+    /// Class names, indexed by label.
+    pub classes: Vec<String>,
+}
+
+impl ImageSet {
+    /// An empty set of the given image shape and classes.
+    pub fn empty(shape: Shape, classes: Vec<String>) -> Self {
+        ImageSet { pixels: Vec::new(), labels: Vec::new(), shape, classes }
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.classes.len()
+    }
+
+    /// Bytes per image.
+    pub fn image_len(&self) -> usize {
+        self.shape.numel()
+    }
+
+    /// Pixels of image `i` (HWC).
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.image_len();
+        &self.pixels[i * n..(i + 1) * n]
+    }
+
+    /// Images per class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.num_classes()];
+        for &l in &self.labels {
+            counts[l as usize] += 1;
+        }
+        counts
+    }
+
+    /// The images at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> ImageSet {
+        let n = self.image_len();
+        let mut pixels = Vec::with_capacity(indices.len() * n);
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+        }
+        ImageSet {
+            pixels,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            shape: self.shape,
+            classes: self.classes.clone(),
+        }
+    }
+}
+
+/// The three splits of a data set.
+#[derive(Clone, Debug)]
+pub struct Splits {
+    /// Training images (the data set's train split less `val`).
+    pub train: ImageSet,
+    /// Held-out validation images, carved from the train split with the seed.
+    pub val: ImageSet,
+    /// The data set's own test split; for final reports only.
+    pub test: ImageSet,
+}
+
+impl Splits {
+    /// Carves `val_split` of `train` out as validation: a seeded random
+    /// subset, each part kept in the original order.
+    pub fn carve(train: ImageSet, test: ImageSet, val_split: f64, seed: u64) -> Splits {
+        let n = train.len();
+        let n_val = ((n as f64) * val_split).round() as usize;
+        let perm = permutation(n, derive_seed(seed, "val-split", 0));
+        let mut val_idx = perm[..n_val].to_vec();
+        let mut train_idx = perm[n_val..].to_vec();
+        val_idx.sort_unstable();
+        train_idx.sort_unstable();
+        Splits { val: train.subset(&val_idx), train: train.subset(&train_idx), test }
+    }
+
+    /// Keeps a seeded random subset of `n` training images (CI-sized runs).
+    pub fn limit_train(&mut self, n: usize, seed: u64) {
+        if n < self.train.len() {
+            let mut idx = permutation(self.train.len(), derive_seed(seed, "train-subset", 0));
+            idx.truncate(n);
+            idx.sort_unstable();
+            self.train = self.train.subset(&idx);
+        }
+    }
+}
+
+/// Loads the data set a config names, checks it against the space's input
+/// shape, and carves the validation split.
+pub fn load(cfg: &DataConfig, input: Shape, seed: u64) -> Result<Splits, DataError> {
+    let (train, test) = match cfg.kind {
+        DataKind::FashionMnist => load_fashion_mnist(&cfg.path)?,
+        DataKind::Cifar10 => load_cifar10(&cfg.path)?,
+        DataKind::Folder => load_folder(&cfg.path, input)?,
+    };
+    if train.shape != input {
+        return Err(DataError::Shape { kind: cfg.kind.to_string(), found: train.shape, expected: input });
+    }
+    if train.is_empty() {
+        return Err(DataError::TooSmall(format!("{}: no training images", cfg.path.display())));
+    }
+    Ok(Splits::carve(train, test, cfg.val_split, seed))
+}
+
+/// A seed for one purpose (`tag`) and one index (step, epoch) derived from
+/// the job seed. Everything random in training is drawn from such seeds, not
+/// from a running generator, so a resumed run draws exactly what an
+/// uninterrupted one would.
+pub fn derive_seed(seed: u64, tag: &str, index: u64) -> u64 {
+    // FNV-1a over the tag, then SplitMix64 finalisation of the mix.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in tag.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut z = h ^ seed.rotate_left(17) ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A random permutation of `0..n` from `seed`.
+pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    idx
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    fn toy(n: usize) -> ImageSet {
+        ImageSet {
+            pixels: (0..n).map(|i| i as u8).collect(),
+            labels: (0..n).map(|i| (i % 3) as u32).collect(),
+            shape: Shape::new(1, 1, 1),
+            classes: vec!["a".into(), "b".into(), "c".into()],
+        }
+    }
+
+    #[test]
+    fn carve_is_seeded_disjoint_and_complete() {
+        let s = Splits::carve(toy(100), toy(0), 0.2, 5);
+        assert_eq!((s.train.len(), s.val.len()), (80, 20));
+        let mut all: Vec<u8> = s.train.pixels.iter().chain(&s.val.pixels).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..100).map(|i| i as u8).collect::<Vec<_>>());
+        let again = Splits::carve(toy(100), toy(0), 0.2, 5);
+        assert_eq!(again.val, s.val);
+        let other = Splits::carve(toy(100), toy(0), 0.2, 6);
+        assert_ne!(other.val, s.val);
+        // Labels travel with their images.
+        for (p, l) in s.val.pixels.iter().zip(&s.val.labels) {
+            assert_eq!(u32::from(*p) % 3, *l);
+        }
+    }
+
+    #[test]
+    fn derived_seeds_differ_by_tag_and_index() {
+        assert_ne!(derive_seed(1, "a", 0), derive_seed(1, "b", 0));
+        assert_ne!(derive_seed(1, "a", 0), derive_seed(1, "a", 1));
+        assert_ne!(derive_seed(1, "a", 0), derive_seed(2, "a", 0));
+        assert_eq!(derive_seed(1, "a", 7), derive_seed(1, "a", 7));
+    }
+}

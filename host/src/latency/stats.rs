@@ -1,0 +1,299 @@
+//! Statistics for tables and their validation: the distribution-free
+//! confidence interval of a median, prediction-accuracy metrics, and a linear
+//! calibration checked by leave-one-out cross-validation.
+
+use serde::{Deserialize, Serialize};
+
+/// Confidence level of the median intervals in tables.
+pub const CONFIDENCE: f64 = 0.95;
+
+/// Ranks `(lo, hi)` (0-based, into sorted data) of the distribution-free
+/// confidence interval of the median at `confidence`, or `None` when `n` is
+/// too small for any interval to reach it (n < 6 at 95%).
+///
+/// The number of samples below the true median is Binomial(n, ½), so
+/// `[x₍ₖ₎, x₍ₙ₋ₖ₊₁₎]` (1-based) covers it with probability
+/// `1 − 2·P(X ≤ k−1)`; `k` is the largest rank that keeps this ≥
+/// `confidence`. No assumption on the shape of the latency distribution is
+/// needed, which matters because latencies are skewed (long right tail).
+pub fn median_ci_ranks(n: usize, confidence: f64) -> Option<(usize, usize)> {
+    if n == 0 {
+        return None;
+    }
+    let alpha_half = (1.0 - confidence) / 2.0;
+    // P(X = i) in log space, so large n neither under- nor overflows.
+    let ln_half_n = n as f64 * 0.5f64.ln();
+    let mut ln_choose = 0.0f64; // ln C(n, 0)
+    let mut cdf = 0.0f64; // P(X ≤ i − 1) before adding term i
+    let mut k = 0usize; // the interval is [x_(k), x_(n−k+1)], 1-based
+    for i in 0..n / 2 {
+        cdf += (ln_choose + ln_half_n).exp();
+        // cdf is now P(X ≤ i); rank i + 1 is usable when it is ≤ α/2.
+        if cdf <= alpha_half {
+            k = i + 1;
+        } else {
+            break;
+        }
+        ln_choose += ((n - i) as f64).ln() - ((i + 1) as f64).ln();
+    }
+    (k > 0).then(|| (k - 1, n - k))
+}
+
+/// The 95% confidence interval of the median of `sorted` and its half-width
+/// in percent of the median: `((lo, hi), half_width_pct)`. `None` when there
+/// are too few samples for an interval, or the median is not positive.
+pub fn median_ci(sorted: &[f64]) -> Option<((f64, f64), f64)> {
+    let (lo, hi) = median_ci_ranks(sorted.len(), CONFIDENCE)?;
+    let median = padnas_agent::stats::percentile(sorted, 0.5);
+    if median <= 0.0 || !median.is_finite() {
+        return None;
+    }
+    let (l, h) = (sorted[lo], sorted[hi]);
+    Some(((l, h), (h - l) / 2.0 / median * 100.0))
+}
+
+/// How well predictions match measurements.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Number of networks.
+    pub n: usize,
+    /// Fraction with |predicted − measured| ≤ 5% of measured.
+    pub within_5pct: f64,
+    /// Fraction with |predicted − measured| ≤ 10% of measured.
+    pub within_10pct: f64,
+    /// Mean absolute percentage error, as a fraction (0.03 = 3%).
+    pub mape: f64,
+    /// Mean signed error, as a fraction of measured (+: the table over-predicts).
+    pub bias: f64,
+    /// Spearman rank correlation of predicted and measured (ties averaged).
+    pub spearman: f64,
+}
+
+/// Metrics of `predicted` against `measured` (same length, measured > 0).
+pub fn metrics(predicted: &[f64], measured: &[f64]) -> Metrics {
+    let n = predicted.len().min(measured.len());
+    let rel: Vec<f64> = predicted
+        .iter()
+        .zip(measured)
+        .map(|(p, m)| (p - m) / m)
+        .collect();
+    let frac = |limit: f64| {
+        if n == 0 {
+            0.0
+        } else {
+            // A hair of slack so 5.0% written as 0.05 counts as within 5%.
+            rel.iter().filter(|r| r.abs() <= limit + 1e-12).count() as f64 / n as f64
+        }
+    };
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let abs: Vec<f64> = rel.iter().map(|r| r.abs()).collect();
+    Metrics {
+        n,
+        within_5pct: frac(0.05),
+        within_10pct: frac(0.10),
+        mape: mean(&abs),
+        bias: mean(&rel),
+        spearman: spearman(&predicted[..n], &measured[..n]),
+    }
+}
+
+/// Ranks starting at 1, ties given their average rank.
+pub fn ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut out = vec![0.0; values.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &o in &order[i..=j] {
+            out[o] = avg;
+        }
+        i = j + 1;
+    }
+    out
+}
+
+/// Pearson correlation; 0 when either side is constant or n < 2.
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len().min(y.len());
+    if n < 2 {
+        return 0.0;
+    }
+    let mx = x[..n].iter().sum::<f64>() / n as f64;
+    let my = y[..n].iter().sum::<f64>() / n as f64;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let (dx, dy) = (x[i] - mx, y[i] - my);
+        sxy += dx * dy;
+        sxx += dx * dx;
+        syy += dy * dy;
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        0.0
+    } else {
+        sxy / (sxx * syy).sqrt()
+    }
+}
+
+/// Spearman rank correlation (Pearson on average ranks, so ties are handled).
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    pearson(&ranks(x), &ranks(y))
+}
+
+/// `measured ≈ intercept_ms + slope · predicted`, by ordinary least squares.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinearFit {
+    /// Offset in ms: what the sum of blocks misses (or double counts) per
+    /// network, e.g. the stem/head fusion or per-run overhead.
+    pub intercept_ms: f64,
+    /// Scale: how much slower (> 1) a block is inside a network than alone.
+    pub slope: f64,
+}
+
+impl LinearFit {
+    /// The corrected prediction.
+    pub fn apply(&self, predicted_ms: f64) -> f64 {
+        self.intercept_ms + self.slope * predicted_ms
+    }
+}
+
+/// Least-squares fit of `y ≈ a + b·x`; `None` for fewer than 3 points. With
+/// no spread in `x` the slope stays 1 and only the offset is fitted.
+pub fn fit_linear(x: &[f64], y: &[f64]) -> Option<LinearFit> {
+    let n = x.len().min(y.len());
+    if n < 3 {
+        return None;
+    }
+    let mx = x[..n].iter().sum::<f64>() / n as f64;
+    let my = y[..n].iter().sum::<f64>() / n as f64;
+    let sxx: f64 = x[..n].iter().map(|v| (v - mx).powi(2)).sum();
+    let sxy: f64 = x[..n]
+        .iter()
+        .zip(&y[..n])
+        .map(|(a, b)| (a - mx) * (b - my))
+        .sum();
+    let slope = if sxx > 1e-12 * mx.abs().max(1.0) {
+        sxy / sxx
+    } else {
+        1.0
+    };
+    Some(LinearFit {
+        intercept_ms: my - slope * mx,
+        slope,
+    })
+}
+
+/// Leave-one-out predictions of the linear calibration: point `i` corrected
+/// by a fit on all the other points, so the metrics on them are honest
+/// (never scored on data the fit saw). `None` for fewer than 4 points.
+pub fn loo_predictions(x: &[f64], y: &[f64]) -> Option<Vec<f64>> {
+    let n = x.len().min(y.len());
+    if n < 4 {
+        return None;
+    }
+    (0..n)
+        .map(|i| {
+            let xs: Vec<f64> = (0..n).filter(|&j| j != i).map(|j| x[j]).collect();
+            let ys: Vec<f64> = (0..n).filter(|&j| j != i).map(|j| y[j]).collect();
+            fit_linear(&xs, &ys).map(|f| f.apply(x[i]))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_ci_ranks_match_the_binomial_table() {
+        // Classic table of distribution-free 95% intervals for the median
+        // (1-based ranks): n=6 → (1,6), n=10 → (2,9), n=20 → (6,15),
+        // n=50 → (18,33), n=100 → (40,61).
+        assert_eq!(median_ci_ranks(5, 0.95), None);
+        assert_eq!(median_ci_ranks(6, 0.95), Some((0, 5)));
+        assert_eq!(median_ci_ranks(10, 0.95), Some((1, 8)));
+        assert_eq!(median_ci_ranks(20, 0.95), Some((5, 14)));
+        assert_eq!(median_ci_ranks(50, 0.95), Some((17, 32)));
+        assert_eq!(median_ci_ranks(100, 0.95), Some((39, 60)));
+        // Large n neither overflows nor degenerates: close to the normal
+        // approximation n/2 ± 1.96·√n/2.
+        let (lo, hi) = median_ci_ranks(10_000, 0.95).expect("interval");
+        assert!((4899..=4902).contains(&lo), "{lo}");
+        assert_eq!(lo + hi, 9_999, "symmetric");
+    }
+
+    #[test]
+    fn median_ci_on_known_samples() {
+        let sorted: Vec<f64> = (1..=10).map(f64::from).collect();
+        let ((lo, hi), hw) = median_ci(&sorted).expect("interval");
+        assert_eq!((lo, hi), (2.0, 9.0));
+        // median 5.5, half-width 3.5 → 63.6%
+        assert!((hw - 3.5 / 5.5 * 100.0).abs() < 1e-9, "{hw}");
+        assert!(median_ci(&[1.0, 2.0, 3.0]).is_none(), "too few samples");
+        assert!(median_ci(&[0.0; 10]).is_none(), "zero median");
+        // Tight samples converge: 100 values within ±1% of 10.
+        let tight: Vec<f64> = (0..100).map(|i| 9.9 + 0.2 * f64::from(i) / 99.0).collect();
+        let (_, hw) = median_ci(&tight).expect("interval");
+        assert!(hw < 0.5, "{hw}");
+    }
+
+    #[test]
+    fn ranks_average_ties_and_spearman_is_rank_based() {
+        assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let cubes: Vec<f64> = x.iter().map(|v: &f64| v.powi(3)).collect();
+        assert!((spearman(&x, &cubes) - 1.0).abs() < 1e-12, "monotone → 1");
+        let rev: Vec<f64> = x.iter().rev().copied().collect();
+        assert!((spearman(&x, &rev) + 1.0).abs() < 1e-12, "reversed → −1");
+        assert_eq!(spearman(&x, &[2.0; 5]), 0.0, "constant side");
+    }
+
+    #[test]
+    fn metrics_count_within_bands() {
+        let measured = [10.0, 10.0, 10.0, 10.0];
+        let predicted = [10.4, 9.5, 10.9, 12.0];
+        let m = metrics(&predicted, &measured);
+        assert_eq!(m.n, 4);
+        assert_eq!(m.within_5pct, 0.5);
+        assert_eq!(m.within_10pct, 0.75);
+        assert!((m.mape - (0.04 + 0.05 + 0.09 + 0.2) / 4.0).abs() < 1e-12);
+        assert!((m.bias - (0.04 - 0.05 + 0.09 + 0.2) / 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn linear_fit_and_leave_one_out() {
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let y: Vec<f64> = x.iter().map(|v| 0.5 + 1.2 * v).collect();
+        let f = fit_linear(&x, &y).expect("fit");
+        assert!(
+            (f.intercept_ms - 0.5).abs() < 1e-12 && (f.slope - 1.2).abs() < 1e-12,
+            "{f:?}"
+        );
+        // Exact data: leave-one-out recovers every point.
+        let loo = loo_predictions(&x, &y).expect("loo");
+        for (p, m) in loo.iter().zip(&y) {
+            assert!((p - m).abs() < 1e-9);
+        }
+        // An outlier is not used to predict itself: its LOO prediction stays
+        // on the line of the others.
+        let mut y2 = y.clone();
+        y2[4] = 100.0;
+        let loo = loo_predictions(&x, &y2).expect("loo");
+        assert!((loo[4] - (0.5 + 1.2 * 5.0)).abs() < 1e-9, "{}", loo[4]);
+        assert!(fit_linear(&x[..2], &y[..2]).is_none());
+        // No spread in x: slope 1, offset only.
+        let f = fit_linear(&[2.0; 4], &[3.0, 3.0, 3.5, 2.5]).expect("fit");
+        assert_eq!(f.slope, 1.0);
+        assert!((f.intercept_ms - 1.0).abs() < 1e-12);
+    }
+}

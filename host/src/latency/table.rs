@@ -1,0 +1,616 @@
+//! The latency table file: a provenance header, one entry per block key,
+//! sentinel records; read with clear errors, written atomically.
+//!
+//! ```json
+//! { "format": "padnas-latency-table", "format_version": 1,
+//!   "header": { "target": "local", "emulated": false, "label": "AMD EPYC (2 cores, x86_64)",
+//!               "threads": 1, "agent_version": "0.1.0", "tract_version": "0.23.9", … },
+//!   "drift_detected": false,
+//!   "sentinels": [ { "after_entries": 0, "median_ms": 1.93, "drift_pct": 0.0, … } ],
+//!   "entries": { "mbconv:k3e6:in24x56x56:out40:s2": { "median_ms": 2.41, "p10_ms": 2.38, … } } }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use padnas_agent::proto::AgentInfo;
+use serde::{Deserialize, Serialize};
+
+use super::LatencyError;
+use super::measure::NoiseSettings;
+use super::stats::LinearFit;
+use crate::session::measurement_label;
+use crate::space::{BlockKey, Space};
+use crate::target::Target;
+
+/// Value of the `format` field.
+pub const FORMAT: &str = "padnas-latency-table";
+/// Current format version; a reader refuses newer ones.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A latency table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// [`FORMAT_VERSION`] when written.
+    pub format_version: u32,
+    /// Where, how and with what the entries were measured.
+    pub header: Header,
+    /// Whether any sentinel drifted past the threshold: entries measured
+    /// around then may be off by about that much.
+    pub drift_detected: bool,
+    /// Re-measurements of the sentinel block, in order.
+    #[serde(default)]
+    pub sentinels: Vec<SentinelRecord>,
+    /// One entry per block, keyed by the block's canonical text.
+    pub entries: BTreeMap<BlockKey, Entry>,
+}
+
+/// Provenance of a table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// Target name (`targets/<name>.yaml`).
+    pub target: String,
+    /// Measured under emulation (qemu): never device latency.
+    pub emulated: bool,
+    /// Human label of what measured (CPU, or *emulated …*).
+    pub label: String,
+    /// Rust triple of the agent.
+    pub triple: String,
+    /// Transport used, as in the target file.
+    pub transport: String,
+    /// CPU model the agent reported.
+    pub cpu: String,
+    /// Logical cores the agent reported.
+    pub cores: u32,
+    /// Agent's architecture.
+    pub arch: String,
+    /// Agent's OS.
+    pub os: String,
+    /// Threads of tract's matmul.
+    pub threads: u32,
+    /// CPU the benchmark thread was pinned to, if any.
+    pub pin_cpu: Option<usize>,
+    /// `padnas-agent` version.
+    pub agent_version: String,
+    /// tract version the agent was built with.
+    pub tract_version: String,
+    /// Wire protocol, `major.minor`.
+    pub protocol: String,
+    /// cpufreq governor at the first session, where reported.
+    pub governor: Option<String>,
+    /// CPU 0 frequency at the first session (kHz), where reported.
+    pub cur_freq_khz: Option<u64>,
+    /// Temperature at the first session (°C), where reported.
+    pub temperature_c: Option<f64>,
+    /// `padnas` version that created the table.
+    pub padnas_version: String,
+    /// Command line that created the table.
+    pub command: Vec<String>,
+    /// When the table was created (RFC 3339, UTC).
+    pub created: String,
+    /// When the table was last written (RFC 3339, UTC).
+    pub updated: String,
+    /// Spaces profiled into this table, first one first.
+    pub spaces: Vec<SpaceRef>,
+    /// How entries were measured.
+    pub noise: NoiseSettings,
+    /// Every session that measured into this table (resumes, reconnects).
+    #[serde(default)]
+    pub sessions: Vec<SessionRecord>,
+    /// Bias correction fitted by `padnas latency validate`, if run.
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
+}
+
+/// A space profiled into a table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceRef {
+    /// The space's name, if it has one.
+    pub name: Option<String>,
+    /// [`Space::hash`].
+    pub hash: String,
+    /// The space file as given on the command line.
+    pub path: Option<String>,
+}
+
+impl SpaceRef {
+    /// A reference to `space`, read from `path`.
+    pub fn new(space: &Space, path: Option<&Path>) -> SpaceRef {
+        SpaceRef {
+            name: space.name().map(str::to_string),
+            hash: space.hash(),
+            path: path.map(|p| p.display().to_string()),
+        }
+    }
+}
+
+/// One session with the agent that measured into the table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// When it started.
+    pub started: String,
+    /// Command line of the run.
+    pub command: Vec<String>,
+    /// Whether it replaced a session that dropped.
+    pub reconnect: bool,
+    /// Entries in the table when it started.
+    pub entries_before: usize,
+    /// cpufreq governor the agent reported.
+    pub governor: Option<String>,
+    /// CPU 0 frequency the agent reported (kHz).
+    pub cur_freq_khz: Option<u64>,
+    /// Temperature the agent reported (°C).
+    pub temperature_c: Option<f64>,
+}
+
+/// Latency of one block, pooled over benchmark rounds. All times in ms.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Median of the pooled samples.
+    pub median_ms: f64,
+    /// 10th percentile.
+    pub p10_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// Mean.
+    pub mean_ms: f64,
+    /// Sample standard deviation.
+    pub stddev_ms: f64,
+    /// Fastest sample.
+    pub min_ms: f64,
+    /// Slowest sample.
+    pub max_ms: f64,
+    /// Timed runs pooled.
+    pub runs: u32,
+    /// Benchmark rounds they came in.
+    pub rounds: u32,
+    /// Half-width of the 95% distribution-free confidence interval of the
+    /// median, in % of the median; `None` with too few runs for one.
+    pub ci95_halfwidth_pct: Option<f64>,
+    /// Whether the half-width reached the target before the run cap.
+    pub converged: bool,
+    /// Load and optimisation time on the agent.
+    pub load_ms: f64,
+    /// When it was measured (RFC 3339, UTC).
+    pub measured_at: String,
+}
+
+/// One re-measurement of the sentinel block.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SentinelRecord {
+    /// Entries in the table when it was measured.
+    pub after_entries: usize,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// Median of the sentinel.
+    pub median_ms: f64,
+    /// Confidence half-width, as for entries.
+    pub ci95_halfwidth_pct: Option<f64>,
+    /// Change relative to the table's first sentinel record, in %.
+    pub drift_pct: f64,
+    /// Whether |drift_pct| exceeds the threshold in the header.
+    pub drift: bool,
+}
+
+/// A bias correction of the additive prediction, fitted on whole networks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// `measured ≈ intercept_ms + slope · predicted`.
+    #[serde(flatten)]
+    pub fit: LinearFit,
+    /// Networks it was fitted on.
+    pub n: usize,
+    /// When it was fitted (RFC 3339, UTC).
+    pub fitted_at: String,
+    /// Space hash of the networks it was fitted on.
+    pub space_hash: String,
+    /// Leave-one-out mean absolute percentage error (fraction).
+    pub loo_mape: f64,
+    /// Leave-one-out share within ±5%.
+    pub loo_within_5pct: f64,
+    /// Leave-one-out share within ±10%.
+    pub loo_within_10pct: f64,
+    /// The validation report it came from.
+    pub report: Option<String>,
+}
+
+impl Header {
+    /// The header of a table measured now on `target` through an agent that
+    /// said `info`, with `noise` settings, by `command`.
+    pub fn for_session(
+        target: &Target,
+        info: &AgentInfo,
+        noise: NoiseSettings,
+        command: Vec<String>,
+    ) -> Header {
+        let now = super::now_rfc3339();
+        Header {
+            target: target.name.clone(),
+            emulated: target.emulated(),
+            label: measurement_label(target, info),
+            triple: target.triple.clone(),
+            transport: target.transport.to_string(),
+            cpu: info.cpu.clone(),
+            cores: info.cores,
+            arch: info.arch.clone(),
+            os: info.os.clone(),
+            threads: target.threads,
+            pin_cpu: target.pin_cpu,
+            agent_version: info.agent_version.clone(),
+            tract_version: info.tract_version.clone(),
+            protocol: format!("{}.{}", info.protocol, info.protocol_minor),
+            governor: info.governor.clone(),
+            cur_freq_khz: info.cur_freq_khz,
+            temperature_c: info.temperature_c,
+            padnas_version: env!("CARGO_PKG_VERSION").to_string(),
+            command,
+            created: now.clone(),
+            updated: now,
+            spaces: Vec::new(),
+            noise,
+            sessions: Vec::new(),
+            calibration: None,
+        }
+    }
+}
+
+impl Table {
+    /// An empty table with `header`.
+    pub fn new(header: Header) -> Table {
+        Table {
+            format: FORMAT.to_string(),
+            format_version: FORMAT_VERSION,
+            header,
+            drift_detected: false,
+            sentinels: Vec::new(),
+            entries: BTreeMap::new(),
+        }
+    }
+
+    /// Reads a table; every error names the file.
+    pub fn load(path: &Path) -> Result<Table, LatencyError> {
+        let bytes = fs::read(path).map_err(|source| LatencyError::Io {
+            path: path.to_path_buf(),
+            action: "read",
+            source,
+        })?;
+        // Check the format before the full schema so a newer table says so
+        // instead of failing on whatever field changed.
+        #[derive(Deserialize)]
+        struct Probe {
+            format: Option<String>,
+            format_version: Option<u32>,
+        }
+        let probe: Probe =
+            serde_json::from_slice(&bytes).map_err(|source| LatencyError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let format_err = |message: String| LatencyError::Format {
+            path: path.to_path_buf(),
+            message,
+        };
+        match probe.format.as_deref() {
+            Some(FORMAT) => {}
+            Some(other) => {
+                return Err(format_err(format!(
+                    "format is {other:?}, expected {FORMAT:?}"
+                )));
+            }
+            None => return Err(format_err(format!("no \"format\" field: not a {FORMAT}"))),
+        }
+        match probe.format_version {
+            Some(v) if v <= FORMAT_VERSION => {}
+            Some(v) => {
+                return Err(format_err(format!(
+                    "format_version {v} is newer than this padnas reads ({FORMAT_VERSION}); update padnas"
+                )));
+            }
+            None => return Err(format_err("no \"format_version\" field".to_string())),
+        }
+        let table: Table =
+            serde_json::from_slice(&bytes).map_err(|source| LatencyError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        for (key, e) in &table.entries {
+            let ok = [e.median_ms, e.p10_ms, e.p90_ms]
+                .iter()
+                .all(|v| v.is_finite() && *v >= 0.0);
+            if !ok {
+                return Err(format_err(format!(
+                    "entry {key}: latencies must be finite and ≥ 0"
+                )));
+            }
+        }
+        Ok(table)
+    }
+
+    /// Writes the table atomically: a temporary file in the same directory,
+    /// fsynced, renamed over `path`, then the directory fsynced. A kill at
+    /// any moment leaves either the old or the new table, never half of one.
+    pub fn save(&self, path: &Path) -> Result<(), LatencyError> {
+        let mut text = serde_json::to_string_pretty(self).map_err(|e| LatencyError::Io {
+            path: path.to_path_buf(),
+            action: "serialise the table for",
+            source: std::io::Error::other(e),
+        })?;
+        text.push('\n');
+        write_atomic(path, text.as_bytes())
+    }
+
+    /// Latency of `key`, if measured.
+    pub fn median_ms(&self, key: &BlockKey) -> Option<f64> {
+        self.entries.get(key).map(|e| e.median_ms)
+    }
+
+    /// Checks that this table was measured under the conditions of `now`
+    /// (same target, threads, pinning, CPU, agent and tract): entries from
+    /// two setups must never be mixed. The space may differ.
+    pub fn check_compatible(&self, now: &Header, path: &Path) -> Result<(), LatencyError> {
+        let t = &self.header;
+        let mismatch = |field: &'static str, table: String, now: String| LatencyError::Mismatch {
+            path: path.to_path_buf(),
+            field,
+            table,
+            now,
+        };
+        let opt = |v: Option<usize>| v.map_or_else(|| "none".to_string(), |c| c.to_string());
+        let checks: [(&'static str, String, String); 8] = [
+            ("target", t.target.clone(), now.target.clone()),
+            ("threads", t.threads.to_string(), now.threads.to_string()),
+            ("pin_cpu", opt(t.pin_cpu), opt(now.pin_cpu)),
+            ("emulated", t.emulated.to_string(), now.emulated.to_string()),
+            ("cpu", t.cpu.clone(), now.cpu.clone()),
+            ("arch", t.arch.clone(), now.arch.clone()),
+            (
+                "agent_version",
+                t.agent_version.clone(),
+                now.agent_version.clone(),
+            ),
+            (
+                "tract_version",
+                t.tract_version.clone(),
+                now.tract_version.clone(),
+            ),
+        ];
+        for (field, a, b) in checks {
+            if a != b {
+                return Err(mismatch(field, a, b));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temp file + fsync + rename + dir fsync),
+/// creating the directory if needed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LatencyError> {
+    let io = |action: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| LatencyError::Io {
+            path: p,
+            action,
+            source,
+        }
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir).map_err(io("create the directory", &dir))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Hidden and unique per process, so two writers never share a temp file
+    // and a leftover from a kill is not mistaken for a table.
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(bytes).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("fsync", &tmp))?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(io("rename into place", path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    // Persist the rename itself; some filesystems refuse to fsync a
+    // directory, which costs only durability across a power cut, not atomicity.
+    if let Ok(d) = fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A header for tests.
+    pub(crate) fn header() -> Header {
+        Header {
+            target: "local".into(),
+            emulated: false,
+            label: "Test CPU (2 cores, x86_64)".into(),
+            triple: "x86_64-unknown-linux-gnu".into(),
+            transport: "local".into(),
+            cpu: "Test CPU".into(),
+            cores: 2,
+            arch: "x86_64".into(),
+            os: "linux".into(),
+            threads: 1,
+            pin_cpu: None,
+            agent_version: "0.1.0".into(),
+            tract_version: "0.23.9".into(),
+            protocol: "1.0".into(),
+            governor: None,
+            cur_freq_khz: None,
+            temperature_c: None,
+            padnas_version: "0.1.0".into(),
+            command: vec!["padnas".into(), "profile".into()],
+            created: "2025-01-01T00:00:00.000Z".into(),
+            updated: "2025-01-01T00:00:00.000Z".into(),
+            spaces: Vec::new(),
+            noise: NoiseSettings::default(),
+            sessions: Vec::new(),
+            calibration: None,
+        }
+    }
+
+    /// An entry for tests.
+    pub(crate) fn entry(median_ms: f64) -> Entry {
+        Entry {
+            median_ms,
+            p10_ms: median_ms * 0.98,
+            p90_ms: median_ms * 1.03,
+            mean_ms: median_ms,
+            stddev_ms: median_ms * 0.01,
+            min_ms: median_ms * 0.97,
+            max_ms: median_ms * 1.1,
+            runs: 20,
+            rounds: 2,
+            ci95_halfwidth_pct: Some(0.8),
+            converged: true,
+            load_ms: 3.0,
+            measured_at: "2025-01-01T00:00:01.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_atomic_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/t.json");
+        let mut t = Table::new(header());
+        let key: BlockKey = "mbconv:k3e6:in24x56x56:out40:s2".parse().expect("key");
+        t.entries.insert(key, entry(2.5));
+        t.header.calibration = Some(Calibration {
+            fit: LinearFit {
+                intercept_ms: 0.3,
+                slope: 1.05,
+            },
+            n: 10,
+            fitted_at: "x".into(),
+            space_hash: "h".into(),
+            loo_mape: 0.02,
+            loo_within_5pct: 0.9,
+            loo_within_10pct: 1.0,
+            report: None,
+        });
+        t.save(&path).expect("save");
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(
+            text.contains("\"mbconv:k3e6:in24x56x56:out40:s2\""),
+            "keyed by text"
+        );
+        assert!(text.contains("\"median_ms\": 2.5") && text.contains("\"intercept_ms\": 0.3"));
+        assert_eq!(Table::load(&path).expect("load"), t);
+        // No temp file left behind.
+        let names: Vec<_> = fs::read_dir(path.parent().expect("dir"))
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn bad_files_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("broken.json");
+        fs::write(
+            &path,
+            "{\"format\": \"padnas-latency-table\", \"format_version\": 1, \"head",
+        )
+        .expect("write");
+        let e = Table::load(&path).expect_err("corrupt");
+        assert!(matches!(e, LatencyError::Parse { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("broken.json") && msg.contains("not a valid latency table"),
+            "{msg}"
+        );
+        assert!(e.is_bad_input());
+
+        fs::write(
+            &path,
+            "{\"format\": \"something-else\", \"format_version\": 1}",
+        )
+        .expect("write");
+        let msg = Table::load(&path).expect_err("other format").to_string();
+        assert!(
+            msg.contains("broken.json") && msg.contains("something-else"),
+            "{msg}"
+        );
+
+        fs::write(
+            &path,
+            "{\"format\": \"padnas-latency-table\", \"format_version\": 99}",
+        )
+        .expect("write");
+        let msg = Table::load(&path).expect_err("newer").to_string();
+        assert!(msg.contains("newer"), "{msg}");
+
+        let mut t = Table::new(header());
+        t.entries.insert(
+            "mbconv:k3e6:in24x56x56:out40:s2".parse().expect("key"),
+            entry(2.5),
+        );
+        let text = serde_json::to_string(&t)
+            .expect("json")
+            .replace("mbconv:k3e6", "mbconv:k4e6");
+        fs::write(&path, text).expect("write");
+        let msg = Table::load(&path).expect_err("bad key").to_string();
+        assert!(msg.contains("broken.json") && msg.contains("k4e6"), "{msg}");
+
+        let missing = dir.path().join("nope.json");
+        let msg = Table::load(&missing).expect_err("missing").to_string();
+        assert!(
+            msg.contains("nope.json") && msg.contains("cannot read"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn compatibility_names_the_field() {
+        let t = Table::new(header());
+        let mut now = header();
+        t.check_compatible(&now, Path::new("t.json")).expect("same");
+        now.spaces.push(SpaceRef {
+            name: None,
+            hash: "x".into(),
+            path: None,
+        });
+        t.check_compatible(&now, Path::new("t.json"))
+            .expect("space may differ");
+        now.threads = 2;
+        let e = t
+            .check_compatible(&now, Path::new("t.json"))
+            .expect_err("threads");
+        assert!(
+            matches!(
+                e,
+                LatencyError::Mismatch {
+                    field: "threads",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let mut now = header();
+        now.agent_version = "9.9.9".into();
+        let msg = t
+            .check_compatible(&now, Path::new("t.json"))
+            .expect_err("agent")
+            .to_string();
+        assert!(
+            msg.contains("agent_version") && msg.contains("9.9.9") && msg.contains("t.json"),
+            "{msg}"
+        );
+    }
+}

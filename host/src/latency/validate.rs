@@ -1,0 +1,420 @@
+//! Validating a table: random whole networks of the space, measured end to
+//! end on the target, against the table's additive prediction; a linear bias
+//! correction scored by leave-one-out; a scatter plot.
+
+use std::path::Path;
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+use padnas_agent::proto::BenchLimits;
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::LatencyError;
+use super::measure::{Link, NoiseSettings, measure_model};
+use super::predict::predict;
+use super::stats::{LinearFit, Metrics, fit_linear, loo_predictions, metrics};
+use super::table::{Table, write_atomic};
+use crate::onnx::{self, RandomWeights};
+use crate::space::{Arch, Space};
+
+/// One validated network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Seed of the architecture draw and of its random weights.
+    pub seed: u64,
+    /// The architecture, in its text form.
+    pub arch: String,
+    /// Sum of the table's blocks (ms).
+    pub predicted_ms: f64,
+    /// Calibrated prediction from a fit on all *other* networks (ms).
+    pub calibrated_loo_ms: Option<f64>,
+    /// Measured median of the whole network (ms).
+    pub measured_ms: f64,
+    /// Measured 10th percentile (ms).
+    pub measured_p10_ms: f64,
+    /// Measured 90th percentile (ms).
+    pub measured_p90_ms: f64,
+    /// Timed runs pooled.
+    pub runs: u32,
+    /// Confidence half-width of the measured median (%).
+    pub ci95_halfwidth_pct: Option<f64>,
+    /// Whether the measurement reached the confidence target.
+    pub converged: bool,
+    /// Agent-side load and optimisation time (ms).
+    pub load_ms: f64,
+}
+
+/// Outcome of a validation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    /// The additive table as is.
+    pub raw: Metrics,
+    /// The linear correction, scored leave-one-out; `None` below 4 networks.
+    pub calibrated_loo: Option<Metrics>,
+    /// The correction fitted on all networks (what `predict` will apply).
+    pub fit: Option<LinearFit>,
+    /// Per-network rows.
+    pub rows: Vec<Row>,
+    /// Wall time of the measurements (s).
+    pub seconds: f64,
+}
+
+/// The `n` architectures a validation with `seed` draws: network `i` uses
+/// seed `seed + i` for both its ops and its weights, so one row can be
+/// rebuilt on its own.
+pub fn sample(space: &Space, n: usize, seed: u64) -> Vec<(u64, Arch)> {
+    (0..n as u64)
+        .map(|i| {
+            let s = seed.wrapping_add(i);
+            (s, space.sample_seeded(s))
+        })
+        .collect()
+}
+
+/// Measures `archs` through `link` and compares them with `table`. Every
+/// prediction is made before anything is measured, so a table that lacks
+/// blocks fails at once, listing them all.
+pub fn validate(
+    table: &Table,
+    table_path: &Path,
+    space: &Space,
+    archs: &[(u64, Arch)],
+    link: &mut Link<'_>,
+    limits: &BenchLimits,
+    noise: &NoiseSettings,
+    progress: &ProgressBar,
+) -> Result<Validation, LatencyError> {
+    let started = Instant::now();
+    let mut missing: Vec<String> = Vec::new();
+    let mut predicted = Vec::with_capacity(archs.len());
+    for (_, arch) in archs {
+        match predict(table, table_path, space, arch) {
+            Ok(p) => predicted.push(p.predicted_ms),
+            Err(LatencyError::MissingEntries { missing: m, .. }) => {
+                for k in m {
+                    if !missing.contains(&k) {
+                        missing.push(k);
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if !missing.is_empty() {
+        missing.sort();
+        return Err(LatencyError::MissingEntries {
+            path: table_path.to_path_buf(),
+            missing,
+        });
+    }
+    progress.set_length(archs.len() as u64);
+    let mut rows = Vec::with_capacity(archs.len());
+    for ((seed, arch), pred) in archs.iter().zip(&predicted) {
+        let what = format!("network {arch}");
+        progress.set_message(format!("seed {seed}"));
+        let bytes =
+            onnx::write_network(space, arch, &mut RandomWeights::new(*seed)).map_err(|source| {
+                LatencyError::Onnx {
+                    what: what.clone(),
+                    source,
+                }
+            })?;
+        let m = link.run(|d| measure_model(d, &bytes, &what, limits, noise))?;
+        let s = &m.summary;
+        tracing::debug!(
+            "{what}: predicted {pred:.3} ms, measured {:.3} ms",
+            s.median
+        );
+        rows.push(Row {
+            seed: *seed,
+            arch: arch.to_string(),
+            predicted_ms: *pred,
+            calibrated_loo_ms: None,
+            measured_ms: s.median,
+            measured_p10_ms: s.p10,
+            measured_p90_ms: s.p90,
+            runs: s.n as u32,
+            ci95_halfwidth_pct: m.ci95_halfwidth_pct,
+            converged: m.converged,
+            load_ms: m.load_ms,
+        });
+        progress.inc(1);
+    }
+    Ok(evaluate(rows, started.elapsed().as_secs_f64()))
+}
+
+/// Metrics of measured rows: raw, and the linear correction leave-one-out.
+pub fn evaluate(mut rows: Vec<Row>, seconds: f64) -> Validation {
+    let x: Vec<f64> = rows.iter().map(|r| r.predicted_ms).collect();
+    let y: Vec<f64> = rows.iter().map(|r| r.measured_ms).collect();
+    let raw = metrics(&x, &y);
+    let loo = loo_predictions(&x, &y);
+    let calibrated_loo = loo.as_ref().map(|p| metrics(p, &y));
+    if let Some(p) = &loo {
+        for (r, v) in rows.iter_mut().zip(p) {
+            r.calibrated_loo_ms = Some(*v);
+        }
+    }
+    let fit = loo.as_ref().and_then(|_| fit_linear(&x, &y));
+    Validation {
+        raw,
+        calibrated_loo,
+        fit,
+        rows,
+        seconds,
+    }
+}
+
+/// Draws predicted vs measured as SVG: the y = x line, the ±10% band
+/// (|predicted − measured| ≤ 10% of measured), raw and leave-one-out
+/// calibrated predictions. Written atomically.
+pub fn plot_svg(v: &Validation, path: &Path, title: &str) -> Result<(), LatencyError> {
+    let err = |e: &dyn std::fmt::Display| LatencyError::Plot {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let values = v
+        .rows
+        .iter()
+        .flat_map(|r| {
+            [
+                Some(r.predicted_ms),
+                Some(r.measured_ms),
+                r.calibrated_loo_ms,
+            ]
+        })
+        .flatten()
+        .filter(|x| x.is_finite() && *x > 0.0);
+    let (mut lo, mut hi) = values.fold((f64::INFINITY, 0.0f64), |(l, h), x| (l.min(x), h.max(x)));
+    if !lo.is_finite() || hi <= 0.0 {
+        (lo, hi) = (0.5, 2.0);
+    }
+    let (lo, hi) = (lo / 1.15, hi * 1.15);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (820, 780)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(18)
+            .x_label_area_size(48)
+            .y_label_area_size(64)
+            .build_cartesian_2d(lo..hi, lo..hi)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("predicted latency (ms)")
+            .y_desc("measured latency (ms)")
+            .draw()
+            .map_err(|e| err(&e))?;
+        // measured ∈ [predicted/1.1, predicted/0.9], clipped to the axes.
+        let band = vec![
+            (lo, lo),
+            (lo * 1.1, lo),
+            (hi, hi / 1.1),
+            (hi, hi),
+            (hi * 0.9, hi),
+            (lo, lo / 0.9),
+        ];
+        let grey = RGBColor(150, 150, 150);
+        chart
+            .draw_series(std::iter::once(Polygon::new(band, grey.mix(0.25).filled())))
+            .map_err(|e| err(&e))?
+            .label("±10%")
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 16, y + 5)], grey.mix(0.25).filled())
+            });
+        chart
+            .draw_series(LineSeries::new(
+                vec![(lo, lo), (hi, hi)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(|e| err(&e))?
+            .label("y = x")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK));
+        let blue = RGBColor(31, 119, 180);
+        chart
+            .draw_series(
+                v.rows
+                    .iter()
+                    .map(|r| Circle::new((r.predicted_ms, r.measured_ms), 3, blue.filled())),
+            )
+            .map_err(|e| err(&e))?
+            .label(format!(
+                "table sum: {:.0}% within ±5%, {:.0}% within ±10%",
+                v.raw.within_5pct * 100.0,
+                v.raw.within_10pct * 100.0
+            ))
+            .legend(move |(x, y)| Circle::new((x + 8, y), 3, blue.filled()));
+        if let Some(c) = &v.calibrated_loo {
+            let orange = RGBColor(255, 127, 14);
+            chart
+                .draw_series(v.rows.iter().filter_map(|r| {
+                    r.calibrated_loo_ms
+                        .map(|p| TriangleMarker::new((p, r.measured_ms), 4, orange.filled()))
+                }))
+                .map_err(|e| err(&e))?
+                .label(format!(
+                    "calibrated (leave-one-out): {:.0}% within ±5%, {:.0}% within ±10%",
+                    c.within_5pct * 100.0,
+                    c.within_10pct * 100.0
+                ))
+                .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 4, orange.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    write_atomic(path, svg.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::latency::measure::Connection;
+    use crate::latency::measure::tests::{Fake, info};
+    use crate::latency::table::tests::{entry, header};
+
+    fn row(pred: f64, meas: f64) -> Row {
+        Row {
+            seed: 0,
+            arch: "k3e1".into(),
+            predicted_ms: pred,
+            calibrated_loo_ms: None,
+            measured_ms: meas,
+            measured_p10_ms: meas,
+            measured_p90_ms: meas,
+            runs: 10,
+            ci95_halfwidth_pct: Some(1.0),
+            converged: true,
+            load_ms: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_biased_table_is_corrected_honestly() {
+        // Networks take 1 ms more than their blocks plus 10%, with ±1% noise.
+        let rows: Vec<Row> = (0..20)
+            .map(|i| {
+                let p = 5.0 + f64::from(i);
+                let noise = 1.0 + 0.01 * (f64::from(i % 3) - 1.0);
+                row(p, (1.0 + 1.1 * p) * noise)
+            })
+            .collect();
+        let v = evaluate(rows, 1.0);
+        assert!(v.raw.within_10pct < 0.5, "raw is off: {:?}", v.raw);
+        let c = v.calibrated_loo.as_ref().expect("calibrated");
+        assert_eq!(c.within_5pct, 1.0, "{c:?}");
+        assert!(c.mape < 0.02 && c.spearman > 0.99, "{c:?}");
+        let f = v.fit.expect("fit");
+        assert!(
+            (f.slope - 1.1).abs() < 0.05 && (f.intercept_ms - 1.0).abs() < 0.5,
+            "{f:?}"
+        );
+        assert!(v.rows.iter().all(|r| r.calibrated_loo_ms.is_some()));
+        // Too few networks for an honest check: no calibration.
+        let v = evaluate(vec![row(1.0, 1.0), row(2.0, 2.1), row(3.0, 2.9)], 1.0);
+        assert!(v.calibrated_loo.is_none() && v.fit.is_none());
+    }
+
+    #[test]
+    fn plot_is_written_as_svg() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.svg");
+        let rows: Vec<Row> = (1..8)
+            .map(|i| row(f64::from(i), f64::from(i) * 1.05))
+            .collect();
+        plot_svg(&evaluate(rows, 1.0), &path, "test plot").expect("plot");
+        let text = std::fs::read_to_string(&path).expect("svg");
+        assert!(
+            text.starts_with("<svg") && text.contains("test plot") && text.contains("circle"),
+            "{}",
+            &text[..200.min(text.len())]
+        );
+    }
+
+    #[test]
+    fn missing_blocks_fail_before_measuring() {
+        let space =
+            Space::from_yaml_str(crate::latency::profile::tests::TINY, "tiny.yaml").expect("space");
+        let mut table = Table::new(header());
+        for k in space.unique_blocks() {
+            table.entries.insert(k, entry(1.0));
+        }
+        table.entries.remove(&space.head_block());
+        let archs = sample(&space, 3, 7);
+        let mut link = Link::new(
+            Connection {
+                device: Box::new(Fake {
+                    drop_after: Some(0),
+                    ..Fake::steady(1.0)
+                }),
+                info: info(),
+            },
+            Box::new(|| Err(LatencyError::InvalidArgument("no".into()))),
+            0,
+        )
+        .with_backoff(Duration::ZERO);
+        let e = validate(
+            &table,
+            Path::new("t.json"),
+            &space,
+            &archs,
+            &mut link,
+            &BenchLimits::default(),
+            &NoiseSettings::default(),
+            &ProgressBar::hidden(),
+        )
+        .expect_err("missing head");
+        assert!(
+            e.to_string().contains(&space.head_block().to_string()),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn fake_networks_validate() {
+        let space =
+            Space::from_yaml_str(crate::latency::profile::tests::TINY, "tiny.yaml").expect("space");
+        let mut table = Table::new(header());
+        for k in space.unique_blocks() {
+            table.entries.insert(k, entry(1.0));
+        }
+        let archs = sample(&space, 6, 7);
+        assert_eq!(sample(&space, 6, 7), archs, "reproducible");
+        let mut link = Link::new(
+            Connection {
+                device: Box::new(Fake::steady(4.0)),
+                info: info(),
+            },
+            Box::new(|| Err(LatencyError::InvalidArgument("no".into()))),
+            0,
+        );
+        let v = validate(
+            &table,
+            Path::new("t.json"),
+            &space,
+            &archs,
+            &mut link,
+            &BenchLimits::default(),
+            &NoiseSettings::default(),
+            &ProgressBar::hidden(),
+        )
+        .expect("validate");
+        assert_eq!(v.rows.len(), 6);
+        assert!(
+            v.rows
+                .iter()
+                .all(|r| r.measured_ms > 3.9 && r.predicted_ms >= 4.0)
+        );
+        assert!((0.0..=1.0).contains(&v.raw.within_10pct));
+    }
+}

@@ -1,0 +1,76 @@
+//! The `padnas` command line.
+//!
+//! Exit codes: 0 ok, 1 failure, 2 bad usage or bad input (clap's own usage
+//! errors also exit 2). Results go to stdout, logs and progress to stderr.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use padnas::cmd;
+
+#[derive(Debug, Parser)]
+#[command(name = "padnas", version, about = "PAD-NAS: embedded-aware neural architecture search")]
+struct Cli {
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Talk to a target's device agent: hello, bench, deploy.
+    #[command(subcommand)]
+    Agent(cmd::agent::AgentCmd),
+    /// Measure every block of a space on a target into a latency table (resumable).
+    Profile(cmd::profile::ProfileArgs),
+    /// Use and check latency tables: predict, validate.
+    #[command(subcommand)]
+    Latency(cmd::latency::LatencyCmd),
+    /// Write ONNX files: one block with seeded random weights.
+    Export(cmd::export::ExportArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .init();
+    let result = match &cli.command {
+        Command::Agent(c) => cmd::agent::run(c),
+        Command::Profile(a) => cmd::profile::run(a),
+        Command::Latency(c) => cmd::latency::run(c),
+        Command::Export(a) => cmd::export::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("padnas: error: {e:#}");
+            ExitCode::from(exit_code_for(&e))
+        }
+    }
+}
+
+/// 2 for bad input a user can fix (a target, space or config file that does
+/// not validate), 1 for everything else.
+fn exit_code_for(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| {
+        c.is::<padnas::target::TargetError>()
+            || c.is::<padnas::space::SpaceError>()
+            || c.downcast_ref::<padnas::latency::LatencyError>().is_some_and(|l| l.is_bad_input())
+    }) {
+        2
+    } else {
+        1
+    }
+}

@@ -1,0 +1,281 @@
+//! Opening a session with the agent of a target: start or reach the agent
+//! over the target's transport, and say Hello.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use padnas_agent::client::Client;
+use padnas_agent::proto::AgentInfo;
+use padnas_agent::transport::{self, Transport};
+
+use crate::target::{Target, TransportSpec, host_triple};
+
+/// Errors from starting, reaching or greeting an agent.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The agent binary for the target's triple is not built.
+    #[error("agent binary for {triple} not found at {path}: build it with `{hint}`")]
+    AgentMissing {
+        /// Triple.
+        triple: String,
+        /// Path looked at.
+        path: PathBuf,
+        /// The command that builds it.
+        hint: String,
+    },
+    /// Spawning or connecting failed.
+    #[error("target {target}: cannot reach the agent over {transport}: {message}")]
+    Connect {
+        /// Target name.
+        target: String,
+        /// Transport URI.
+        transport: String,
+        /// Cause.
+        message: String,
+    },
+    /// The agent answered, but not with a usable Hello.
+    #[error("target {target}: hello failed: {source}")]
+    Hello {
+        /// Target name.
+        target: String,
+        /// Cause.
+        source: padnas_agent::client::ClientError,
+    },
+    /// The agent's architecture is not the target's.
+    #[error("target {target}: agent reports arch {got}, but the target's triple is {triple}")]
+    WrongArch {
+        /// Target name.
+        target: String,
+        /// What the agent said.
+        got: String,
+        /// Triple of the target.
+        triple: String,
+    },
+    /// The token environment variable named by the target is not set.
+    #[error("target {target}: token_env {var} is not set")]
+    TokenMissing {
+        /// Target name.
+        target: String,
+        /// Variable.
+        var: String,
+    },
+}
+
+/// A greeted agent and the target it belongs to.
+pub struct Session {
+    /// Client for requests.
+    pub client: Client,
+    /// What the agent said about itself.
+    pub info: AgentInfo,
+    /// The target.
+    pub target: Target,
+}
+
+/// Directory that holds cargo's build outputs for this workspace.
+///
+/// The padnas binary lives in `<target-dir>/<profile>/padnas`, so the agent
+/// builds sit beside it; `PADNAS_TARGET_DIR` overrides for installed copies.
+pub fn cargo_target_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("PADNAS_TARGET_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?;
+    // Test binaries live one level deeper, in <profile>/deps.
+    let profile_dir = if profile_dir.ends_with("deps") {
+        profile_dir.parent()?
+    } else {
+        profile_dir
+    };
+    Some(profile_dir.parent()?.to_path_buf())
+}
+
+/// Cargo profile whose agent build a target runs: `emulated` for qemu
+/// targets (timings meaningless, so built without LTO to save CI minutes),
+/// `release` for everything whose latency counts.
+pub fn agent_profile(target: &Target) -> &'static str {
+    if target.emulated() { "emulated" } else { "release" }
+}
+
+/// Where the agent for `target` is built on this machine.
+///
+/// Never a debug build: the latency the agent reports must be that of
+/// optimised code, so a debug agent is never picked up by accident.
+pub fn agent_binary_for(target: &Target) -> Result<PathBuf, SessionError> {
+    if let Some(p) = &target.agent_binary {
+        return existing(p.clone(), &target.triple, agent_profile(target));
+    }
+    let dir = cargo_target_dir().unwrap_or_else(|| PathBuf::from("target"));
+    let profile = agent_profile(target);
+    let path = if target.triple == host_triple() {
+        dir.join(profile).join("padnas-agent")
+    } else {
+        dir.join(&target.triple).join(profile).join("padnas-agent")
+    };
+    existing(path, &target.triple, profile)
+}
+
+fn existing(path: PathBuf, triple: &str, profile: &str) -> Result<PathBuf, SessionError> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        let flag = if profile == "emulated" { " --emulated" } else { "" };
+        Err(SessionError::AgentMissing {
+            triple: triple.to_string(),
+            path,
+            hint: format!("scripts/build-agent.sh{flag} {triple}"),
+        })
+    }
+}
+
+/// qemu-user binary and sysroot for a cross triple.
+pub fn qemu_for(triple: &str) -> (&'static str, Option<&'static str>) {
+    match triple {
+        "aarch64-unknown-linux-gnu" => ("qemu-aarch64", Some("/usr/aarch64-linux-gnu")),
+        "aarch64-unknown-linux-musl" => ("qemu-aarch64", None),
+        "armv7-unknown-linux-gnueabihf" => ("qemu-arm", Some("/usr/arm-linux-gnueabihf")),
+        _ => ("qemu-aarch64", None),
+    }
+}
+
+/// The command that starts the agent in stdio mode, for transports that
+/// start it (local, qemu, ssh, adb); `None` for tcp and serial.
+pub fn agent_command(target: &Target) -> Result<Option<Command>, SessionError> {
+    let cmd = match &target.transport {
+        TransportSpec::Local => {
+            let mut c = Command::new(agent_binary_for(target)?);
+            c.arg("--stdio");
+            c
+        }
+        TransportSpec::Qemu => {
+            let bin = agent_binary_for(target)?;
+            let (qemu, sysroot) = qemu_for(&target.triple);
+            let mut c = Command::new(qemu);
+            if let Some(root) = sysroot {
+                c.arg("-L").arg(root);
+            }
+            c.arg(bin).arg("--stdio");
+            c
+        }
+        TransportSpec::Ssh { destination, port } => {
+            let mut c = Command::new("ssh");
+            // BatchMode: a password prompt would otherwise wait forever on a
+            // terminal nobody watches.
+            c.args(["-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"]);
+            if let Some(p) = port {
+                c.arg("-p").arg(p.to_string());
+            }
+            c.arg(destination).arg("--").arg(remote_agent(target)).arg("--stdio");
+            c
+        }
+        TransportSpec::Adb { serial } => {
+            let mut c = Command::new("adb");
+            if let Some(s) = serial {
+                c.arg("-s").arg(s);
+            }
+            // -T: no pty, so the binary frames pass through untouched.
+            c.args(["shell", "-T"]).arg(remote_agent(target)).arg("--stdio");
+            c
+        }
+        TransportSpec::Tcp { .. } | TransportSpec::Serial { .. } => return Ok(None),
+    };
+    Ok(Some(cmd))
+}
+
+fn remote_agent(target: &Target) -> String {
+    target
+        .agent_path
+        .clone()
+        .unwrap_or_else(|| "padnas-agent".to_string())
+}
+
+/// Starts or reaches the agent of `target` and says Hello.
+pub fn open(target: &Target) -> Result<Session, SessionError> {
+    let connect_err = |message: String| SessionError::Connect {
+        target: target.name.clone(),
+        transport: target.transport.to_string(),
+        message,
+    };
+    let transport: Box<dyn Transport> = match &target.transport {
+        TransportSpec::Tcp { address } => Box::new(
+            transport::tcp::connect(address, Duration::from_secs(10))
+                .map_err(|e| connect_err(e.to_string()))?,
+        ),
+        TransportSpec::Serial { path, baud } => Box::new(
+            transport::serial::open(path, *baud).map_err(|e| connect_err(e.to_string()))?,
+        ),
+        _ => {
+            let cmd = agent_command(target)?.ok_or_else(|| connect_err("no command".into()))?;
+            Box::new(
+                transport::stdio::ChildTransport::spawn(cmd)
+                    .map_err(|e| connect_err(e.to_string()))?,
+            )
+        }
+    };
+    let token = match &target.token_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| SessionError::TokenMissing {
+            target: target.name.clone(),
+            var: var.clone(),
+        })?),
+        None => None,
+    };
+    let mut client = Client::new(transport);
+    let info = client
+        .hello(token.as_deref())
+        .map_err(|source| SessionError::Hello {
+            target: target.name.clone(),
+            source,
+        })?;
+    let want = target.triple.split('-').next().unwrap_or("");
+    let want = if want.starts_with("armv7") { "arm" } else { want };
+    if info.arch != want {
+        return Err(SessionError::WrongArch {
+            target: target.name.clone(),
+            got: info.arch.clone(),
+            triple: target.triple.clone(),
+        });
+    }
+    Ok(Session {
+        client,
+        info,
+        target: target.clone(),
+    })
+}
+
+impl Session {
+    /// Ends the session. An agent this session started (local, qemu, ssh,
+    /// adb) is told to shut down so its process exits cleanly; a listening
+    /// (tcp) or serial agent is left running for the next host.
+    pub fn close(mut self) {
+        if matches!(
+            self.target.transport,
+            TransportSpec::Local | TransportSpec::Qemu | TransportSpec::Ssh { .. } | TransportSpec::Adb { .. }
+        ) {
+            self.client.shutdown().ok();
+        }
+    }
+}
+
+/// A label for figures measured through this session: the CPU, and for qemu
+/// the word *emulated*, so an emulated figure never reads as device latency.
+pub fn measurement_label(target: &Target, info: &AgentInfo) -> String {
+    if target.emulated() {
+        format!("emulated ({} under qemu-user on {})", info.arch, host_cpu_model())
+    } else {
+        format!("{} ({} cores, {})", info.cpu, info.cores, info.arch)
+    }
+}
+
+/// CPU model of this machine, from /proc/cpuinfo.
+pub fn host_cpu_model() -> String {
+    std::fs::read_to_string(Path::new("/proc/cpuinfo"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}

@@ -1,0 +1,64 @@
+//! Picking the libtorch device, loading CUDA support on demand.
+//!
+//! The binary does not list `libtorch_cuda.so` as a needed library: the
+//! linker drops it (`--as-needed`, no symbol of it is referenced), which is
+//! what lets the CPU-only cache (no cuDNN, cuBLAS, NCCL wheels) run at all.
+//! The price is that CUDA's kernels register only once that library is
+//! loaded, so `--device cuda` opens it at run time.
+
+use super::SupernetError;
+use crate::config::DeviceSpec;
+
+/// libtorch's lib directory at build time (set by host/build.rs).
+const LIBTORCH_LIB: Option<&str> = option_env!("PADNAS_LIBTORCH_LIB");
+
+fn load_cuda_support() -> Result<(), String> {
+    let candidates: Vec<String> = LIBTORCH_LIB
+        .map(|d| format!("{d}/libtorch_cuda.so"))
+        .into_iter()
+        .chain(std::iter::once("libtorch_cuda.so".to_string()))
+        .collect();
+    let mut errors = Vec::new();
+    for lib in candidates {
+        let Ok(c) = std::ffi::CString::new(lib.clone()) else { continue };
+        // SAFETY: `c` is a valid NUL-terminated string; dlopen has no other
+        // preconditions. The handle is deliberately never closed: the library
+        // must stay loaded for the process's lifetime.
+        let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        if !handle.is_null() {
+            return Ok(());
+        }
+        // SAFETY: dlerror returns NULL or a valid C string owned by libc.
+        let msg = unsafe {
+            let e = libc::dlerror();
+            if e.is_null() { "unknown error".to_string() } else { std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned() }
+        };
+        errors.push(format!("{lib}: {msg}"));
+    }
+    Err(errors.join("; "))
+}
+
+/// The tch device for `spec`; for CUDA, loads libtorch's CUDA library and
+/// checks that a GPU is visible.
+pub fn torch_device(spec: DeviceSpec) -> Result<tch::Device, SupernetError> {
+    match spec {
+        DeviceSpec::Cpu => Ok(tch::Device::Cpu),
+        DeviceSpec::Cuda(n) => {
+            if !tch::Cuda::is_available() {
+                load_cuda_support().map_err(|e| {
+                    SupernetError::Mismatch(format!(
+                        "--device {spec}: cannot load libtorch's CUDA library ({e}); \
+                         run scripts/setup-libtorch.sh --cuda (see host/README.md)"
+                    ))
+                })?;
+            }
+            let count = tch::Cuda::device_count();
+            if count <= n as i64 {
+                return Err(SupernetError::Mismatch(format!(
+                    "--device {spec}: libtorch sees {count} CUDA device(s)"
+                )));
+            }
+            Ok(tch::Device::Cuda(n))
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Supernet tests: sampling, exact resume, BN recalibration, short real
+//! training on Fashion-MNIST, export of trained weights through ONNX.
+//!
+//! The Fashion-MNIST tests read Debian's `dataset-fashion-mnist` (see
+//! host/README.md); they are sized to a few tens of seconds on two cores.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use tch::Device;
+
+use super::checkpoint::{LoadMode, load_weights, save_weights};
+use super::*;
+use crate::config::{Augment, FASHION_MNIST_DIR, Schedule, TrainConfig};
+use crate::data::{ImageSet, Splits, load_fashion_mnist};
+use crate::space::{Op, Shape, Space};
+
+/// One libtorch thread per test: tests run two at a time on two cores, and
+/// OpenMP workers of concurrent tests spinning against each other slow
+/// everything down several times.
+fn one_thread() {
+    tch::set_num_threads(1);
+}
+
+fn spaces_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/spaces")
+}
+
+fn fmnist_small() -> Space {
+    Space::load(spaces_dir().join("fmnist-small.yaml")).expect("fmnist-small space")
+}
+
+/// Fashion-MNIST split once per test binary (decoding takes ~0.5 s).
+fn fmnist() -> &'static Splits {
+    static SPLITS: OnceLock<Splits> = OnceLock::new();
+    SPLITS.get_or_init(|| {
+        let (train, test) = load_fashion_mnist(Path::new(FASHION_MNIST_DIR))
+            .expect("Fashion-MNIST (Debian: apt-get install dataset-fashion-mnist)");
+        Splits::carve(train, test, 0.1, 1)
+    })
+}
+
+const TINY: &str = "
+input: { channels: 1, height: 8, width: 8 }
+num_classes: 3
+stem: { kernel: 3, channels: 4, stride: 1 }
+stages:
+  - { channels: 4, num_layers: 1, stride: 1, first_ops: [k3e1, k5e1] }
+  - { channels: 8, num_layers: 2, stride: 2, first_ops: [k3e3, k5e2], ops: [k3e3, k5e2, id] }
+head: { channels: 16 }
+";
+
+fn tiny() -> Space {
+    Space::from_yaml_str(TINY, "tiny").unwrap()
+}
+
+/// 3 classes told apart by where a bright square sits, plus noise.
+fn synthetic(n: usize, seed: u64) -> ImageSet {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut set = ImageSet::empty(Shape::new(1, 8, 8), vec!["a".into(), "b".into(), "c".into()]);
+    for i in 0..n {
+        let label = (i % 3) as u32;
+        let mut img: Vec<u8> = (0..64).map(|_| rng.random_range(0..80)).collect();
+        let (y0, x0) = [(0, 0), (0, 4), (4, 2)][label as usize];
+        for y in y0..y0 + 4 {
+            for x in x0..x0 + 4 {
+                img[y * 8 + x] = 255;
+            }
+        }
+        set.pixels.extend(img);
+        set.labels.push(label);
+    }
+    set
+}
+
+fn all_equal(a: &Supernet, b: &Supernet) -> Result<(), String> {
+    for (name, t, _) in a.named_tensors() {
+        let u = b.tensor(name).ok_or(format!("{name} missing"))?;
+        if !t.equal(u) {
+            let diff = (t - u).abs().max().double_value(&[]);
+            return Err(format!("{name} differs by up to {diff}"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn pruned_ops_are_never_sampled() {
+    one_thread();
+    let full = fmnist_small();
+    let mut ops = full.layer_ops();
+    // Prune layer by layer: keep 1, 2 or 3 candidates.
+    for (i, layer) in ops.iter_mut().enumerate() {
+        layer.truncate(1 + i % 3);
+    }
+    // And drop the first candidate of layer 2, so the kept ones are not a prefix.
+    ops[2].remove(0);
+    ops[2].push(Op::Identity);
+    let pruned = full.with_layer_ops(&ops).unwrap();
+    let net = Supernet::new(&full, Device::Cpu, 1).unwrap();
+    let sampler = StepSampler::new(&net, &pruned, 3).unwrap();
+    let mut seen: Vec<HashSet<Op>> = vec![HashSet::new(); ops.len()];
+    for step in 0..3000 {
+        let arch = sampler.arch(step);
+        let path = sampler.path(step);
+        assert_eq!(net.arch_of(&path).unwrap(), arch, "path and arch agree");
+        for (l, op) in arch.ops.iter().enumerate() {
+            assert!(ops[l].contains(op), "step {step}: layer {l} drew pruned {op}");
+            seen[l].insert(*op);
+        }
+    }
+    for (l, s) in seen.iter().enumerate() {
+        assert_eq!(s.len(), ops[l].len(), "layer {l}: every kept op is drawn");
+    }
+    // Same seed, same sequence; another seed, another.
+    let again = StepSampler::new(&net, &pruned, 3).unwrap();
+    assert_eq!(again.path(17), sampler.path(17));
+    let other = StepSampler::new(&net, &pruned, 4).unwrap();
+    assert!((0..20).any(|s| other.path(s) != sampler.path(s)));
+    // A space with an op the supernet lacks is refused.
+    let mut foreign = full.layer_ops();
+    foreign[1] = vec![Op::MbConv { kernel: 9, expansion: 3 }];
+    let foreign = full.with_layer_ops(&foreign).unwrap();
+    assert!(StepSampler::new(&net, &foreign, 3).is_err());
+}
+
+#[test]
+fn pruned_ops_keep_their_weights_through_training() {
+    one_thread();
+    let full = tiny();
+    let mut ops = full.layer_ops();
+    ops[1] = vec![Op::MbConv { kernel: 3, expansion: 3 }];
+    ops[2] = vec![Op::Identity, Op::MbConv { kernel: 3, expansion: 3 }];
+    let pruned = full.with_layer_ops(&ops).unwrap();
+    let net = Supernet::new(&full, Device::Cpu, 1).unwrap();
+    let before = Supernet::new(&full, Device::Cpu, 1).unwrap();
+    let set = synthetic(96, 1);
+    let cfg = TrainConfig { epochs: 2, batch_size: 16, lr: 0.1, ..TrainConfig::default() };
+    let sampler = StepSampler::new(&net, &pruned, 1).unwrap();
+    train(&net, &sampler, &set, &TrainOptions::new(cfg, 1, Augment::default())).unwrap();
+    for (name, t, _) in net.named_tensors() {
+        let untouched = t.equal(before.tensor(name).unwrap());
+        let pruned_op = name.starts_with("layers.1.k5e2") || name.starts_with("layers.2.k5e2");
+        if pruned_op {
+            assert!(untouched, "{name} changed although pruned");
+        } else if name.starts_with("layers.1.k3e3") || name.starts_with("stem.") {
+            assert!(!untouched, "{name} did not train");
+        }
+    }
+}
+
+#[test]
+fn resume_reaches_the_same_weights() {
+    one_thread();
+    let space = tiny();
+    let set = synthetic(100, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 16,
+        lr: 0.2,
+        warmup_epochs: 0.5,
+        schedule: Schedule::Cosine,
+        label_smoothing: 0.1,
+        weight_decay: 1e-3,
+        checkpoint_every_steps: Some(2),
+        ..TrainConfig::default()
+    };
+    let augment = Augment { crop_padding: 1, hflip: true };
+    let opts = |ckpt: &str, stop: Option<u64>, resume: bool| TrainOptions {
+        checkpoint: Some(dir.path().join(ckpt)),
+        resume,
+        stop_after: stop,
+        ..TrainOptions::new(cfg.clone(), 5, augment)
+    };
+
+    let straight = Supernet::new(&space, Device::Cpu, 5).unwrap();
+    let sampler = StepSampler::new(&straight, &space, 5).unwrap();
+    let s = train(&straight, &sampler, &set, &opts("a.safetensors", None, false)).unwrap();
+    assert_eq!((s.step, s.total_steps, s.finished), (12, 12, true));
+
+    // First half, then a fresh supernet (as in a new process) resumes.
+    let first = Supernet::new(&space, Device::Cpu, 5).unwrap();
+    let half = train(&first, &sampler, &set, &opts("b.safetensors", Some(5), false)).unwrap();
+    assert_eq!((half.step, half.finished), (5, false));
+    assert!(all_equal(&first, &straight).is_err(), "half-way differs from the end");
+    let second = Supernet::new(&space, Device::Cpu, 5).unwrap();
+    let rest = train(&second, &sampler, &set, &opts("b.safetensors", None, true)).unwrap();
+    assert_eq!((rest.start_step, rest.step, rest.finished), (5, 12, true));
+    if let Err(e) = all_equal(&second, &straight) {
+        panic!("resumed run differs from the straight one: {e}");
+    }
+
+    // A resume with other settings is refused.
+    let mut other = opts("b.safetensors", None, true);
+    other.config.lr = 0.3;
+    let e = train(&Supernet::new(&space, Device::Cpu, 5).unwrap(), &sampler, &set, &other).unwrap_err();
+    assert!(e.to_string().contains("other settings"), "{e}");
+}
+
+#[test]
+fn weights_round_trip_and_load_into_a_pruned_supernet() {
+    one_thread();
+    let space = tiny();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Supernet::new(&space, Device::Cpu, 1).unwrap();
+    let sampler = StepSampler::new(&a, &space, 1).unwrap();
+    let cfg = TrainConfig { epochs: 1, batch_size: 16, ..TrainConfig::default() };
+    train(&a, &sampler, &synthetic(48, 3), &TrainOptions::new(cfg, 1, Augment::default())).unwrap();
+    let file = dir.path().join("w.safetensors");
+    save_weights(&a, &file).unwrap();
+    let b = Supernet::new(&space, Device::Cpu, 2).unwrap();
+    assert!(all_equal(&a, &b).is_err());
+    assert!(load_weights(&b, &file, LoadMode::Exact).unwrap().is_empty());
+    all_equal(&a, &b).unwrap();
+    // Loading copies into the existing tensors: their layout is kept.
+    let fresh = Supernet::new(&space, Device::Cpu, 2).unwrap();
+    for (name, t, _) in b.named_tensors() {
+        assert_eq!(t.stride(), fresh.tensor(name).unwrap().stride(), "{name}");
+    }
+
+    let mut ops = space.layer_ops();
+    ops[2] = vec![Op::Identity];
+    let pruned = space.with_layer_ops(&ops).unwrap();
+    let c = Supernet::new(&pruned, Device::Cpu, 3).unwrap();
+    assert!(load_weights(&c, &file, LoadMode::Exact).is_err());
+    let extra = load_weights(&c, &file, LoadMode::Subset).unwrap();
+    assert!(extra.iter().all(|n| n.starts_with("layers.2.")), "{extra:?}");
+    assert_eq!(c.tensor("stem.conv.weight").unwrap(), a.tensor("stem.conv.weight").unwrap());
+}
+
+/// Runs an ONNX model in tract on one image.
+fn run_onnx(bytes: &[u8], input: Vec<f32>, shape: Shape) -> Vec<f32> {
+    use tract_onnx::prelude::*;
+    let model = tract_onnx::onnx().model_for_read(&mut &bytes[..]).unwrap().into_optimized().unwrap();
+    let plan = model.into_runnable().unwrap();
+    let x = tract_onnx::prelude::Tensor::from_shape(&[1, shape.channels, shape.height, shape.width], &input).unwrap();
+    let out = plan.run(tvec!(x.into_tvalue())).unwrap();
+    out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+}
+
+#[test]
+fn trained_weights_export_to_onnx_with_the_same_outputs() {
+    one_thread();
+    let space = tiny();
+    let net = Supernet::new(&space, Device::Cpu, 4).unwrap();
+    let sampler = StepSampler::new(&net, &space, 4).unwrap();
+    let set = synthetic(64, 4);
+    let cfg = TrainConfig { epochs: 2, batch_size: 16, ..TrainConfig::default() };
+    train(&net, &sampler, &set, &TrainOptions::new(cfg, 4, Augment::default())).unwrap();
+    for text in ["k5e1,k5e2,k3e3", "k3e1,k3e3,id"] {
+        let arch = space.parse_arch(text).unwrap();
+        let path = net.path_of(&arch).unwrap();
+        recalibrate_bn(&net, &path, &set, 3, 16, 4).unwrap();
+        let mut weights = TrainedWeights::from_supernet(&net).unwrap();
+        let opts = crate::onnx::WriteOptions { batch: Some(1), metadata: vec![] };
+        let bytes = crate::onnx::write_network_with(&space, &arch, &mut weights, &opts).unwrap();
+
+        let x = crate::data::normalize_u8(set.image(5), 1, set.shape, Device::Cpu).unwrap();
+        let want: Vec<f32> = Vec::try_from(net.forward(&x, &path, BnMode::Eval).unwrap().view([-1])).unwrap();
+        let input: Vec<f32> = Vec::try_from(x.contiguous().view([-1])).unwrap();
+        let got = run_onnx(&bytes, input, set.shape);
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{text}: onnx {got:?} vs supernet {want:?}");
+        }
+    }
+}
+
+#[test]
+fn fixed_path_of_fmnist_small_learns_in_one_short_epoch() {
+    one_thread();
+    let full = fmnist_small();
+    // A mid-sized path, trained alone: a one-op-per-layer space.
+    let arch = full.parse_arch("k3e1,k3e3,id,k5e3,id,k3e3,k3e6,id,k3e3").unwrap();
+    let single = full.with_layer_ops(&arch.ops.iter().map(|&op| vec![op]).collect::<Vec<_>>()).unwrap();
+    let splits = fmnist();
+    let mut train_set = splits.clone();
+    train_set.limit_train(8000, 1);
+    let net = Supernet::new(&single, Device::Cpu, 1).unwrap();
+    let sampler = StepSampler::new(&net, &single, 1).unwrap();
+    let cfg = TrainConfig {
+        epochs: 1,
+        batch_size: 64,
+        lr: 0.1,
+        warmup_epochs: 0.1,
+        ..TrainConfig::default()
+    };
+    let t = Instant::now();
+    let s = train(&net, &sampler, &train_set.train, &TrainOptions::new(cfg, 1, Augment::default())).unwrap();
+    let val = splits.val.subset(&(0..2000).collect::<Vec<_>>());
+    let r = evaluate(&net, &net.path_of(&arch).unwrap(), &val, 256).unwrap();
+    eprintln!(
+        "fixed path: {} steps in {:.1} s ({:.0} img/s, loader {:.1}%), train acc {:.3}, val acc {:.3}",
+        s.step,
+        t.elapsed().as_secs_f64(),
+        s.images_per_s,
+        100.0 * s.loader_share,
+        s.accuracy,
+        r.accuracy
+    );
+    assert!(r.accuracy > 0.70, "validation accuracy {:.3} ≤ 0.70", r.accuracy);
+}
+
+#[test]
+fn bn_recalibration_changes_statistics_and_helps_a_sampled_path() {
+    one_thread();
+    // SPOS over all 9.3e6 paths stays near chance for the first few hundred
+    // steps (PyTorch too, on the same path sequence); two candidates per
+    // layer (256 paths) learn within a CI-sized budget.
+    let full = fmnist_small();
+    let mut ops = full.layer_ops();
+    for layer in &mut ops {
+        layer.truncate(2);
+    }
+    let space = full.with_layer_ops(&ops).unwrap();
+    let mut splits = fmnist().clone();
+    splits.limit_train(6400, 2);
+    let net = Supernet::new(&full, Device::Cpu, 2).unwrap();
+    let sampler = StepSampler::new(&net, &space, 2).unwrap();
+    let cfg = TrainConfig { epochs: 1, batch_size: 64, lr: 0.1, ..TrainConfig::default() };
+    train(&net, &sampler, &splits.train, &TrainOptions::new(cfg, 2, Augment::default())).unwrap();
+
+    let val = splits.val.subset(&(0..1500).collect::<Vec<_>>());
+    let (mut before_sum, mut after_sum) = (0.0, 0.0);
+    for seed in [11, 12, 13] {
+        let arch = space.sample_seeded(seed);
+        let path = net.path_of(&arch).unwrap();
+        let before = evaluate(&net, &path, &val, 256).unwrap().accuracy;
+        // The head's statistics depend on the whole path (the stem's would
+        // come out the same for every path).
+        let head_mean = net.tensor("head.conv.bn.running_mean").unwrap().copy();
+        recalibrate_bn(&net, &path, &splits.train, 10, 128, 2).unwrap();
+        let after = evaluate(&net, &path, &val, 256).unwrap().accuracy;
+        let moved = (net.tensor("head.conv.bn.running_mean").unwrap() - &head_mean).abs().max().double_value(&[]);
+        assert!(moved > 0.0, "recalibration left the statistics alone");
+        eprintln!("{arch}: accuracy {before:.3} without, {after:.3} with BN recalibration");
+        before_sum += before;
+        after_sum += after;
+    }
+    assert!(after_sum > before_sum + 0.03, "recalibration did not help: {before_sum:.3} → {after_sum:.3}");
+    // Recalibration is deterministic.
+    let path = net.path_of(&space.sample_seeded(11)).unwrap();
+    recalibrate_bn(&net, &path, &splits.train, 3, 64, 9).unwrap();
+    let a = net.tensor("head.conv.bn.running_var").unwrap().copy();
+    recalibrate_bn(&net, &path, &splits.train, 3, 64, 9).unwrap();
+    assert!(a.equal(net.tensor("head.conv.bn.running_var").unwrap()));
+}

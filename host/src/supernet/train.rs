@@ -1,0 +1,287 @@
+//! SPOS training: at every step one path, drawn uniformly per layer from the
+//! current (possibly pruned) layer-wise space, takes a forward/backward pass
+//! on one batch and an SGD update of the parameters it used.
+//!
+//! Exact resume: the path and the batch of step `s` (its images, their
+//! order, their augmentation) are functions of (seed, s) alone, and a
+//! checkpoint holds the weights, the BN statistics and the momentum buffers.
+//! Continuing from step `s` therefore replays exactly what an uninterrupted
+//! run does next.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Kind, Reduction, Tensor};
+
+use super::checkpoint::{TrainState, load_checkpoint, save_checkpoint};
+use super::{BnMode, Sgd, Supernet, SupernetError, learning_rate};
+use crate::config::{Augment, TrainConfig};
+use crate::data::{ImageSet, Loader, derive_seed};
+use crate::space::{Arch, Space};
+
+/// Draws the path of each step from a sampling space: the supernet's own
+/// space or a pruned copy of it (same layers, fewer candidates), so pruned
+/// ops are never drawn.
+#[derive(Clone, Debug)]
+pub struct StepSampler {
+    space: Space,
+    /// Per layer: sampling-space candidate index → supernet candidate index.
+    to_net: Vec<Vec<usize>>,
+    seed: u64,
+}
+
+impl StepSampler {
+    /// A sampler over `space`, which must be `net`'s space or a pruning of it.
+    pub fn new(net: &Supernet, space: &Space, seed: u64) -> Result<StepSampler, SupernetError> {
+        let net_layers = net.space().layers();
+        if space.layers().len() != net_layers.len() {
+            return Err(SupernetError::Mismatch(format!(
+                "sampling space has {} layers, the supernet {}",
+                space.layers().len(),
+                net_layers.len()
+            )));
+        }
+        let mut to_net = Vec::new();
+        for (l, nl) in space.layers().iter().zip(net_layers) {
+            if (l.input, l.out_channels, l.stride) != (nl.input, nl.out_channels, nl.stride) {
+                return Err(SupernetError::Mismatch(format!("layer {}: shape differs from the supernet's", l.index)));
+            }
+            let map = l
+                .ops
+                .iter()
+                .map(|op| {
+                    nl.ops.iter().position(|o| o == op).ok_or_else(|| {
+                        SupernetError::Mismatch(format!("layer {}: {op} is not in the supernet", l.index))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            to_net.push(map);
+        }
+        Ok(StepSampler { space: space.clone(), to_net, seed })
+    }
+
+    /// The sampling space.
+    pub fn space(&self) -> &Space {
+        &self.space
+    }
+
+    /// The architecture of step `step`.
+    pub fn arch(&self, step: u64) -> Arch {
+        self.space.sample(&mut ChaCha8Rng::seed_from_u64(derive_seed(self.seed, "path", step)))
+    }
+
+    /// The supernet path (candidate index per layer) of step `step`.
+    pub fn path(&self, step: u64) -> Vec<usize> {
+        let idx = self.space.sample_indices(&mut ChaCha8Rng::seed_from_u64(derive_seed(self.seed, "path", step)));
+        idx.iter().zip(&self.to_net).map(|(&i, map)| map[i]).collect()
+    }
+}
+
+/// How to run [`train`].
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Optimiser, schedule, epochs, batch size, checkpoint interval.
+    pub config: TrainConfig,
+    /// Job seed (data order and augmentation; the sampler has its own copy).
+    pub seed: u64,
+    /// Training-time augmentation.
+    pub augment: Augment,
+    /// Checkpoint file; none means no checkpoints.
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from the checkpoint when it exists.
+    pub resume: bool,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+    /// Stop (with a checkpoint) once this many steps are done, as if killed
+    /// there; for tests and for splitting a run into sessions.
+    pub stop_after: Option<u64>,
+}
+
+impl TrainOptions {
+    /// Options with no checkpoint, no resume and no progress bar.
+    pub fn new(config: TrainConfig, seed: u64, augment: Augment) -> Self {
+        TrainOptions { config, seed, augment, checkpoint: None, resume: false, progress: false, stop_after: None }
+    }
+}
+
+/// What a call to [`train`] did.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TrainSummary {
+    /// Step reached (of `total_steps`).
+    pub step: u64,
+    /// Steps of the whole run.
+    pub total_steps: u64,
+    /// Step this call started from (non-zero after a resume).
+    pub start_step: u64,
+    /// Whether the run is complete.
+    pub finished: bool,
+    /// Wall time of this call's steps.
+    pub seconds: f64,
+    /// Training images per second in this call.
+    pub images_per_s: f64,
+    /// Share of that time spent building batches (loader overhead).
+    pub loader_share: f64,
+    /// Mean training loss over the last epoch (or part) of this call.
+    pub loss: f64,
+    /// Training accuracy over the same steps.
+    pub accuracy: f64,
+}
+
+/// Settings that change the result; a resume refuses a checkpoint whose
+/// fingerprint differs. Threads and checkpoint interval are left out: they
+/// do not change what is computed.
+fn fingerprint(opts: &TrainOptions, set: &ImageSet) -> String {
+    let c = &opts.config;
+    serde_json::json!({
+        "epochs": c.epochs, "batch_size": c.batch_size, "lr": c.lr, "momentum": c.momentum,
+        "nesterov": c.nesterov, "weight_decay": c.weight_decay, "warmup_epochs": c.warmup_epochs,
+        "schedule": c.schedule, "label_smoothing": c.label_smoothing, "augment": opts.augment,
+        "train_images": set.len(),
+    })
+    .to_string()
+}
+
+/// Trains `net` by SPOS on `set`, paths from `sampler`, until the run is
+/// finished or `opts.stop_after` steps are done.
+pub fn train(
+    net: &Supernet,
+    sampler: &StepSampler,
+    set: &ImageSet,
+    opts: &TrainOptions,
+) -> Result<TrainSummary, SupernetError> {
+    let cfg = &opts.config;
+    let mut loader = Loader::new(set, cfg.batch_size, opts.augment, opts.seed, net.device())?;
+    let spe = loader.steps_per_epoch() as u64;
+    let total = cfg.epochs as u64 * spe;
+    let warmup = (cfg.warmup_epochs * spe as f64).round() as u64;
+    let fp = fingerprint(opts, set);
+    let mut sgd = Sgd::new(cfg);
+    let mut start = 0;
+    if let Some(ck) = opts.checkpoint.as_deref().filter(|p| opts.resume && p.exists()) {
+        let state = load_checkpoint(net, &mut sgd, ck)?;
+        let theirs = (&state.fingerprint, &state.space_hash, state.seed);
+        if theirs != (&fp, &sampler.space().hash(), opts.seed) {
+            return Err(SupernetError::Mismatch(format!(
+                "{}: checkpoint was written with other settings (seed {}, space {}, {}); now seed {}, space {}, {fp}",
+                ck.display(),
+                state.seed,
+                state.space_hash,
+                state.fingerprint,
+                opts.seed,
+                sampler.space().hash()
+            )));
+        }
+        start = state.step.min(total);
+        tracing::info!(step = start, total, "resumed from {}", ck.display());
+    }
+    let end = opts.stop_after.map_or(total, |s| s.min(total)).max(start);
+    let save = |sgd: &Sgd, step: u64| -> Result<(), SupernetError> {
+        match &opts.checkpoint {
+            Some(path) => {
+                let state = TrainState {
+                    step,
+                    total_steps: total,
+                    seed: opts.seed,
+                    space_hash: sampler.space().hash(),
+                    fingerprint: fp.clone(),
+                };
+                save_checkpoint(net, sgd, &state, path)
+            }
+            None => Ok(()),
+        }
+    };
+
+    let bar = if opts.progress {
+        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_position(start);
+
+    let started = Instant::now();
+    let mut loading = Duration::ZERO;
+    // Running sums over the current epoch (reset at each epoch's start).
+    let (mut loss_sum, mut correct, mut seen, mut epoch_steps) = (0.0f64, 0i64, 0usize, 0u64);
+    let mut last = (0.0, 0.0);
+    for step in start..end {
+        if step % spe == 0 || step == start {
+            (loss_sum, correct, seen, epoch_steps) = (0.0, 0, 0, 0);
+        }
+        let t0 = Instant::now();
+        let batch = loader.train_batch(step)?;
+        loading += t0.elapsed();
+        let path = sampler.path(step);
+        let lr = learning_rate(cfg, step, total, warmup);
+
+        let logits = net.forward(&batch.images, &path, BnMode::Train)?;
+        let loss =
+            logits.f_cross_entropy_loss::<Tensor>(&batch.labels, None, Reduction::Mean, -100, cfg.label_smoothing)?;
+        loss.f_backward()?;
+        sgd.step(net, &net.trainable_of(&path), lr)?;
+
+        let loss_v = loss.f_double_value(&[])?;
+        if !loss_v.is_finite() {
+            return Err(SupernetError::Diverged { step, loss: loss_v });
+        }
+        let hits = tch::no_grad(|| logits.f_argmax(-1, false)?.f_eq_tensor(&batch.labels)?.f_sum(Kind::Int64))?;
+        loss_sum += loss_v;
+        correct += hits.f_int64_value(&[])?;
+        seen += batch.len;
+        epoch_steps += 1;
+        last = (loss_sum / epoch_steps as f64, correct as f64 / seen as f64);
+
+        let done = step + 1;
+        let epoch_end = done % spe == 0;
+        let every = cfg.checkpoint_every_steps.is_some_and(|n| done % n as u64 == 0);
+        if epoch_end || every || done == end {
+            save(&sgd, done)?;
+        }
+        let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+        let ips = (done - start) as f64 * cfg.batch_size as f64 / elapsed;
+        if done % 10 == 0 || done == end {
+            bar.set_message(format!(
+                "epoch {}/{} loss {:.3} acc {:.1}% {:.0} img/s lr {:.4}",
+                step / spe + 1,
+                cfg.epochs,
+                last.0,
+                100.0 * last.1,
+                ips,
+                lr
+            ));
+        }
+        bar.set_position(done);
+        if epoch_end {
+            bar.suspend(|| {
+                tracing::info!(
+                    epoch = done / spe,
+                    loss = format!("{:.4}", last.0),
+                    accuracy = format!("{:.4}", last.1),
+                    images_per_s = format!("{ips:.0}"),
+                    "epoch done"
+                )
+            });
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let images = (end - start) as f64 * cfg.batch_size as f64;
+    Ok(TrainSummary {
+        step: end,
+        total_steps: total,
+        start_step: start,
+        finished: end == total,
+        seconds,
+        images_per_s: if seconds > 0.0 { images / seconds } else { 0.0 },
+        loader_share: if seconds > 0.0 { loading.as_secs_f64() / seconds } else { 0.0 },
+        loss: last.0,
+        accuracy: last.1,
+    })
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what padnas needs on a fresh Debian machine, skipping what is there:
+# cross compilers and qemu-user for the ARM agents, socat for the serial tests,
+# the Fashion-MNIST data set, the rustup targets, and libtorch (pip wheel).
+# Idempotent and quiet when nothing is missing. Used by scripts/test.sh and
+# scripts/run.sh, so the README's two commands work on a clean machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+APT_PACKAGES=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf
+  libc6-dev-armhf-cross qemu-user socat dataset-fashion-mnist python3-pip)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing apt packages: ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+RUST_TARGETS=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf aarch64-unknown-linux-musl)
+installed=$(rustup target list --installed)
+for t in "${RUST_TARGETS[@]}"; do
+  grep -qx "$t" <<<"$installed" || { echo "setup: rustup target add $t" >&2; rustup target add "$t" >&2; }
+done
+rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt >&2
+
+if [ -x scripts/setup-libtorch.sh ]; then
+  scripts/setup-libtorch.sh
+fi

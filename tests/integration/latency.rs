@@ -1,0 +1,382 @@
+//! Latency tables end to end: `padnas profile`, `latency predict` and
+//! `latency validate` over the real release agent on this machine (the
+//! `local` transport), on tiny spaces written by the tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The padnas binary under test.
+fn padnas() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_padnas"))
+}
+
+/// The release agent the `local` transport spawns; the tests need it built.
+fn require_agent() {
+    crate::util::agent_bin(None);
+}
+
+/// A `local` target with short benchmarks, written to `dir`.
+fn write_target(dir: &Path, warmup_ms: u64) -> PathBuf {
+    let path = dir.join("local-test.yaml");
+    let yaml = format!(
+        "name: local-test\ntriple: {}\ntransport: local\nthreads: 1\n\
+         bench: {{ warmup_runs: 1, warmup_ms: {warmup_ms}, min_runs: 6, max_runs: 20, max_time_ms: 400 }}\n",
+        host_triple()
+    );
+    std::fs::write(&path, yaml).expect("write target");
+    path
+}
+
+fn host_triple() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "aarch64-unknown-linux-gnu",
+        _ => "x86_64-unknown-linux-gnu",
+    }
+}
+
+/// 7 blocks: stem, head, one k3e1, four MBConvs.
+const TINY: &str = "\
+name: tiny
+input: { channels: 3, height: 16, width: 16 }
+num_classes: 10
+stem: { kernel: 3, channels: 8, stride: 2 }
+stages:
+  - { channels: 8, num_layers: 1, stride: 1, first_ops: [k3e1] }
+  - { channels: 16, num_layers: 2, stride: 2, first_ops: [k3e3, k5e3], ops: [k3e3, k5e3, id] }
+head: { channels: 32 }
+";
+
+/// 19 blocks, for the kill-and-resume test.
+const WIDER: &str = "\
+name: wider
+input: { channels: 3, height: 16, width: 16 }
+num_classes: 10
+stem: { kernel: 3, channels: 8, stride: 2 }
+stages:
+  - { channels: 8, num_layers: 1, stride: 1, first_ops: [k3e1, k5e1, k7e1] }
+  - { channels: 16, num_layers: 2, stride: 2, first_ops: [k3e3, k5e3, k7e3], ops: [k3e3, k5e3, k7e3, id] }
+  - { channels: 24, num_layers: 2, stride: 2, first_ops: [k3e3, k5e3, k7e3], ops: [k3e3, k5e3, k7e3, id] }
+  - { channels: 24, num_layers: 1, stride: 1, first_ops: [k3e6, k5e6] }
+head: { channels: 32 }
+";
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run padnas");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The last stdout line as JSON.
+fn json_line(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_else(|| {
+        panic!(
+            "no stdout; stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json")
+}
+
+#[test]
+fn profile_predict_and_validate_on_a_tiny_space() {
+    require_agent();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = write_target(dir.path(), 0);
+    let space = dir.path().join("tiny.yaml");
+    std::fs::write(&space, TINY).expect("space");
+    let table = dir.path().join("tiny.json");
+
+    let out = run_ok(
+        padnas()
+            .args(["profile", "--target"])
+            .arg(&target)
+            .arg("--space")
+            .arg(&space)
+            .arg("--out")
+            .arg(&table),
+    );
+    let s = json_line(&out);
+    assert_eq!(s["entries"], 7, "{s}");
+    assert_eq!(s["measured_now"], 7, "{s}");
+    assert_eq!(s["skipped"], 0, "{s}");
+    assert_eq!(s["out"], table.display().to_string());
+
+    let t = read_json(&table);
+    let h = &t["header"];
+    assert_eq!(h["target"], "local-test");
+    assert_eq!(h["emulated"], false);
+    assert_eq!(h["threads"], 1);
+    assert_eq!(h["noise"]["ci_target_pct"], 2.0);
+    assert_eq!(h["spaces"][0]["name"], "tiny");
+    for field in [
+        "cpu",
+        "agent_version",
+        "tract_version",
+        "label",
+        "created",
+        "updated",
+        "protocol",
+    ] {
+        assert!(h[field].is_string(), "header.{field}: {h}");
+    }
+    let entries = t["entries"].as_object().expect("entries");
+    assert_eq!(entries.len(), 7);
+    assert!(
+        entries.keys().any(|k| k.starts_with("stem:"))
+            && entries.keys().any(|k| k.starts_with("head:"))
+    );
+    for (k, e) in entries {
+        let f = |n: &str| e[n].as_f64().unwrap_or_else(|| panic!("{k}.{n}"));
+        assert!(
+            f("p10_ms") <= f("median_ms") && f("median_ms") <= f("p90_ms"),
+            "{k}: {e}"
+        );
+        assert!(f("median_ms") > 0.0);
+        assert!(
+            e["runs"].as_u64().expect("runs") >= 6,
+            "{k}: at least min_runs"
+        );
+        assert!(e["measured_at"].is_string());
+    }
+    assert!(!t["sentinels"].as_array().expect("sentinels").is_empty());
+
+    // A second run has nothing to do.
+    let out = run_ok(
+        padnas()
+            .args(["profile", "--target"])
+            .arg(&target)
+            .arg("--space")
+            .arg(&space)
+            .arg("--out")
+            .arg(&table),
+    );
+    let s = json_line(&out);
+    assert_eq!(
+        (s["measured_now"].as_u64(), s["skipped"].as_u64()),
+        (Some(0), Some(7)),
+        "{s}"
+    );
+
+    // predict: the space comes from the header.
+    let out = run_ok(
+        padnas()
+            .args(["latency", "predict", "--table"])
+            .arg(&table)
+            .args(["--arch", "k3e1,k5e3,id"]),
+    );
+    let p = json_line(&out);
+    let sum: f64 = ["stem:", "head:", "mbconv:k3e1:", "mbconv:k5e3:in8x8x8"]
+        .iter()
+        .map(|pre| {
+            entries
+                .iter()
+                .find(|(k, _)| k.starts_with(pre))
+                .map(|(_, e)| e["median_ms"].as_f64().expect("ms"))
+                .expect(pre)
+        })
+        .sum();
+    let got = p["predicted_ms"].as_f64().expect("predicted");
+    assert!((got - sum).abs() < 1e-9, "{got} vs {sum}");
+    assert_eq!(p["target"], "local-test");
+    assert!(p["calibrated_ms"].is_null());
+
+    // validate: metrics in range, plot and report written, calibration stored.
+    let plot = dir.path().join("v.svg");
+    let out = run_ok(
+        padnas()
+            .args(["latency", "validate", "--target"])
+            .arg(&target)
+            .arg("--table")
+            .arg(&table)
+            .args(["--samples", "6", "--seed", "3", "--plot"])
+            .arg(&plot),
+    );
+    let v = json_line(&out);
+    assert_eq!(v["n"], 6, "{v}");
+    for k in ["within_5pct", "within_10pct"] {
+        let x = v[k].as_f64().expect(k);
+        assert!((0.0..=1.0).contains(&x), "{k} = {x}");
+    }
+    assert!(v["mape"].as_f64().expect("mape") >= 0.0);
+    assert!((-1.0..=1.0).contains(&v["spearman"].as_f64().expect("spearman")));
+    assert!(v["calibrated_loo"]["within_10pct"].is_number(), "{v}");
+    let svg = std::fs::read_to_string(&plot).expect("plot written");
+    assert!(svg.starts_with("<svg"), "{}", &svg[..100.min(svg.len())]);
+    let report = read_json(&dir.path().join("tiny.validation.json"));
+    assert_eq!(report["rows"].as_array().map(Vec::len), Some(6));
+    assert!(report["rows"][0]["measured_ms"].as_f64().expect("measured") > 0.0);
+    assert!(read_json(&table)["header"]["calibration"]["slope"].is_number());
+    let out = run_ok(
+        padnas()
+            .args(["latency", "predict", "--table"])
+            .arg(&table)
+            .args(["--arch", "k3e1,k5e3,id"]),
+    );
+    assert!(json_line(&out)["calibrated_ms"].is_number());
+}
+
+#[test]
+fn a_killed_profile_resumes_without_measuring_twice() {
+    require_agent();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Each entry takes ≥ 120 ms of warm-up, so the run is still going when
+    // the first entry lands.
+    let target = write_target(dir.path(), 120);
+    let space = dir.path().join("wider.yaml");
+    std::fs::write(&space, WIDER).expect("space");
+    let table = dir.path().join("wider.json");
+    let profile = |t: &Path| {
+        let mut c = padnas();
+        c.args(["profile", "--target"])
+            .arg(&target)
+            .arg("--space")
+            .arg(&space)
+            .arg("--out")
+            .arg(t);
+        c
+    };
+
+    let mut child = profile(&table)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let first = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no entry appeared in {}",
+            table.display()
+        );
+        if let Ok(bytes) = std::fs::read(&table) {
+            // The file is replaced atomically, so any read is a whole table.
+            let t: Value = serde_json::from_slice(&bytes).expect("never a torn table");
+            if t["entries"].as_object().is_some_and(|e| !e.is_empty()) {
+                child.kill().expect("kill -9");
+                break t;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = child.wait();
+    // Entries may have landed between the read and the kill: compare with
+    // the table as the kill left it.
+    let before = read_json(&table);
+    let saved = before["entries"].as_object().expect("entries").clone();
+    assert!(!saved.is_empty());
+    assert!(
+        saved.len() < 19,
+        "the run finished before the kill; make entries slower"
+    );
+    for (k, e) in first["entries"].as_object().expect("entries") {
+        assert_eq!(saved.get(k), Some(e));
+    }
+
+    let out = run_ok(&mut profile(&table));
+    let s = json_line(&out);
+    let total = s["entries"].as_u64().expect("entries");
+    assert_eq!(total, 19, "{s}");
+    assert_eq!(s["skipped"].as_u64(), Some(saved.len() as u64), "{s}");
+    assert_eq!(
+        s["measured_now"].as_u64(),
+        Some(total - saved.len() as u64),
+        "nothing measured twice: {s}"
+    );
+    let after = read_json(&table);
+    let all = after["entries"].as_object().expect("entries");
+    assert_eq!(all.len(), 19);
+    for (k, e) in &saved {
+        assert_eq!(
+            all.get(k),
+            Some(e),
+            "{k}: measured before the kill, must be untouched"
+        );
+    }
+    let sessions = after["header"]["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 2, "one session per run");
+}
+
+#[test]
+fn bad_tables_are_refused_with_the_file_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let space = dir.path().join("tiny.yaml");
+    std::fs::write(&space, TINY).expect("space");
+    let table = dir.path().join("broken.json");
+    std::fs::write(
+        &table,
+        "{\"format\": \"padnas-latency-table\", \"format_version\": 1, \"header\": {",
+    )
+    .expect("write");
+    let out = padnas()
+        .args(["latency", "predict", "--table"])
+        .arg(&table)
+        .arg("--space")
+        .arg(&space)
+        .args(["--arch", "k3e1,k5e3,id"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "bad input exits 2");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken.json") && err.contains("not a valid latency table"),
+        "{err}"
+    );
+
+    // A table from elsewhere is not resumed into.
+    require_agent();
+    let target = write_target(dir.path(), 0);
+    let good = dir.path().join("good.json");
+    let mut profile = padnas();
+    profile
+        .args(["profile", "--target"])
+        .arg(&target)
+        .arg("--space")
+        .arg(&space)
+        .arg("--out")
+        .arg(&good);
+    run_ok(&mut profile);
+    let mut t = read_json(&good);
+    t["header"]["threads"] = 4.into();
+    std::fs::write(&good, serde_json::to_string(&t).expect("json")).expect("write");
+    let out = profile.output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("good.json") && err.contains("threads"),
+        "{err}"
+    );
+
+    // Missing entries are listed.
+    let mut t = read_json(&good);
+    t["header"]["threads"] = 1.into();
+    let entries = t["entries"].as_object_mut().expect("entries");
+    let head = entries
+        .keys()
+        .find(|k| k.starts_with("head:"))
+        .cloned()
+        .expect("head");
+    entries.remove(&head);
+    std::fs::write(&good, serde_json::to_string(&t).expect("json")).expect("write");
+    let out = padnas()
+        .args(["latency", "predict", "--table"])
+        .arg(&good)
+        .args(["--arch", "k3e1,k5e3,id"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&head) && err.contains("missing"), "{err}");
+}

@@ -1,0 +1,8 @@
+//! padnas integration tests: one binary that drives the real `padnas` and
+//! `padnas-agent` binaries (release agents built by scripts/build-agent.sh,
+//! which scripts/test.sh runs first).
+
+mod agent;
+mod cli;
+mod latency;
+mod util;
