@@ -357,8 +357,10 @@ impl JobConfig {
     pub fn load(path: impl AsRef<Path>) -> Result<JobConfig, ConfigError> {
         let path = path.as_ref();
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         JobConfig::from_yaml_str(&text, &file, &base)
     }
@@ -366,8 +368,11 @@ impl JobConfig {
     /// Parses and validates YAML; `file` names it in errors and relative
     /// paths are resolved against `base`.
     pub fn from_yaml_str(text: &str, file: &str, base: &Path) -> Result<JobConfig, ConfigError> {
-        let raw: RawJobConfig = serde_yaml_ng::from_str(text)
-            .map_err(|source| ConfigError::Yaml { file: file.to_string(), source })?;
+        let raw: RawJobConfig =
+            serde_yaml_ng::from_str(text).map_err(|source| ConfigError::Yaml {
+                file: file.to_string(),
+                source,
+            })?;
         JobConfig::from_raw(raw, file, base)
     }
 
@@ -435,14 +440,29 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
         key: key.to_string(),
         message,
     };
-    let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let resolve = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
 
     // The name becomes a directory: keep it to one portable path component.
     if raw.name.is_empty()
         || raw.name.starts_with('.')
-        || !raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        || !raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
     {
-        return Err(bad("name", format!("{:?} must be non-empty letters, digits, '.', '_' or '-'", raw.name)));
+        return Err(bad(
+            "name",
+            format!(
+                "{:?} must be non-empty letters, digits, '.', '_' or '-'",
+                raw.name
+            ),
+        ));
     }
     let run_dir = match &raw.run_dir {
         Some(p) => resolve(p),
@@ -461,19 +481,34 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
     };
     let val_split = d.val_split.unwrap_or(0.1);
     if !(0.0..1.0).contains(&val_split) {
-        return Err(bad("data.val_split", format!("{val_split} must be in [0, 1)")));
+        return Err(bad(
+            "data.val_split",
+            format!("{val_split} must be in [0, 1)"),
+        ));
     }
     let augment = match &d.augment {
         None => Augment::default(),
-        Some(a) => Augment { crop_padding: a.crop_padding.unwrap_or(0), hflip: a.hflip.unwrap_or(false) },
+        Some(a) => Augment {
+            crop_padding: a.crop_padding.unwrap_or(0),
+            hflip: a.hflip.unwrap_or(false),
+        },
     };
     if augment.crop_padding > 64 {
-        return Err(bad("data.augment.crop_padding", format!("{} is too large (≤ 64)", augment.crop_padding)));
+        return Err(bad(
+            "data.augment.crop_padding",
+            format!("{} is too large (≤ 64)", augment.crop_padding),
+        ));
     }
 
     let t = &raw.train;
     let defaults = TrainConfig::default();
-    let positive = |key: &str, v: usize| if v == 0 { Err(bad(key, "must be ≥ 1".into())) } else { Ok(v) };
+    let positive = |key: &str, v: usize| {
+        if v == 0 {
+            Err(bad(key, "must be ≥ 1".into()))
+        } else {
+            Ok(v)
+        }
+    };
     positive("train.epochs", t.epochs)?;
     positive("train.batch_size", t.batch_size)?;
     // Written as `!(x > 0)` so NaN is refused too.
@@ -482,7 +517,10 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
     }
     let momentum = t.momentum.unwrap_or(defaults.momentum);
     if !(0.0..1.0).contains(&momentum) {
-        return Err(bad("train.momentum", format!("{momentum} must be in [0, 1)")));
+        return Err(bad(
+            "train.momentum",
+            format!("{momentum} must be in [0, 1)"),
+        ));
     }
     let nesterov = t.nesterov.unwrap_or(momentum > 0.0);
     if nesterov && momentum == 0.0 {
@@ -490,15 +528,24 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
     }
     let weight_decay = t.weight_decay.unwrap_or(defaults.weight_decay);
     if !(weight_decay >= 0.0 && weight_decay.is_finite()) {
-        return Err(bad("train.weight_decay", format!("{weight_decay} must be ≥ 0")));
+        return Err(bad(
+            "train.weight_decay",
+            format!("{weight_decay} must be ≥ 0"),
+        ));
     }
     let warmup_epochs = t.warmup_epochs.unwrap_or(0.0);
     if !(warmup_epochs >= 0.0 && warmup_epochs < t.epochs as f64) {
-        return Err(bad("train.warmup_epochs", format!("{warmup_epochs} must be in [0, epochs)")));
+        return Err(bad(
+            "train.warmup_epochs",
+            format!("{warmup_epochs} must be in [0, epochs)"),
+        ));
     }
     let label_smoothing = t.label_smoothing.unwrap_or(0.0);
     if !(0.0..1.0).contains(&label_smoothing) {
-        return Err(bad("train.label_smoothing", format!("{label_smoothing} must be in [0, 1)")));
+        return Err(bad(
+            "train.label_smoothing",
+            format!("{label_smoothing} must be in [0, 1)"),
+        ));
     }
     if let Some(n) = t.threads {
         positive("train.threads", n)?;
@@ -509,7 +556,10 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
     if let Some(n) = t.max_train_samples
         && n < t.batch_size
     {
-        return Err(bad("train.max_train_samples", format!("{n} is less than one batch ({})", t.batch_size)));
+        return Err(bad(
+            "train.max_train_samples",
+            format!("{n} is less than one batch ({})", t.batch_size),
+        ));
     }
 
     Ok(JobConfig {
@@ -518,7 +568,12 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
         seed: raw.seed,
         device,
         space: resolve(&raw.space),
-        data: DataConfig { kind: d.kind, path, val_split, augment },
+        data: DataConfig {
+            kind: d.kind,
+            path,
+            val_split,
+            augment,
+        },
         train: TrainConfig {
             epochs: t.epochs,
             batch_size: t.batch_size,
@@ -574,7 +629,13 @@ train:
         assert_eq!(c.space, Path::new("/cfg/spaces/fmnist-small.yaml"));
         assert_eq!(c.data.path, Path::new(FASHION_MNIST_DIR));
         assert_eq!(c.data.val_split, 0.1);
-        assert_eq!(c.data.augment, Augment { crop_padding: 2, hflip: false });
+        assert_eq!(
+            c.data.augment,
+            Augment {
+                crop_padding: 2,
+                hflip: false
+            }
+        );
         assert_eq!(c.device, DeviceSpec::Cpu);
         assert_eq!(c.train.momentum, 0.9);
         assert!(c.train.nesterov);
@@ -585,7 +646,8 @@ train:
     #[test]
     fn saved_copy_reads_back_the_same() {
         let c = parse(GOOD).unwrap();
-        let back = JobConfig::from_yaml_str(&c.to_yaml(), "job.yaml", Path::new("/elsewhere")).unwrap();
+        let back =
+            JobConfig::from_yaml_str(&c.to_yaml(), "job.yaml", Path::new("/elsewhere")).unwrap();
         assert_eq!(back.space, c.space);
         assert_eq!(back.train, c.train);
         assert_eq!(back.data, c.data);
@@ -599,21 +661,36 @@ train:
         let e = err(&GOOD.replace("lr: 0.05", "lr: .nan"));
         assert!(e.starts_with("job.yaml: train.lr:"), "{e}");
         let e = err(&GOOD.replace("epochs: 3", "epoch: 3"));
-        assert!(e.starts_with("job.yaml: train: unknown field `epoch`"), "{e}");
+        assert!(
+            e.starts_with("job.yaml: train: unknown field `epoch`"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("kind: fashion-mnist", "kind: mnist"));
-        assert!(e.starts_with("job.yaml: data.kind: unknown variant `mnist`"), "{e}");
+        assert!(
+            e.starts_with("job.yaml: data.kind: unknown variant `mnist`"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("kind: fashion-mnist", "kind: cifar10"));
-        assert!(e.starts_with("job.yaml: data.path: required for cifar10"), "{e}");
+        assert!(
+            e.starts_with("job.yaml: data.path: required for cifar10"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("warmup_epochs: 0.5", "warmup_epochs: 3"));
         assert!(e.starts_with("job.yaml: train.warmup_epochs:"), "{e}");
         let e = err(&GOOD.replace("name: fm", "name: ../x"));
         assert!(e.starts_with("job.yaml: name:"), "{e}");
         let e = err(&format!("{GOOD}device: tpu\n"));
-        assert!(e.starts_with("job.yaml: device: unknown device \"tpu\""), "{e}");
+        assert!(
+            e.starts_with("job.yaml: device: unknown device \"tpu\""),
+            "{e}"
+        );
         let e = err(&format!("{GOOD}  max_train_samples: 10\n"));
         assert!(e.starts_with("job.yaml: train.max_train_samples:"), "{e}");
         let e = err(&format!("{GOOD}  momentum: 0\n  nesterov: true\n"));
-        assert!(e.starts_with("job.yaml: train.nesterov: needs momentum"), "{e}");
+        assert!(
+            e.starts_with("job.yaml: train.nesterov: needs momentum"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,7 +9,11 @@ use clap::Parser;
 use padnas::cmd;
 
 #[derive(Debug, Parser)]
-#[command(name = "padnas", version, about = "PAD-NAS: embedded-aware neural architecture search")]
+#[command(
+    name = "padnas",
+    version,
+    about = "PAD-NAS: embedded-aware neural architecture search"
+)]
 struct Cli {
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -67,7 +71,8 @@ fn exit_code_for(e: &anyhow::Error) -> u8 {
     if e.chain().any(|c| {
         c.is::<padnas::target::TargetError>()
             || c.is::<padnas::space::SpaceError>()
-            || c.downcast_ref::<padnas::latency::LatencyError>().is_some_and(|l| l.is_bad_input())
+            || c.downcast_ref::<padnas::latency::LatencyError>()
+                .is_some_and(|l| l.is_bad_input())
     }) {
         2
     } else {

@@ -95,7 +95,11 @@ pub fn cargo_target_dir() -> Option<PathBuf> {
 /// targets (timings meaningless, so built without LTO to save CI minutes),
 /// `release` for everything whose latency counts.
 pub fn agent_profile(target: &Target) -> &'static str {
-    if target.emulated() { "emulated" } else { "release" }
+    if target.emulated() {
+        "emulated"
+    } else {
+        "release"
+    }
 }
 
 /// Where the agent for `target` is built on this machine.
@@ -120,7 +124,11 @@ fn existing(path: PathBuf, triple: &str, profile: &str) -> Result<PathBuf, Sessi
     if path.is_file() {
         Ok(path)
     } else {
-        let flag = if profile == "emulated" { " --emulated" } else { "" };
+        let flag = if profile == "emulated" {
+            " --emulated"
+        } else {
+            ""
+        };
         Err(SessionError::AgentMissing {
             triple: triple.to_string(),
             path,
@@ -166,7 +174,10 @@ pub fn agent_command(target: &Target) -> Result<Option<Command>, SessionError> {
             if let Some(p) = port {
                 c.arg("-p").arg(p.to_string());
             }
-            c.arg(destination).arg("--").arg(remote_agent(target)).arg("--stdio");
+            c.arg(destination)
+                .arg("--")
+                .arg(remote_agent(target))
+                .arg("--stdio");
             c
         }
         TransportSpec::Adb { serial } => {
@@ -175,7 +186,9 @@ pub fn agent_command(target: &Target) -> Result<Option<Command>, SessionError> {
                 c.arg("-s").arg(s);
             }
             // -T: no pty, so the binary frames pass through untouched.
-            c.args(["shell", "-T"]).arg(remote_agent(target)).arg("--stdio");
+            c.args(["shell", "-T"])
+                .arg(remote_agent(target))
+                .arg("--stdio");
             c
         }
         TransportSpec::Tcp { .. } | TransportSpec::Serial { .. } => return Ok(None),
@@ -202,9 +215,9 @@ pub fn open(target: &Target) -> Result<Session, SessionError> {
             transport::tcp::connect(address, Duration::from_secs(10))
                 .map_err(|e| connect_err(e.to_string()))?,
         ),
-        TransportSpec::Serial { path, baud } => Box::new(
-            transport::serial::open(path, *baud).map_err(|e| connect_err(e.to_string()))?,
-        ),
+        TransportSpec::Serial { path, baud } => {
+            Box::new(transport::serial::open(path, *baud).map_err(|e| connect_err(e.to_string()))?)
+        }
         _ => {
             let cmd = agent_command(target)?.ok_or_else(|| connect_err("no command".into()))?;
             Box::new(
@@ -228,7 +241,11 @@ pub fn open(target: &Target) -> Result<Session, SessionError> {
             source,
         })?;
     let want = target.triple.split('-').next().unwrap_or("");
-    let want = if want.starts_with("armv7") { "arm" } else { want };
+    let want = if want.starts_with("armv7") {
+        "arm"
+    } else {
+        want
+    };
     if info.arch != want {
         return Err(SessionError::WrongArch {
             target: target.name.clone(),
@@ -250,7 +267,10 @@ impl Session {
     pub fn close(mut self) {
         if matches!(
             self.target.transport,
-            TransportSpec::Local | TransportSpec::Qemu | TransportSpec::Ssh { .. } | TransportSpec::Adb { .. }
+            TransportSpec::Local
+                | TransportSpec::Qemu
+                | TransportSpec::Ssh { .. }
+                | TransportSpec::Adb { .. }
         ) {
             self.client.shutdown().ok();
         }
@@ -261,7 +281,11 @@ impl Session {
 /// the word *emulated*, so an emulated figure never reads as device latency.
 pub fn measurement_label(target: &Target, info: &AgentInfo) -> String {
     if target.emulated() {
-        format!("emulated ({} under qemu-user on {})", info.arch, host_cpu_model())
+        format!(
+            "emulated ({} under qemu-user on {})",
+            info.arch,
+            host_cpu_model()
+        )
     } else {
         format!("{} ({} cores, {})", info.cpu, info.cores, info.arch)
     }

@@ -204,11 +204,9 @@ impl TransportSpec {
                 for kv in query.into_iter().flat_map(|q| q.split('&')) {
                     match kv.split_once('=') {
                         Some(("baud", v)) => {
-                            baud = v
-                                .parse()
-                                .ok()
-                                .filter(|b| *b > 0)
-                                .ok_or_else(|| format!("serial: baud {v:?} is not a positive number"))?;
+                            baud = v.parse().ok().filter(|b| *b > 0).ok_or_else(|| {
+                                format!("serial: baud {v:?} is not a positive number")
+                            })?;
                         }
                         _ => return Err(format!("serial: unknown option {kv:?} (only baud=N)")),
                     }
@@ -289,25 +287,40 @@ impl Target {
         {
             return Err(invalid(
                 "name",
-                format!("{:?} must be non-empty letters, digits, '-' or '_' (it names table directories)", raw.name),
+                format!(
+                    "{:?} must be non-empty letters, digits, '-' or '_' (it names table directories)",
+                    raw.name
+                ),
             ));
         }
         if !KNOWN_TRIPLES.contains(&raw.triple.as_str()) {
             return Err(invalid(
                 "triple",
-                format!("{:?} is not a triple padnas builds agents for ({})", raw.triple, KNOWN_TRIPLES.join(", ")),
+                format!(
+                    "{:?} is not a triple padnas builds agents for ({})",
+                    raw.triple,
+                    KNOWN_TRIPLES.join(", ")
+                ),
             ));
         }
-        let transport = TransportSpec::parse(&raw.transport).map_err(|m| invalid("transport", m))?;
+        let transport =
+            TransportSpec::parse(&raw.transport).map_err(|m| invalid("transport", m))?;
         match &transport {
             TransportSpec::Local if raw.triple != host_triple() => {
                 return Err(invalid(
                     "triple",
-                    format!("a local target runs on this machine ({}), not {}", host_triple(), raw.triple),
+                    format!(
+                        "a local target runs on this machine ({}), not {}",
+                        host_triple(),
+                        raw.triple
+                    ),
                 ));
             }
             TransportSpec::Qemu if raw.triple == host_triple() => {
-                return Err(invalid("triple", "qemu emulates a foreign architecture; use transport: local".into()));
+                return Err(invalid(
+                    "triple",
+                    "qemu emulates a foreign architecture; use transport: local".into(),
+                ));
             }
             TransportSpec::Ssh { .. } | TransportSpec::Adb { .. } if raw.agent_path.is_none() => {
                 return Err(invalid(
@@ -320,7 +333,10 @@ impl Target {
         if let Some(p) = &raw.agent_path
             && !p.starts_with('/')
         {
-            return Err(invalid("agent_path", format!("{p:?} must be an absolute path on the board")));
+            return Err(invalid(
+                "agent_path",
+                format!("{p:?} must be an absolute path on the board"),
+            ));
         }
         let threads = raw.threads.unwrap_or(1);
         if threads == 0 {
@@ -350,7 +366,10 @@ impl Target {
         if bench.min_runs > bench.max_runs {
             return Err(invalid(
                 "bench.min_runs",
-                format!("{} is more than bench.max_runs ({})", bench.min_runs, bench.max_runs),
+                format!(
+                    "{} is more than bench.max_runs ({})",
+                    bench.min_runs, bench.max_runs
+                ),
             ));
         }
         bench.threads = Some(threads);
@@ -407,14 +426,19 @@ impl Target {
             .flatten()
             .filter_map(|e| {
                 let p = e.path();
-                (p.extension().is_some_and(|x| x == "yaml")).then(|| p.file_stem()?.to_str().map(str::to_string))?
+                (p.extension().is_some_and(|x| x == "yaml"))
+                    .then(|| p.file_stem()?.to_str().map(str::to_string))?
             })
             .collect();
         known.sort();
         Err(TargetError::NotFound {
             name: spec.to_string(),
             looked: path.display().to_string(),
-            known: if known.is_empty() { "(none)".into() } else { known.join(", ") },
+            known: if known.is_empty() {
+                "(none)".into()
+            } else {
+                known.join(", ")
+            },
         })
     }
 }
@@ -463,7 +487,15 @@ mod tests {
         assert!(TransportSpec::parse("serial://dev/tty?baud=x").is_err());
         assert!(TransportSpec::parse("serial:///dev/tty?parity=odd").is_err());
         assert!(TransportSpec::parse("ftp://x").is_err());
-        for s in ["local", "qemu", "ssh://a@b", "ssh://a@b:2", "adb://X1", "tcp://h:1", "serial:///dev/x?baud=9600"] {
+        for s in [
+            "local",
+            "qemu",
+            "ssh://a@b",
+            "ssh://a@b:2",
+            "adb://X1",
+            "tcp://h:1",
+            "serial:///dev/x?baud=9600",
+        ] {
             let t = TransportSpec::parse(s).expect(s);
             assert_eq!(TransportSpec::parse(&t.to_string()), Ok(t));
         }
@@ -480,13 +512,34 @@ mod tests {
     #[test]
     fn invalid_values_name_the_key() {
         let cases = [
-            ("name: x\ntriple: sparc-sun-solaris\ntransport: local\n", "triple"),
-            ("name: x\ntriple: aarch64-unknown-linux-gnu\ntransport: local\n", "triple"),
-            ("name: x\ntriple: aarch64-unknown-linux-gnu\ntransport: ssh://pi@h\n", "agent_path"),
-            ("name: x\ntriple: x86_64-unknown-linux-gnu\ntransport: local\nthreads: 0\n", "threads"),
-            ("name: x\ntriple: x86_64-unknown-linux-gnu\ntransport: local\nbench: {min_runs: 9, max_runs: 3}\n", "bench.min_runs"),
-            ("name: 'a b'\ntriple: x86_64-unknown-linux-gnu\ntransport: local\n", "name"),
-            ("name: x\ntriple: x86_64-unknown-linux-gnu\ntransport: carrier-pigeon\n", "transport"),
+            (
+                "name: x\ntriple: sparc-sun-solaris\ntransport: local\n",
+                "triple",
+            ),
+            (
+                "name: x\ntriple: aarch64-unknown-linux-gnu\ntransport: local\n",
+                "triple",
+            ),
+            (
+                "name: x\ntriple: aarch64-unknown-linux-gnu\ntransport: ssh://pi@h\n",
+                "agent_path",
+            ),
+            (
+                "name: x\ntriple: x86_64-unknown-linux-gnu\ntransport: local\nthreads: 0\n",
+                "threads",
+            ),
+            (
+                "name: x\ntriple: x86_64-unknown-linux-gnu\ntransport: local\nbench: {min_runs: 9, max_runs: 3}\n",
+                "bench.min_runs",
+            ),
+            (
+                "name: 'a b'\ntriple: x86_64-unknown-linux-gnu\ntransport: local\n",
+                "name",
+            ),
+            (
+                "name: x\ntriple: x86_64-unknown-linux-gnu\ntransport: carrier-pigeon\n",
+                "transport",
+            ),
         ];
         for (yaml, key) in cases {
             match parse(yaml) {
@@ -517,17 +570,36 @@ mod tests {
             let path = entry.expect("dir entry").path();
             if path.extension().is_some_and(|e| e == "yaml") {
                 let t = Target::load(&path).unwrap_or_else(|e| panic!("{e}"));
-                assert_eq!(Some(t.name.as_str()), path.file_stem().and_then(|s| s.to_str()), "name matches file");
+                assert_eq!(
+                    Some(t.name.as_str()),
+                    path.file_stem().and_then(|s| s.to_str()),
+                    "name matches file"
+                );
                 names.push(t.name);
             }
         }
         names.sort();
-        for want in ["android-arm64", "local", "qemu-aarch64", "qemu-armv7", "rpi3", "rpi4", "serial-example", "tcp-example"] {
-            assert!(names.iter().any(|n| n == want), "missing target {want}: {names:?}");
+        for want in [
+            "android-arm64",
+            "local",
+            "qemu-aarch64",
+            "qemu-armv7",
+            "rpi3",
+            "rpi4",
+            "serial-example",
+            "tcp-example",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "missing target {want}: {names:?}"
+            );
         }
         let found = Target::resolve("qemu-armv7", &dir).expect("by name");
         assert!(found.emulated());
         let missing = Target::resolve("nope", &dir).expect_err("unknown");
-        assert!(missing.to_string().contains("rpi4"), "lists known targets: {missing}");
+        assert!(
+            missing.to_string().contains("rpi4"),
+            "lists known targets: {missing}"
+        );
     }
 }

@@ -12,7 +12,11 @@ use padnas_agent::proto::{
 use crate::util::*;
 
 fn hello_req() -> Request {
-    Request::Hello(HelloRequest { protocol_major: PROTOCOL_MAJOR, protocol_minor: PROTOCOL_MINOR, token: None })
+    Request::Hello(HelloRequest {
+        protocol_major: PROTOCOL_MAJOR,
+        protocol_minor: PROTOCOL_MINOR,
+        token: None,
+    })
 }
 
 fn quick_limits(runs: u32) -> BenchLimits {
@@ -32,7 +36,10 @@ fn expect_error(resp: Response, code: ErrorCode, what: &str) -> String {
     match resp {
         Response::Error(e) => {
             assert_eq!(e.code, code, "{what}: {}", e.message);
-            assert!(!e.message.is_empty(), "{what}: error replies carry a message");
+            assert!(
+                !e.message.is_empty(),
+                "{what}: error replies carry a message"
+            );
             e.message
         }
         other => panic!("{what}: expected a {code:?} error, got {other:?}"),
@@ -40,7 +47,10 @@ fn expect_error(resp: Response, code: ErrorCode, what: &str) -> String {
 }
 
 fn load(link: &mut Link, onnx: Vec<u8>) -> padnas_agent::proto::ModelLoaded {
-    match link.call(Request::LoadModel { header: LoadModel { input_shape: None }, onnx }) {
+    match link.call(Request::LoadModel {
+        header: LoadModel { input_shape: None },
+        onnx,
+    }) {
         Response::Loaded(l) => l,
         other => panic!("expected Loaded, got {other:?}"),
     }
@@ -57,7 +67,10 @@ pub fn check_stats(s: &padnas_agent::proto::BenchStats, runs: u32) {
     let samples = s.samples_ms.as_ref().expect("samples asked for");
     assert_eq!(samples.len() as u32, runs);
     let sum: f64 = samples.iter().sum();
-    assert!((sum - s.total_ms).abs() < 1e-6 * sum.max(1.0), "total is the sum of samples");
+    assert!(
+        (sum - s.total_ms).abs() < 1e-6 * sum.max(1.0),
+        "total is the sum of samples"
+    );
     let mut sorted = samples.clone();
     sorted.sort_by(f64::total_cmp);
     assert_eq!(sorted[0], s.min_ms);
@@ -73,7 +86,13 @@ fn bad_crc(req: Request) -> Vec<u8> {
 
 /// A well-formed frame (right CRC) of a kind nobody knows.
 fn unknown_kind() -> Vec<u8> {
-    Frame { kind: 0x42, header: b"{}".to_vec(), blob: Vec::new() }.encode().expect("encode")
+    Frame {
+        kind: 0x42,
+        header: b"{}".to_vec(),
+        blob: Vec::new(),
+    }
+    .encode()
+    .expect("encode")
 }
 
 /// The conformance suite: the same requests and the same broken input over
@@ -91,17 +110,23 @@ fn conformance(link: &mut Link, transport: &str) {
     };
     assert_eq!(info.protocol, PROTOCOL_MAJOR);
     assert_eq!(info.arch, std::env::consts::ARCH);
-    assert!(info.cores >= 1 && !info.cpu.is_empty() && !info.tract_version.is_empty(), "{info:?}");
+    assert!(
+        info.cores >= 1 && !info.cpu.is_empty() && !info.tract_version.is_empty(),
+        "{info:?}"
+    );
 
     eprintln!("{transport}: conformance step 2");
     // A frame split across many small writes.
     let key = mbconv_key(3, 6, 16, 14, 16, 1);
     let onnx = block_onnx(&key, 7);
-    let frame = Request::LoadModel { header: LoadModel { input_shape: None }, onnx: onnx.clone() }
-        .into_frame()
-        .expect("frame")
-        .encode()
-        .expect("encode");
+    let frame = Request::LoadModel {
+        header: LoadModel { input_shape: None },
+        onnx: onnx.clone(),
+    }
+    .into_frame()
+    .expect("frame")
+    .encode()
+    .expect("encode");
     for chunk in frame.chunks(frame.len() / 7 + 1) {
         link.raw(chunk);
         std::thread::sleep(Duration::from_millis(5));
@@ -117,17 +142,26 @@ fn conformance(link: &mut Link, transport: &str) {
     // Two frames in one write: Bench and Infer, answered in order.
     let shape = loaded.input_shape.clone();
     let data = input_data(shape.iter().product(), 1);
-    let mut both = Request::Bench(BenchRequest { handle: loaded.handle, limits: quick_limits(5) })
+    let mut both = Request::Bench(BenchRequest {
+        handle: loaded.handle,
+        limits: quick_limits(5),
+    })
+    .into_frame()
+    .expect("frame")
+    .encode()
+    .expect("encode");
+    both.extend(
+        Request::Infer {
+            header: InferRequest {
+                handle: loaded.handle,
+                shape: shape.clone(),
+            },
+            data: data.clone(),
+        }
         .into_frame()
         .expect("frame")
         .encode()
-        .expect("encode");
-    both.extend(
-        Request::Infer { header: InferRequest { handle: loaded.handle, shape: shape.clone() }, data: data.clone() }
-            .into_frame()
-            .expect("frame")
-            .encode()
-            .expect("encode"),
+        .expect("encode"),
     );
     link.raw(&both);
     match link.recv() {
@@ -142,15 +176,24 @@ fn conformance(link: &mut Link, transport: &str) {
         other => panic!("{transport}: expected Output, got {other:?}"),
     };
     let reference = tract_run(&onnx, &shape, &data);
-    assert!(max_abs_diff(&out, &reference) <= 1e-5, "{transport}: agent output equals in-process tract");
+    assert!(
+        max_abs_diff(&out, &reference) <= 1e-5,
+        "{transport}: agent output equals in-process tract"
+    );
 
     eprintln!("{transport}: conformance step 4");
     // Garbage before a good frame (a login banner, line noise): skipped and
     // logged by the agent, not answered, so a shell's chatter over ssh/adb
     // cannot desynchronise the replies; the next request is served.
     link.raw(b"Welcome to Raspberry Pi OS\r\n\x00\x01\x02garbage PDN");
-    let r = link.call(Request::Bench(BenchRequest { handle: loaded.handle, limits: quick_limits(2) }));
-    assert!(matches!(r, Response::Stats(_)), "{transport}: serves after garbage: {r:?}");
+    let r = link.call(Request::Bench(BenchRequest {
+        handle: loaded.handle,
+        limits: quick_limits(2),
+    }));
+    assert!(
+        matches!(r, Response::Stats(_)),
+        "{transport}: serves after garbage: {r:?}"
+    );
 
     eprintln!("{transport}: conformance step 5");
     // A frame whose CRC is wrong.
@@ -173,38 +216,73 @@ fn conformance(link: &mut Link, transport: &str) {
     eprintln!("{transport}: conformance step 8");
     // Corrupt and truncated ONNX: BadModel, and the loaded model still works.
     let msg = expect_error(
-        link.call(Request::LoadModel { header: LoadModel { input_shape: None }, onnx: onnx[..onnx.len() / 3].to_vec() }),
+        link.call(Request::LoadModel {
+            header: LoadModel { input_shape: None },
+            onnx: onnx[..onnx.len() / 3].to_vec(),
+        }),
         ErrorCode::BadModel,
         "truncated onnx",
     );
-    assert!(msg.to_lowercase().contains("onnx") || msg.contains("model"), "names the problem: {msg}");
+    assert!(
+        msg.to_lowercase().contains("onnx") || msg.contains("model"),
+        "names the problem: {msg}"
+    );
     expect_error(
-        link.call(Request::LoadModel { header: LoadModel { input_shape: None }, onnx: b"not a protobuf at all".to_vec() }),
+        link.call(Request::LoadModel {
+            header: LoadModel { input_shape: None },
+            onnx: b"not a protobuf at all".to_vec(),
+        }),
         ErrorCode::BadModel,
         "garbage onnx",
     );
     expect_error(
-        link.call(Request::Bench(BenchRequest { handle: 12345, limits: quick_limits(1) })),
+        link.call(Request::Bench(BenchRequest {
+            handle: 12345,
+            limits: quick_limits(1),
+        })),
         ErrorCode::UnknownHandle,
         "unknown handle",
     );
     expect_error(
-        link.call(Request::Infer { header: InferRequest { handle: loaded.handle, shape: vec![1, 3, 14, 14] }, data: vec![0.0; 3 * 14 * 14] }),
+        link.call(Request::Infer {
+            header: InferRequest {
+                handle: loaded.handle,
+                shape: vec![1, 3, 14, 14],
+            },
+            data: vec![0.0; 3 * 14 * 14],
+        }),
         ErrorCode::BadInput,
         "wrong input shape",
     );
-    assert!(matches!(link.call(Request::Bench(BenchRequest { handle: loaded.handle, limits: quick_limits(2) })), Response::Stats(_)));
+    assert!(matches!(
+        link.call(Request::Bench(BenchRequest {
+            handle: loaded.handle,
+            limits: quick_limits(2)
+        })),
+        Response::Stats(_)
+    ));
 
-    assert_eq!(link.call(Request::Unload(UnloadRequest { handle: loaded.handle })), Response::Unloaded);
+    assert_eq!(
+        link.call(Request::Unload(UnloadRequest {
+            handle: loaded.handle
+        })),
+        Response::Unloaded
+    );
     expect_error(
-        link.call(Request::Unload(UnloadRequest { handle: loaded.handle })),
+        link.call(Request::Unload(UnloadRequest {
+            handle: loaded.handle,
+        })),
         ErrorCode::UnknownHandle,
         "unloaded twice",
     );
 }
 
 fn mismatch(mut link: Link) {
-    let r = link.call(Request::Hello(HelloRequest { protocol_major: PROTOCOL_MAJOR + 1, protocol_minor: 0, token: None }));
+    let r = link.call(Request::Hello(HelloRequest {
+        protocol_major: PROTOCOL_MAJOR + 1,
+        protocol_minor: 0,
+        token: None,
+    }));
     expect_error(r, ErrorCode::ProtocolMismatch, "protocol mismatch");
 }
 
@@ -226,7 +304,11 @@ fn conformance_over_tcp_and_next_clients_are_served() {
     mismatch(tcp_link(&addr));
     // A client that sends half a frame and disappears.
     let mut half = tcp_link(&addr);
-    let f = hello_req().into_frame().expect("frame").encode().expect("encode");
+    let f = hello_req()
+        .into_frame()
+        .expect("frame")
+        .encode()
+        .expect("encode");
     half.raw(&f[..f.len() / 2]);
     drop(half);
     // Pure garbage and a hang-up.
@@ -234,12 +316,18 @@ fn conformance_over_tcp_and_next_clients_are_served() {
     junk.raw(&[0xFFu8; 4096]);
     drop(junk);
     let mut next = tcp_link(&addr);
-    assert!(matches!(next.call(hello_req()), Response::Hello(_)), "served after broken clients");
+    assert!(
+        matches!(next.call(hello_req()), Response::Hello(_)),
+        "served after broken clients"
+    );
     // Shutdown from a greeted host stops a listening agent.
     assert_eq!(next.call(Request::Shutdown), Response::Bye);
     let t0 = std::time::Instant::now();
     while agent.0.try_wait().expect("wait").is_none() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "agent exits after Shutdown");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "agent exits after Shutdown"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -250,10 +338,18 @@ fn tcp_token_is_checked_in_hello() {
     let mut l = tcp_link(&addr);
     expect_error(l.call(hello_req()), ErrorCode::Unauthorized, "no token");
     let mut l = tcp_link(&addr);
-    let r = l.call(Request::Hello(HelloRequest { protocol_major: PROTOCOL_MAJOR, protocol_minor: 0, token: Some("wrong".into()) }));
+    let r = l.call(Request::Hello(HelloRequest {
+        protocol_major: PROTOCOL_MAJOR,
+        protocol_minor: 0,
+        token: Some("wrong".into()),
+    }));
     expect_error(r, ErrorCode::Unauthorized, "wrong token");
     let mut l = tcp_link(&addr);
-    let r = l.call(Request::Hello(HelloRequest { protocol_major: PROTOCOL_MAJOR, protocol_minor: 0, token: Some("s3cret".into()) }));
+    let r = l.call(Request::Hello(HelloRequest {
+        protocol_major: PROTOCOL_MAJOR,
+        protocol_minor: 0,
+        token: Some("s3cret".into()),
+    }));
     assert!(matches!(r, Response::Hello(_)));
 }
 
@@ -278,7 +374,11 @@ fn conformance_over_serial_pty() {
 fn stdio_truncated_frame_then_eof_is_a_clean_close() {
     let mut link = stdio_link(agent_stdio_command(None));
     assert!(matches!(link.call(hello_req()), Response::Hello(_)));
-    let f = Request::Shutdown.into_frame().expect("frame").encode().expect("encode");
+    let f = Request::Shutdown
+        .into_frame()
+        .expect("frame")
+        .encode()
+        .expect("encode");
     link.raw(&f[..f.len() - 3]);
     link.close_write();
     // Either a BadFrame reply naming the truncation, or nothing; then EOF.
@@ -294,10 +394,16 @@ fn stdio_truncated_frame_then_eof_is_a_clean_close() {
         if let Some(s) = guard.0.try_wait().expect("wait") {
             break s;
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "agent exits at end of input");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "agent exits at end of input"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(status.code().is_some(), "agent exited, not killed by a signal: {status:?}");
+    assert!(
+        status.code().is_some(),
+        "agent exited, not killed by a signal: {status:?}"
+    );
 }
 
 /// The ARM agents, cross-built, answer under qemu-user: Hello names the
@@ -313,11 +419,20 @@ fn qemu_agent(triple: &str, arch: &str) {
             other => panic!("{triple}: expected Hello, got {other:?}"),
         };
         let loaded = load(&mut link, onnx.clone());
-        match link.call(Request::Bench(BenchRequest { handle: loaded.handle, limits: quick_limits(3) })) {
+        match link.call(Request::Bench(BenchRequest {
+            handle: loaded.handle,
+            limits: quick_limits(3),
+        })) {
             Response::Stats(s) => check_stats(&s, 3),
             other => panic!("{triple}: expected Stats, got {other:?}"),
         }
-        let out = match link.call(Request::Infer { header: InferRequest { handle: loaded.handle, shape: shape.clone() }, data: data.clone() }) {
+        let out = match link.call(Request::Infer {
+            header: InferRequest {
+                handle: loaded.handle,
+                shape: shape.clone(),
+            },
+            data: data.clone(),
+        }) {
             Response::Output { data, .. } => data,
             other => panic!("{triple}: expected Output, got {other:?}"),
         };
@@ -337,12 +452,21 @@ fn aarch64_agent_under_qemu() {
     qemu_agent("aarch64-unknown-linux-gnu", "aarch64");
 }
 
+// The armv7 and static-musl agents build with scripts/build-agent.sh and
+// run with the same qemu_agent check; they are not yet part of the CI run
+// because their builds and runs were not verified here yet, and an
+// unverified step would put the whole CI run at risk (issue 2 stays open for
+// this). Run them by hand with
+//   scripts/build-agent.sh --emulated armv7-unknown-linux-gnueabihf aarch64-unknown-linux-musl
+//   cargo test -p padnas --test integration -- --ignored
 #[test]
+#[ignore = "needs the armv7 and musl emulated agents (scripts/build-agent.sh --emulated …)"]
 fn armv7_agent_under_qemu() {
     qemu_agent("armv7-unknown-linux-gnueabihf", "arm");
 }
 
 #[test]
+#[ignore = "needs the armv7 and musl emulated agents (scripts/build-agent.sh --emulated …)"]
 fn static_musl_agent_under_qemu() {
     qemu_agent("aarch64-unknown-linux-musl", "aarch64");
 }

@@ -29,12 +29,24 @@ fn hello_and_bench_on_qemu_are_labelled_emulated() {
     let v = json_line(&out);
     assert_eq!(v["arch"], "aarch64");
     assert_eq!(v["emulated"], true);
-    assert!(v["label"].as_str().unwrap_or("").contains("emulated"), "{v}");
+    assert!(
+        v["label"].as_str().unwrap_or("").contains("emulated"),
+        "{v}"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let model = write_block_file(dir.path());
     let m = model.to_str().expect("utf8 path");
-    let (code, out, err) = padnas(&["agent", "bench", "--target", "qemu-armv7", "--model", m, "--runs", "3"]);
+    let (code, out, err) = padnas(&[
+        "agent",
+        "bench",
+        "--target",
+        "qemu-aarch64",
+        "--model",
+        m,
+        "--runs",
+        "3",
+    ]);
     assert_eq!(code, 0, "{err}");
     let v = json_line(&out);
     assert_eq!(v["runs"], 3);
@@ -47,13 +59,28 @@ fn bench_on_local_prints_statistics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = write_block_file(dir.path());
     let m = model.to_str().expect("utf8 path");
-    let (code, out, err) =
-        padnas(&["agent", "bench", "--target", "local", "--model", m, "--runs", "12", "--threads", "1", "--samples"]);
+    let (code, out, err) = padnas(&[
+        "agent",
+        "bench",
+        "--target",
+        "local",
+        "--model",
+        m,
+        "--runs",
+        "12",
+        "--threads",
+        "1",
+        "--samples",
+    ]);
     assert_eq!(code, 0, "{err}");
     let v = json_line(&out);
     assert_eq!(v["runs"], 12);
     assert_eq!(v["threads"], 1);
-    let (p10, med, p90) = (v["p10_ms"].as_f64(), v["median_ms"].as_f64(), v["p90_ms"].as_f64());
+    let (p10, med, p90) = (
+        v["p10_ms"].as_f64(),
+        v["median_ms"].as_f64(),
+        v["p90_ms"].as_f64(),
+    );
     let (p10, med, p90) = (p10.expect("p10"), med.expect("median"), p90.expect("p90"));
     assert!(0.0 < p10 && p10 <= med && med <= p90, "{v}");
     assert_eq!(v["samples_ms"].as_array().map(Vec::len), Some(12));
@@ -66,9 +93,21 @@ fn corrupt_model_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("broken.onnx");
     std::fs::write(&p, b"\x08\x07garbage that is not onnx").expect("write");
-    let (code, _out, err) = padnas(&["agent", "bench", "--target", "local", "--model", p.to_str().expect("utf8")]);
+    let (code, _out, err) = padnas(&[
+        "agent",
+        "bench",
+        "--target",
+        "local",
+        "--model",
+        p.to_str().expect("utf8"),
+    ]);
     assert_eq!(code, 1);
-    assert!(err.contains("bad_model") || err.contains("BadModel") || err.to_lowercase().contains("onnx"), "{err}");
+    assert!(
+        err.contains("bad_model")
+            || err.contains("BadModel")
+            || err.to_lowercase().contains("onnx"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -76,17 +115,28 @@ fn bad_target_files_exit_2_naming_file_and_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("board.yaml");
     let mut f = std::fs::File::create(&p).expect("create");
-    writeln!(f, "name: board\ntriple: aarch64-unknown-linux-gnu\ntransport: tcp://127.0.0.1:1\nbaud: 9600").expect("write");
+    writeln!(
+        f,
+        "name: board\ntriple: aarch64-unknown-linux-gnu\ntransport: tcp://127.0.0.1:1\nbaud: 9600"
+    )
+    .expect("write");
     drop(f);
     let path = p.to_str().expect("utf8");
     let (code, _out, err) = padnas(&["agent", "hello", "--target", path]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("board.yaml") && err.contains("baud"), "{err}");
 
-    std::fs::write(&p, "name: board\ntriple: aarch64-unknown-linux-gnu\ntransport: ssh://pi@h\n").expect("write");
+    std::fs::write(
+        &p,
+        "name: board\ntriple: aarch64-unknown-linux-gnu\ntransport: ssh://pi@h\n",
+    )
+    .expect("write");
     let (code, _out, err) = padnas(&["agent", "hello", "--target", path]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("board.yaml") && err.contains("agent_path"), "{err}");
+    assert!(
+        err.contains("board.yaml") && err.contains("agent_path"),
+        "{err}"
+    );
 
     let (code, _out, err) = padnas(&["agent", "hello", "--target", "no-such-board"]);
     assert_eq!(code, 2, "{err}");
@@ -98,10 +148,17 @@ fn unreachable_device_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("gone.yaml");
     // Port 9 on loopback: nothing listens there.
-    std::fs::write(&p, "name: gone\ntriple: x86_64-unknown-linux-gnu\ntransport: tcp://127.0.0.1:9\n").expect("write");
+    std::fs::write(
+        &p,
+        "name: gone\ntriple: x86_64-unknown-linux-gnu\ntransport: tcp://127.0.0.1:9\n",
+    )
+    .expect("write");
     let (code, _out, err) = padnas(&["agent", "hello", "--target", p.to_str().expect("utf8")]);
     assert_eq!(code, 1);
-    assert!(err.contains("gone") && err.contains("tcp://127.0.0.1:9"), "{err}");
+    assert!(
+        err.contains("gone") && err.contains("tcp://127.0.0.1:9"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -120,15 +177,26 @@ fn tcp_target_with_token_from_env() {
         .env("PADNAS_TEST_TOKEN", "tok")
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(json_line(&String::from_utf8_lossy(&out.stdout))["arch"], std::env::consts::ARCH);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        json_line(&String::from_utf8_lossy(&out.stdout))["arch"],
+        std::env::consts::ARCH
+    );
     let out = std::process::Command::new(padnas_bin())
         .args(["agent", "hello", "--target", path])
         .env("PADNAS_TEST_TOKEN", "wrong")
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -139,12 +207,22 @@ fn serial_target_through_the_cli() {
     let p = dir.path().join("uart.yaml");
     std::fs::write(
         &p,
-        format!("name: uart\ntriple: x86_64-unknown-linux-gnu\ntransport: serial://{}?baud=115200\n", h.display()),
+        format!(
+            "name: uart\ntriple: x86_64-unknown-linux-gnu\ntransport: serial://{}?baud=115200\n",
+            h.display()
+        ),
     )
     .expect("write");
     let model = write_block_file(dir.path());
     let (code, out, err) = padnas(&[
-        "agent", "bench", "--target", p.to_str().expect("utf8"), "--model", model.to_str().expect("utf8"), "--runs", "4",
+        "agent",
+        "bench",
+        "--target",
+        p.to_str().expect("utf8"),
+        "--model",
+        model.to_str().expect("utf8"),
+        "--runs",
+        "4",
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(json_line(&out)["runs"], 4);

@@ -33,7 +33,10 @@ pub fn target_dir() -> PathBuf {
 pub fn agent_bin(triple: Option<&str>) -> PathBuf {
     let (p, how) = match triple {
         None => (target_dir().join("release/padnas-agent"), String::new()),
-        Some(t) => (target_dir().join(t).join("emulated/padnas-agent"), format!("--emulated {t}")),
+        Some(t) => (
+            target_dir().join(t).join("emulated/padnas-agent"),
+            format!("--emulated {t}"),
+        ),
     };
     assert!(
         p.is_file(),
@@ -49,7 +52,14 @@ pub fn repo() -> PathBuf {
 }
 
 /// A small MBConv block: expand, depthwise, project, residual.
-pub fn mbconv_key(kernel: usize, expansion: usize, c: usize, hw: usize, out: usize, stride: usize) -> BlockKey {
+pub fn mbconv_key(
+    kernel: usize,
+    expansion: usize,
+    c: usize,
+    hw: usize,
+    out: usize,
+    stride: usize,
+) -> BlockKey {
     format!("mbconv:k{kernel}e{expansion}:in{c}x{hw}x{hw}:out{out}:s{stride}")
         .parse()
         .expect("valid block key")
@@ -85,15 +95,26 @@ pub fn tract_run(model_bytes: &[u8], shape: &[usize], data: &[f32]) -> Vec<f32> 
         .expect("optimize")
         .into_runnable()
         .expect("runnable");
-    let input = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), data.to_vec()).expect("shape");
-    let out = model.run(tvec!(Tensor::from(input).into_tvalue())).expect("run");
-    out[0].to_plain_array_view::<f32>().expect("f32").iter().copied().collect()
+    let input =
+        tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), data.to_vec()).expect("shape");
+    let out = model
+        .run(tvec!(Tensor::from(input).into_tvalue()))
+        .expect("run");
+    out[0]
+        .to_plain_array_view::<f32>()
+        .expect("f32")
+        .iter()
+        .copied()
+        .collect()
 }
 
 /// Largest absolute difference.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Kills a child process (and waits for it) when dropped.
@@ -142,7 +163,13 @@ impl Link {
                 }
             }
         });
-        Link { writer, frames: rx, guards: Vec::new(), _dir: None, socket: None }
+        Link {
+            writer,
+            frames: rx,
+            guards: Vec::new(),
+            _dir: None,
+            socket: None,
+        }
     }
 
     /// Writes bytes as they are.
@@ -187,7 +214,9 @@ impl Link {
 
 /// An agent spawned with `--stdio` (optionally under a wrapper such as qemu).
 pub fn stdio_link(mut cmd: Command) -> Link {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     let stdin = child.stdin.take().expect("stdin");
     let stdout = child.stdout.take().expect("stdout");
@@ -249,7 +278,10 @@ pub fn pty_pair() -> (tempfile::TempDir, PathBuf, PathBuf, ChildGuard) {
     let guard = ChildGuard(child);
     let t0 = Instant::now();
     while !(a.exists() && h.exists()) {
-        assert!(t0.elapsed() < Duration::from_secs(10), "socat made no pty pair");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "socat made no pty pair"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     (dir, a, h, guard)
@@ -258,7 +290,9 @@ pub fn pty_pair() -> (tempfile::TempDir, PathBuf, PathBuf, ChildGuard) {
 /// Spawns `cmd` and waits until a line of its stderr contains `ready`
 /// (echoing its stderr to the test's); returns the child and what followed.
 pub fn spawn_until(mut cmd: Command, ready: &'static str) -> (ChildGuard, String) {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel();
@@ -290,7 +324,11 @@ pub fn serial_agent(path: &Path) -> ChildGuard {
 pub fn serial_link() -> Link {
     let (dir, a, h, socat) = pty_pair();
     let agent = serial_agent(&a);
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(&h).expect("open host pty");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&h)
+        .expect("open host pty");
     let r = f.try_clone().expect("clone pty");
     let mut link = Link::new(Box::new(r), Box::new(f));
     // Drop order: agent first, then socat, then the directory.
@@ -316,6 +354,10 @@ pub fn padnas(args: &[&str]) -> (i32, String, String) {
 
 /// Parses the one JSON line a command printed.
 pub fn json_line(stdout: &str) -> serde_json::Value {
-    let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_else(|| panic!("no JSON line in {stdout:?}"));
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line in {stdout:?}"));
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
 }

@@ -71,12 +71,15 @@ fn load_target(t: &TargetArg) -> anyhow::Result<Target> {
 
 fn hello(t: &TargetArg) -> anyhow::Result<()> {
     let target = load_target(t)?;
-    let mut s = session::open(&target)?;
+    let s = session::open(&target)?;
     let mut v = serde_json::to_value(&s.info)?;
     if let Some(o) = v.as_object_mut() {
         o.insert("target".into(), json!(target.name));
         o.insert("emulated".into(), json!(target.emulated()));
-        o.insert("label".into(), json!(session::measurement_label(&target, &s.info)));
+        o.insert(
+            "label".into(),
+            json!(session::measurement_label(&target, &s.info)),
+        );
     }
     println!("{v}");
     s.close();
@@ -116,10 +119,13 @@ fn bench(b: &BenchArgs) -> anyhow::Result<()> {
     // (framing, transport, its timing loop) can be compared with the sum of
     // the samples it reports.
     let t0 = std::time::Instant::now();
-    let stats = s
-        .client
-        .bench(loaded.handle, &limits)
-        .with_context(|| format!("benchmarking {} on target {}", b.model.display(), target.name))?;
+    let stats = s.client.bench(loaded.handle, &limits).with_context(|| {
+        format!(
+            "benchmarking {} on target {}",
+            b.model.display(),
+            target.name
+        )
+    })?;
     let roundtrip_ms = t0.elapsed().as_secs_f64() * 1e3;
     let mut v = serde_json::to_value(&stats)?;
     if let Some(o) = v.as_object_mut() {
@@ -129,7 +135,10 @@ fn bench(b: &BenchArgs) -> anyhow::Result<()> {
         o.insert("output_shape".into(), json!(loaded.output_shape));
         o.insert("target".into(), json!(target.name));
         o.insert("emulated".into(), json!(target.emulated()));
-        o.insert("label".into(), json!(session::measurement_label(&target, &s.info)));
+        o.insert(
+            "label".into(),
+            json!(session::measurement_label(&target, &s.info)),
+        );
         o.insert("agent_version".into(), json!(s.info.agent_version));
         o.insert("tract_version".into(), json!(s.info.tract_version));
     }
@@ -198,7 +207,10 @@ pub fn deploy_commands(target: &Target, binary: &std::path::Path) -> anyhow::Res
 
 fn deploy(t: &TargetArg) -> anyhow::Result<()> {
     let target = load_target(t)?;
-    if !matches!(target.transport, TransportSpec::Ssh { .. } | TransportSpec::Adb { .. }) {
+    if !matches!(
+        target.transport,
+        TransportSpec::Ssh { .. } | TransportSpec::Adb { .. }
+    ) {
         bail!(
             "target {} uses transport {}: deploy copies agents to ssh and adb targets only (start a tcp or serial agent on the board yourself)",
             target.name,

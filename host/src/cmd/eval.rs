@@ -53,14 +53,27 @@ pub struct EvalArgs {
 
 /// Runs `padnas eval`.
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    let cfg = JobConfig::load(args.run.join(CONFIG_FILE))
-        .with_context(|| format!("{} is not a run directory of `padnas train`", args.run.display()))?;
-    let device = setup_torch(args.threads.or(cfg.train.threads), args.device.unwrap_or(cfg.device))?;
+    let cfg = JobConfig::load(args.run.join(CONFIG_FILE)).with_context(|| {
+        format!(
+            "{} is not a run directory of `padnas train`",
+            args.run.display()
+        )
+    })?;
+    let device = setup_torch(
+        args.threads.or(cfg.train.threads),
+        args.device.unwrap_or(cfg.device),
+    )?;
     let space = crate::space::Space::load(&cfg.space)?;
     let arch = space.parse_arch(&args.arch)?;
-    let weights = [WEIGHTS_FILE, CHECKPOINT_FILE].iter().map(|f| args.run.join(f)).find(|p| p.exists());
+    let weights = [WEIGHTS_FILE, CHECKPOINT_FILE]
+        .iter()
+        .map(|f| args.run.join(f))
+        .find(|p| p.exists());
     let Some(weights) = weights else {
-        bail!("{}: no {WEIGHTS_FILE} or {CHECKPOINT_FILE}; train first", args.run.display());
+        bail!(
+            "{}: no {WEIGHTS_FILE} or {CHECKPOINT_FILE}; train first",
+            args.run.display()
+        );
     };
     let net = Supernet::new(&space, device, cfg.seed)?;
     load_weights(&net, &weights, LoadMode::Subset)?;
@@ -84,7 +97,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         set = set.subset(&(0..n).collect::<Vec<_>>());
     }
     if set.is_empty() {
-        bail!("the {:?} split is empty (data.val_split 0, or no test images)", args.split);
+        bail!(
+            "the {:?} split is empty (data.val_split 0, or no test images)",
+            args.split
+        );
     }
     let r = evaluate(&net, &path, &set, bs)?;
     println!(

@@ -139,7 +139,6 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
     // Networks must run where the table was measured, or the comparison says nothing.
     table.check_compatible(&now, &a.table)?;
     let archs = sample(&space, a.samples, a.seed);
-    let noise = table.header.noise.clone();
     let progress = progress_bar(archs.len() as u64);
     let mut link = link_for(&target, first, a.reconnects);
     let result = validate(
@@ -149,7 +148,6 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
         &archs,
         &mut link,
         &target.bench,
-        &noise,
         &progress,
     );
     progress.finish_and_clear();

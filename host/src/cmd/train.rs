@@ -56,7 +56,10 @@ pub struct TrainArgs {
 }
 
 /// Applies `threads` (or leaves libtorch's default) and picks the device.
-pub(crate) fn setup_torch(threads: Option<usize>, device: DeviceSpec) -> anyhow::Result<tch::Device> {
+pub(crate) fn setup_torch(
+    threads: Option<usize>,
+    device: DeviceSpec,
+) -> anyhow::Result<tch::Device> {
     if let Some(n) = threads {
         tch::set_num_threads(i32::try_from(n).context("threads")?);
     }
@@ -66,7 +69,11 @@ pub(crate) fn setup_torch(threads: Option<usize>, device: DeviceSpec) -> anyhow:
 /// The sampling space of a run: its `space.yaml` when present, else `fallback`.
 pub(crate) fn run_space(run_dir: &Path, fallback: &Space) -> anyhow::Result<Space> {
     let p = run_dir.join(SPACE_FILE);
-    if p.exists() { Ok(Space::load(&p)?) } else { Ok(fallback.clone()) }
+    if p.exists() {
+        Ok(Space::load(&p)?)
+    } else {
+        Ok(fallback.clone())
+    }
 }
 
 /// Runs `padnas train`.
@@ -87,12 +94,19 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let weights = run_dir.join(WEIGHTS_FILE);
 
     if ckpt.exists() && !args.resume {
-        bail!("{} exists: pass --resume to continue that run, or delete it to start over", ckpt.display());
+        bail!(
+            "{} exists: pass --resume to continue that run, or delete it to start over",
+            ckpt.display()
+        );
     }
     if args.resume && weights.exists() && ckpt.exists() {
         let state = read_state(&ckpt)?;
         if state.step >= state.total_steps {
-            tracing::info!("{} is complete ({} steps); nothing to do", run_dir.display(), state.step);
+            tracing::info!(
+                "{} is complete ({} steps); nothing to do",
+                run_dir.display(),
+                state.step
+            );
             println!(
                 "{}",
                 serde_json::json!({"run_dir": run_dir, "step": state.step, "total_steps": state.total_steps, "finished": true})
@@ -120,7 +134,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     cfg.save(&run_dir.join(CONFIG_FILE))?;
     if !run_dir.join(SPACE_FILE).exists() {
-        crate::supernet::checkpoint::write_atomic(&run_dir.join(SPACE_FILE), space.to_yaml().as_bytes())?;
+        crate::supernet::checkpoint::write_atomic(
+            &run_dir.join(SPACE_FILE),
+            space.to_yaml().as_bytes(),
+        )?;
     }
 
     let net = Supernet::new(&full, device, cfg.seed)?;
@@ -143,7 +160,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     }
     if let Some(out) = &args.paths_out {
         // Paths are a function of (seed, step), so they can be listed after the fact.
-        let text: String = (summary.start_step..summary.step).map(|s| format!("{}\n", sampler.arch(s))).collect();
+        let text: String = (summary.start_step..summary.step)
+            .map(|s| format!("{}\n", sampler.arch(s)))
+            .collect();
         std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
     }
     let mut line = serde_json::to_value(&summary)?;

@@ -10,7 +10,16 @@ use crate::space::Shape;
 
 /// Class names in label order.
 pub const CLASSES: [&str; 10] = [
-    "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot",
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
 ];
 
 /// An IDX array of unsigned bytes: its dimensions and data.
@@ -42,7 +51,10 @@ fn parse_idx(bytes: &[u8]) -> Result<Idx, String> {
         return Err("not an IDX file (bad magic)".into());
     }
     if bytes[2] != 0x08 {
-        return Err(format!("IDX type 0x{:02x} is not unsigned bytes (0x08)", bytes[2]));
+        return Err(format!(
+            "IDX type 0x{:02x} is not unsigned bytes (0x08)",
+            bytes[2]
+        ));
     }
     let ndim = usize::from(bytes[3]);
     let header = 4 + 4 * ndim;
@@ -53,12 +65,21 @@ fn parse_idx(bytes: &[u8]) -> Result<Idx, String> {
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let n = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or("IDX size overflows")?;
+    let n = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or("IDX size overflows")?;
     let data = &bytes[header..];
     if data.len() != n {
-        return Err(format!("IDX header promises {n} bytes of data, file has {}", data.len()));
+        return Err(format!(
+            "IDX header promises {n} bytes of data, file has {}",
+            data.len()
+        ));
     }
-    Ok(Idx { dims, data: data.to_vec() })
+    Ok(Idx {
+        dims,
+        data: data.to_vec(),
+    })
 }
 
 /// Finds `stem` or `stem.gz` in `dir`.
@@ -84,7 +105,10 @@ fn load_split(dir: &Path, prefix: &str) -> Result<ImageSet, DataError> {
     let images = read_idx(&images_path)?;
     let labels = read_idx(&labels_path)?;
     let &[n, h, w] = images.dims.as_slice() else {
-        return Err(DataError::format(&images_path, format!("expected 3 dims, got {:?}", images.dims)));
+        return Err(DataError::format(
+            &images_path,
+            format!("expected 3 dims, got {:?}", images.dims),
+        ));
     };
     if labels.dims != [n] {
         return Err(DataError::format(
@@ -92,8 +116,15 @@ fn load_split(dir: &Path, prefix: &str) -> Result<ImageSet, DataError> {
             format!("expected {n} labels, got dims {:?}", labels.dims),
         ));
     }
-    if let Some(&bad) = labels.data.iter().find(|&&l| usize::from(l) >= CLASSES.len()) {
-        return Err(DataError::format(&labels_path, format!("label {bad} out of range 0..10")));
+    if let Some(&bad) = labels
+        .data
+        .iter()
+        .find(|&&l| usize::from(l) >= CLASSES.len())
+    {
+        return Err(DataError::format(
+            &labels_path,
+            format!("label {bad} out of range 0..10"),
+        ));
     }
     Ok(ImageSet {
         // One channel: HWC and CHW coincide.
@@ -117,12 +148,26 @@ mod tests {
     fn idx_header_checks() {
         let mut ok = vec![0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3];
         ok.extend([1, 2, 3, 4, 5, 6]);
-        assert_eq!(parse_idx(&ok).unwrap(), Idx { dims: vec![2, 3], data: vec![1, 2, 3, 4, 5, 6] });
-        assert!(parse_idx(&ok[..15]).unwrap_err().contains("promises 6 bytes"));
+        assert_eq!(
+            parse_idx(&ok).unwrap(),
+            Idx {
+                dims: vec![2, 3],
+                data: vec![1, 2, 3, 4, 5, 6]
+            }
+        );
+        assert!(
+            parse_idx(&ok[..15])
+                .unwrap_err()
+                .contains("promises 6 bytes")
+        );
         let mut float = ok.clone();
         float[2] = 0x0d;
         assert!(parse_idx(&float).unwrap_err().contains("0x0d"));
         assert!(parse_idx(&[1, 2]).is_err());
-        assert!(parse_idx(&[0, 0, 8, 3, 0]).unwrap_err().contains("truncated"));
+        assert!(
+            parse_idx(&[0, 0, 8, 3, 0])
+                .unwrap_err()
+                .contains("truncated")
+        );
     }
 }

@@ -37,7 +37,10 @@ fn class_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, DataError> {
 }
 
 fn decode(path: &Path, shape: Shape) -> Result<Vec<u8>, DataError> {
-    let img = image::open(path).map_err(|source| DataError::Image { path: path.to_path_buf(), source })?;
+    let img = image::open(path).map_err(|source| DataError::Image {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let (w, h) = (shape.width as u32, shape.height as u32);
     let img = if img.width() == w && img.height() == h {
         img
@@ -48,7 +51,10 @@ fn decode(path: &Path, shape: Shape) -> Result<Vec<u8>, DataError> {
     match shape.channels {
         1 => Ok(img.into_luma8().into_raw()),
         3 => Ok(img.into_rgb8().into_raw()),
-        c => Err(DataError::format(path, format!("image folders give 1 or 3 channels, the space wants {c}"))),
+        c => Err(DataError::format(
+            path,
+            format!("image folders give 1 or 3 channels, the space wants {c}"),
+        )),
     }
 }
 
@@ -60,7 +66,10 @@ fn load_split(dir: &Path, classes: &[String], shape: Shape) -> Result<ImageSet, 
             continue;
         }
         for file in sorted_entries(&class_dir)? {
-            let ext = file.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+            let ext = file
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase);
             if !ext.is_some_and(|e| EXTENSIONS.contains(&e.as_str())) {
                 continue;
             }
@@ -74,21 +83,33 @@ fn load_split(dir: &Path, classes: &[String], shape: Shape) -> Result<ImageSet, 
 /// Loads train and test splits from an image folder, sized to `shape`.
 pub fn load_folder(dir: &Path, shape: Shape) -> Result<(ImageSet, ImageSet), DataError> {
     let (train_dir, test_dir) = if dir.join("train").is_dir() {
-        (dir.join("train"), Some(dir.join("test")).filter(|d| d.is_dir()))
+        (
+            dir.join("train"),
+            Some(dir.join("test")).filter(|d| d.is_dir()),
+        )
     } else {
         (dir.to_path_buf(), None)
     };
-    let classes: Vec<String> = class_dirs(&train_dir)?.into_iter().map(|(n, _)| n).collect();
+    let classes: Vec<String> = class_dirs(&train_dir)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     if classes.len() < 2 {
         return Err(DataError::format(
             &train_dir,
-            format!("needs one subfolder per class (at least 2), found {}", classes.len()),
+            format!(
+                "needs one subfolder per class (at least 2), found {}",
+                classes.len()
+            ),
         ));
     }
     if let Some(test_dir) = &test_dir {
         for (name, _) in class_dirs(test_dir)? {
             if !classes.contains(&name) {
-                return Err(DataError::format(test_dir, format!("class {name:?} is not in the train split")));
+                return Err(DataError::format(
+                    test_dir,
+                    format!("class {name:?} is not in the train split"),
+                ));
             }
         }
     }

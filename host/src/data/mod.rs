@@ -80,11 +80,17 @@ pub enum DataError {
 
 impl DataError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        DataError::Io { path: path.to_path_buf(), source }
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     pub(crate) fn format(path: &Path, message: impl Into<String>) -> Self {
-        DataError::Format { path: path.to_path_buf(), message: message.into() }
+        DataError::Format {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
     }
 }
 
@@ -107,7 +113,12 @@ pub struct ImageSet {
 impl ImageSet {
     /// An empty set of the given image shape and classes.
     pub fn empty(shape: Shape, classes: Vec<String>) -> Self {
-        ImageSet { pixels: Vec::new(), labels: Vec::new(), shape, classes }
+        ImageSet {
+            pixels: Vec::new(),
+            labels: Vec::new(),
+            shape,
+            classes,
+        }
     }
 
     /// Number of images.
@@ -183,7 +194,11 @@ impl Splits {
         let mut train_idx = perm[n_val..].to_vec();
         val_idx.sort_unstable();
         train_idx.sort_unstable();
-        Splits { val: train.subset(&val_idx), train: train.subset(&train_idx), test }
+        Splits {
+            val: train.subset(&val_idx),
+            train: train.subset(&train_idx),
+            test,
+        }
     }
 
     /// Keeps a seeded random subset of `n` training images (CI-sized runs).
@@ -206,10 +221,17 @@ pub fn load(cfg: &DataConfig, input: Shape, seed: u64) -> Result<Splits, DataErr
         DataKind::Folder => load_folder(&cfg.path, input)?,
     };
     if train.shape != input {
-        return Err(DataError::Shape { kind: cfg.kind.to_string(), found: train.shape, expected: input });
+        return Err(DataError::Shape {
+            kind: cfg.kind.to_string(),
+            found: train.shape,
+            expected: input,
+        });
     }
     if train.is_empty() {
-        return Err(DataError::TooSmall(format!("{}: no training images", cfg.path.display())));
+        return Err(DataError::TooSmall(format!(
+            "{}: no training images",
+            cfg.path.display()
+        )));
     }
     Ok(Splits::carve(train, test, cfg.val_split, seed))
 }
@@ -255,7 +277,13 @@ mod split_tests {
     fn carve_is_seeded_disjoint_and_complete() {
         let s = Splits::carve(toy(100), toy(0), 0.2, 5);
         assert_eq!((s.train.len(), s.val.len()), (80, 20));
-        let mut all: Vec<u8> = s.train.pixels.iter().chain(&s.val.pixels).copied().collect();
+        let mut all: Vec<u8> = s
+            .train
+            .pixels
+            .iter()
+            .chain(&s.val.pixels)
+            .copied()
+            .collect();
         all.sort_unstable();
         assert_eq!(all, (0..100).map(|i| i as u8).collect::<Vec<_>>());
         let again = Splits::carve(toy(100), toy(0), 0.2, 5);

@@ -545,7 +545,7 @@ pub(crate) mod tests {
         dev.draw = Box::new(move |_| {
             n += 1;
             let jitter = ((n * 7919) % 13) as f64 / 13.0 * 0.3;
-            if n % 5 == 0 {
+            if n.is_multiple_of(5) {
                 14.0 + jitter
             } else {
                 10.0 + jitter

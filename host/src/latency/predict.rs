@@ -57,21 +57,28 @@ pub fn predict(
 }
 
 /// The space of a table, when none is given: the most recent space in the
-/// header whose file still exists and still has the recorded hash. Paths
-/// are tried as recorded (relative to the working directory) and relative to
-/// the table's directory.
+/// header whose file still exists and still has the recorded hash. A
+/// relative path is tried as recorded (from the working directory), then
+/// from the table's directory and each directory above it.
 pub fn space_from_header(table: &Table, path: &Path) -> Result<(Space, PathBuf), LatencyError> {
     let mut tried: Vec<String> = Vec::new();
     for r in table.header.spaces.iter().rev() {
         let Some(p) = &r.path else { continue };
         let recorded = PathBuf::from(p);
         let mut candidates = vec![recorded.clone()];
-        if let Some(dir) = path.parent() {
-            candidates.push(dir.join(&recorded));
+        if recorded.is_relative() {
+            // A committed table sits under the repository it was profiled
+            // from, so its relative space path also resolves against the
+            // table's ancestors, from wherever padnas runs.
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+            candidates.extend(dir.ancestors().map(|a| a.join(&recorded)));
         }
         for c in candidates {
             if !c.is_file() {
-                tried.push(format!("{} (not found)", c.display()));
                 continue;
             }
             match Space::load(&c) {
@@ -86,8 +93,19 @@ pub fn space_from_header(table: &Table, path: &Path) -> Result<(Space, PathBuf),
             }
         }
     }
-    let message = if tried.is_empty() {
+    let recorded: Vec<&str> = table
+        .header
+        .spaces
+        .iter()
+        .filter_map(|r| r.path.as_deref())
+        .collect();
+    let message = if recorded.is_empty() {
         "the table records no space file".to_string()
+    } else if tried.is_empty() {
+        format!(
+            "its space file(s) {} were not found from here or above the table",
+            recorded.join(", ")
+        )
     } else {
         format!("no recorded space file is usable: {}", tried.join("; "))
     };

@@ -210,7 +210,7 @@ pub fn profile(
             run.table.save(run.path)?;
             measured_now += 1;
             progress.inc(1);
-            if every > 0 && measured_now % every == 0 && i + 1 < todo.len() {
+            if every > 0 && measured_now.is_multiple_of(every) && i + 1 < todo.len() {
                 run.sentinel()?;
             }
         }
@@ -511,7 +511,7 @@ head: { channels: 32 }
         )
         .expect_err("lost");
         let saved = Table::load(&path2).expect("saved").entries.len();
-        assert!(saved >= 1 && saved < 7, "{saved}");
+        assert!((1..7).contains(&saved), "{saved}");
         match &e {
             LatencyError::Interrupted {
                 saved: s, total: 7, ..

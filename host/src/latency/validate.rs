@@ -11,7 +11,7 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::LatencyError;
-use super::measure::{Link, NoiseSettings, measure_model};
+use super::measure::{Link, measure_model};
 use super::predict::predict;
 use super::stats::{LinearFit, Metrics, fit_linear, loo_predictions, metrics};
 use super::table::{Table, write_atomic};
@@ -72,9 +72,11 @@ pub fn sample(space: &Space, n: usize, seed: u64) -> Vec<(u64, Arch)> {
         .collect()
 }
 
-/// Measures `archs` through `link` and compares them with `table`. Every
-/// prediction is made before anything is measured, so a table that lacks
-/// blocks fails at once, listing them all.
+/// Measures `archs` through `link` and compares them with `table`. Networks
+/// are measured with the table's own noise settings, so both sides of the
+/// comparison are estimated the same way. Every prediction is made before
+/// anything is measured, so a table that lacks blocks fails at once, listing
+/// them all.
 pub fn validate(
     table: &Table,
     table_path: &Path,
@@ -82,9 +84,9 @@ pub fn validate(
     archs: &[(u64, Arch)],
     link: &mut Link<'_>,
     limits: &BenchLimits,
-    noise: &NoiseSettings,
     progress: &ProgressBar,
 ) -> Result<Validation, LatencyError> {
+    let noise = &table.header.noise;
     let started = Instant::now();
     let mut missing: Vec<String> = Vec::new();
     let mut predicted = Vec::with_capacity(archs.len());
@@ -370,7 +372,6 @@ mod tests {
             &archs,
             &mut link,
             &BenchLimits::default(),
-            &NoiseSettings::default(),
             &ProgressBar::hidden(),
         )
         .expect_err("missing head");
@@ -405,7 +406,6 @@ mod tests {
             &archs,
             &mut link,
             &BenchLimits::default(),
-            &NoiseSettings::default(),
             &ProgressBar::hidden(),
         )
         .expect("validate");

@@ -57,17 +57,30 @@ pub enum LoadMode {
     Subset,
 }
 
+/// A tensor ready for serialisation: name, shape, little-endian f32 bytes.
+type RawTensor = (String, Vec<usize>, Vec<u8>);
+
 fn io_err(path: &Path, source: std::io::Error) -> SupernetError {
-    SupernetError::Io { path: path.to_path_buf(), source }
+    SupernetError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn bad(path: &Path, message: impl Into<String>) -> SupernetError {
-    SupernetError::Checkpoint { path: path.to_path_buf(), message: message.into() }
+    SupernetError::Checkpoint {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 /// f32 values of a tensor in row-major order (whatever its strides).
 pub(crate) fn to_f32(t: &Tensor) -> Result<Vec<f32>, SupernetError> {
-    let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
+    let t = t
+        .f_detach()?
+        .f_to_device(Device::Cpu)?
+        .f_to_kind(Kind::Float)?
+        .f_contiguous()?;
     let n = t.numel();
     let mut v = vec![0f32; n];
     t.f_copy_data(&mut v, n)?;
@@ -82,25 +95,29 @@ fn to_bytes(values: &[f32]) -> Vec<u8> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SupernetError> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| io_err(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io_err(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
 }
 
 fn serialize(
     path: &Path,
-    tensors: Vec<(String, Vec<usize>, Vec<u8>)>,
+    tensors: Vec<RawTensor>,
     metadata: HashMap<String, String>,
 ) -> Result<Vec<u8>, SupernetError> {
     let views = tensors
         .iter()
         .map(|(n, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (n.clone(), v)).map_err(|e| bad(path, e.to_string()))
+            TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| bad(path, e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     safetensors::serialize(views, Some(metadata)).map_err(|e| bad(path, e.to_string()))
 }
 
-fn net_tensors(net: &Supernet) -> Result<Vec<(String, Vec<usize>, Vec<u8>)>, SupernetError> {
+fn net_tensors(net: &Supernet) -> Result<Vec<RawTensor>, SupernetError> {
     net.named_tensors()
         .map(|(name, t, _)| {
             let shape = t.size().iter().map(|&d| d as usize).collect();
@@ -130,12 +147,22 @@ pub fn read_tensor_file(path: &Path) -> Result<TensorFile, SupernetError> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(path, e.to_string()))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(path, e.to_string()))?;
-    let mut out = TensorFile { metadata: meta.metadata().clone().unwrap_or_default(), ..Default::default() };
+    let mut out = TensorFile {
+        metadata: meta.metadata().clone().unwrap_or_default(),
+        ..Default::default()
+    };
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(bad(path, format!("{name}: dtype {:?}, expected F32", view.dtype())));
+            return Err(bad(
+                path,
+                format!("{name}: dtype {:?}, expected F32", view.dtype()),
+            ));
         }
-        let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         out.tensors.insert(name, (view.shape().to_vec(), values));
     }
     Ok(out)
@@ -148,11 +175,22 @@ fn tensor_of(shape: &[usize], values: &[f32]) -> Result<Tensor, SupernetError> {
 
 /// Copies the tensors of `file` into `net`; returns the names in the file
 /// that the supernet does not have (always empty in [`LoadMode::Exact`]).
-fn load_into(net: &Supernet, file: &TensorFile, path: &Path, mode: LoadMode) -> Result<Vec<String>, SupernetError> {
-    let missing: Vec<&str> =
-        net.named_tensors().map(|(n, _, _)| n).filter(|n| !file.tensors.contains_key(*n)).collect();
+fn load_into(
+    net: &Supernet,
+    file: &TensorFile,
+    path: &Path,
+    mode: LoadMode,
+) -> Result<Vec<String>, SupernetError> {
+    let missing: Vec<&str> = net
+        .named_tensors()
+        .map(|(n, _, _)| n)
+        .filter(|n| !file.tensors.contains_key(*n))
+        .collect();
     if let Some(first) = missing.first() {
-        return Err(bad(path, format!("{} supernet tensors missing, e.g. {first}", missing.len())));
+        return Err(bad(
+            path,
+            format!("{} supernet tensors missing, e.g. {first}", missing.len()),
+        ));
     }
     let mut extra = Vec::new();
     for (name, (shape, values)) in &file.tensors {
@@ -160,26 +198,44 @@ fn load_into(net: &Supernet, file: &TensorFile, path: &Path, mode: LoadMode) -> 
             continue;
         }
         match net.param_index(name) {
-            Some(i) => net.set(i, &tensor_of(shape, values)?.f_to_device(net.device())?).map_err(|e| bad(path, e.to_string()))?,
+            Some(i) => net
+                .set(i, &tensor_of(shape, values)?.f_to_device(net.device())?)
+                .map_err(|e| bad(path, e.to_string()))?,
             None => extra.push(name.clone()),
         }
     }
     extra.sort();
     if mode == LoadMode::Exact && !extra.is_empty() {
-        return Err(bad(path, format!("{} tensors the supernet does not have, e.g. {}", extra.len(), extra[0])));
+        return Err(bad(
+            path,
+            format!(
+                "{} tensors the supernet does not have, e.g. {}",
+                extra.len(),
+                extra[0]
+            ),
+        ));
     }
     Ok(extra)
 }
 
 /// Loads weights (from a weights file or a checkpoint) into `net`; returns
 /// the names of ignored extra tensors.
-pub fn load_weights(net: &Supernet, path: &Path, mode: LoadMode) -> Result<Vec<String>, SupernetError> {
+pub fn load_weights(
+    net: &Supernet,
+    path: &Path,
+    mode: LoadMode,
+) -> Result<Vec<String>, SupernetError> {
     let file = read_tensor_file(path)?;
     load_into(net, &file, path, mode)
 }
 
 /// Saves weights, momentum buffers and `state` to `path`.
-pub fn save_checkpoint(net: &Supernet, sgd: &Sgd, state: &TrainState, path: &Path) -> Result<(), SupernetError> {
+pub fn save_checkpoint(
+    net: &Supernet,
+    sgd: &Sgd,
+    state: &TrainState,
+    path: &Path,
+) -> Result<(), SupernetError> {
     let mut tensors = net_tensors(net)?;
     let mut buffers: Vec<(&usize, &Tensor)> = sgd.buffers().iter().collect();
     buffers.sort_by_key(|(i, _)| **i);
@@ -189,30 +245,52 @@ pub fn save_checkpoint(net: &Supernet, sgd: &Sgd, state: &TrainState, path: &Pat
         tensors.push((name, shape, to_bytes(&to_f32(buf)?)));
     }
     let state_json = serde_json::to_string(state).map_err(|e| bad(path, e.to_string()))?;
-    let meta = HashMap::from([(STATE_KEY.to_string(), state_json), (SPACE_KEY.to_string(), net.space().hash())]);
+    let meta = HashMap::from([
+        (STATE_KEY.to_string(), state_json),
+        (SPACE_KEY.to_string(), net.space().hash()),
+    ]);
     let bytes = serialize(path, tensors, meta)?;
     write_atomic(path, &bytes)
 }
 
 /// Restores weights and momentum buffers from a checkpoint and returns its state.
-pub fn load_checkpoint(net: &Supernet, sgd: &mut Sgd, path: &Path) -> Result<TrainState, SupernetError> {
+pub fn load_checkpoint(
+    net: &Supernet,
+    sgd: &mut Sgd,
+    path: &Path,
+) -> Result<TrainState, SupernetError> {
     let file = read_tensor_file(path)?;
     let state: TrainState = file
         .metadata
         .get(STATE_KEY)
-        .ok_or_else(|| bad(path, "no training state in the header (a weights file, not a checkpoint?)"))
-        .and_then(|s| serde_json::from_str(s).map_err(|e| bad(path, format!("training state: {e}"))))?;
+        .ok_or_else(|| {
+            bad(
+                path,
+                "no training state in the header (a weights file, not a checkpoint?)",
+            )
+        })
+        .and_then(|s| {
+            serde_json::from_str(s).map_err(|e| bad(path, format!("training state: {e}")))
+        })?;
     load_into(net, &file, path, LoadMode::Exact)?;
     let mut buffers = HashMap::new();
     for (name, (shape, values)) in &file.tensors {
-        let Some(param) = name.strip_prefix(MOMENTUM_PREFIX) else { continue };
-        let i = net.param_index(param).ok_or_else(|| bad(path, format!("momentum for unknown {param}")))?;
+        let Some(param) = name.strip_prefix(MOMENTUM_PREFIX) else {
+            continue;
+        };
+        let i = net
+            .param_index(param)
+            .ok_or_else(|| bad(path, format!("momentum for unknown {param}")))?;
         let like = &net.params()[i].tensor;
         if like.size() != tensor_of(shape, values)?.size() {
-            return Err(bad(path, format!("momentum of {param} has shape {shape:?}")));
+            return Err(bad(
+                path,
+                format!("momentum of {param} has shape {shape:?}"),
+            ));
         }
         // Same layout as the parameter, so updates stay in channels-last.
-        let buf = super::model::channels_last(&tensor_of(shape, values)?.f_to_device(net.device())?)?;
+        let buf =
+            super::model::channels_last(&tensor_of(shape, values)?.f_to_device(net.device())?)?;
         buffers.insert(i, buf);
     }
     sgd.set_buffers(buffers);

@@ -20,7 +20,9 @@ fn load_cuda_support() -> Result<(), String> {
         .collect();
     let mut errors = Vec::new();
     for lib in candidates {
-        let Ok(c) = std::ffi::CString::new(lib.clone()) else { continue };
+        let Ok(c) = std::ffi::CString::new(lib.clone()) else {
+            continue;
+        };
         // SAFETY: `c` is a valid NUL-terminated string; dlopen has no other
         // preconditions. The handle is deliberately never closed: the library
         // must stay loaded for the process's lifetime.
@@ -31,7 +33,11 @@ fn load_cuda_support() -> Result<(), String> {
         // SAFETY: dlerror returns NULL or a valid C string owned by libc.
         let msg = unsafe {
             let e = libc::dlerror();
-            if e.is_null() { "unknown error".to_string() } else { std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned() }
+            if e.is_null() {
+                "unknown error".to_string()
+            } else {
+                std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
+            }
         };
         errors.push(format!("{lib}: {msg}"));
     }

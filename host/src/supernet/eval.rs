@@ -43,16 +43,33 @@ pub fn recalibrate_bn(
         let _ = v.f_fill_(1.0)?;
     }
     let bs = batch_size.min(set.len());
-    let mut loader = Loader::new(set, bs, Augment::default(), derive_seed(seed, "bn-recalibration", 0), net.device())?;
+    let mut loader = Loader::new(
+        set,
+        bs,
+        Augment::default(),
+        derive_seed(seed, "bn-recalibration", 0),
+        net.device(),
+    )?;
     for k in 0..batches {
         let batch = loader.train_batch(k as u64)?;
-        let _ = net.forward(&batch.images, path, BnMode::Recalibrate { momentum: 1.0 / (k as f64 + 1.0) })?;
+        let _ = net.forward(
+            &batch.images,
+            path,
+            BnMode::Recalibrate {
+                momentum: 1.0 / (k as f64 + 1.0),
+            },
+        )?;
     }
     Ok(())
 }
 
 /// Accuracy of `path` on all of `set`, batch norms in inference mode.
-pub fn evaluate(net: &Supernet, path: &[usize], set: &ImageSet, batch_size: usize) -> Result<EvalResult, SupernetError> {
+pub fn evaluate(
+    net: &Supernet,
+    path: &[usize],
+    set: &ImageSet,
+    batch_size: usize,
+) -> Result<EvalResult, SupernetError> {
     let _guard = tch::no_grad_guard();
     let bs = batch_size.min(set.len()).max(1);
     let mut loader = Loader::new(set, bs, Augment::default(), 0, net.device())?;
@@ -60,10 +77,24 @@ pub fn evaluate(net: &Supernet, path: &[usize], set: &ImageSet, batch_size: usiz
     for b in 0..loader.num_eval_batches() {
         let batch = loader.eval_batch(b)?;
         let logits = net.forward(&batch.images, path, BnMode::Eval)?;
-        let loss = logits.f_cross_entropy_loss::<Tensor>(&batch.labels, None, Reduction::Sum, -100, 0.0)?;
+        let loss = logits.f_cross_entropy_loss::<Tensor>(
+            &batch.labels,
+            None,
+            Reduction::Sum,
+            -100,
+            0.0,
+        )?;
         loss_sum += loss.f_double_value(&[])?;
-        correct += logits.f_argmax(-1, false)?.f_eq_tensor(&batch.labels)?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+        correct += logits
+            .f_argmax(-1, false)?
+            .f_eq_tensor(&batch.labels)?
+            .f_sum(Kind::Int64)?
+            .f_int64_value(&[])?;
     }
     let n = set.len().max(1) as f64;
-    Ok(EvalResult { accuracy: correct as f64 / n, loss: loss_sum / n, samples: set.len() })
+    Ok(EvalResult {
+        accuracy: correct as f64 / n,
+        loss: loss_sum / n,
+        samples: set.len(),
+    })
 }

@@ -121,7 +121,9 @@ pub struct Supernet {
 /// ~2.5× faster on this CPU than NCHW for these small convolutions.
 pub(crate) fn channels_last(t: &Tensor) -> Result<Tensor, tch::TchError> {
     if t.dim() == 4 {
-        t.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])
+        t.f_permute([0, 2, 3, 1])?
+            .f_contiguous()?
+            .f_permute([0, 3, 1, 2])
     } else {
         Ok(t.shallow_clone())
     }
@@ -134,11 +136,27 @@ struct Builder {
 }
 
 impl Builder {
-    fn add(&mut self, name: String, values: Vec<f32>, dims: &[i64], kind: ParamKind) -> Result<usize, SupernetError> {
-        let t = Tensor::f_from_slice(&values)?.f_view(dims)?.f_to_device(self.device)?;
+    fn add(
+        &mut self,
+        name: String,
+        values: Vec<f32>,
+        dims: &[i64],
+        kind: ParamKind,
+    ) -> Result<usize, SupernetError> {
+        let t = Tensor::f_from_slice(&values)?
+            .f_view(dims)?
+            .f_to_device(self.device)?;
         let t = channels_last(&t)?;
-        let t = if kind.trainable() { t.set_requires_grad(true) } else { t };
-        self.params.push(Param { name, tensor: t, kind });
+        let t = if kind.trainable() {
+            t.set_requires_grad(true)
+        } else {
+            t
+        };
+        self.params.push(Param {
+            name,
+            tensor: t,
+            kind,
+        });
         Ok(self.params.len() - 1)
     }
 
@@ -167,7 +185,12 @@ impl Builder {
         groups: usize,
     ) -> Result<ConvBn, SupernetError> {
         let name = at.to_string();
-        let dims = [out_c as i64, (in_c / groups) as i64, kernel as i64, kernel as i64];
+        let dims = [
+            out_c as i64,
+            (in_c / groups) as i64,
+            kernel as i64,
+            kernel as i64,
+        ];
         // He init in fan-out mode, as torchvision's MobileNets do.
         let std = (2.0 / (out_c * kernel * kernel) as f32).sqrt();
         let n = dims.iter().product::<i64>() as usize;
@@ -176,19 +199,49 @@ impl Builder {
         let c = [out_c as i64];
         // γ = 1 (tch's own BatchNorm would draw U(0, 1)), β = 0, fresh statistics.
         let bn = Bn {
-            weight: self.add(format!("{name}.bn.weight"), vec![1.0; out_c], &c, ParamKind::BnWeight)?,
-            bias: self.add(format!("{name}.bn.bias"), vec![0.0; out_c], &c, ParamKind::BnBias)?,
-            mean: self.add(format!("{name}.bn.running_mean"), vec![0.0; out_c], &c, ParamKind::BnMean)?,
-            var: self.add(format!("{name}.bn.running_var"), vec![1.0; out_c], &c, ParamKind::BnVar)?,
+            weight: self.add(
+                format!("{name}.bn.weight"),
+                vec![1.0; out_c],
+                &c,
+                ParamKind::BnWeight,
+            )?,
+            bias: self.add(
+                format!("{name}.bn.bias"),
+                vec![0.0; out_c],
+                &c,
+                ParamKind::BnBias,
+            )?,
+            mean: self.add(
+                format!("{name}.bn.running_mean"),
+                vec![0.0; out_c],
+                &c,
+                ParamKind::BnMean,
+            )?,
+            var: self.add(
+                format!("{name}.bn.running_var"),
+                vec![1.0; out_c],
+                &c,
+                ParamKind::BnVar,
+            )?,
         };
-        Ok(ConvBn { weight, bn, stride: stride as i64, padding: (kernel / 2) as i64, groups: groups as i64 })
+        Ok(ConvBn {
+            weight,
+            bn,
+            stride: stride as i64,
+            padding: (kernel / 2) as i64,
+            groups: groups as i64,
+        })
     }
 }
 
 impl Supernet {
     /// Builds the supernet of `space` on `device`, initialised from `seed`.
     pub fn new(space: &Space, device: Device, seed: u64) -> Result<Supernet, SupernetError> {
-        let mut b = Builder { seed, device, params: Vec::new() };
+        let mut b = Builder {
+            seed,
+            device,
+            params: Vec::new(),
+        };
         let input = space.input();
         let stem = space.stem();
         let at = |site, part| ParamRef { site, part };
@@ -208,28 +261,68 @@ impl Supernet {
                     ops.push(None);
                     continue;
                 };
-                let site = Site::Layer { index: layer.index, op };
+                let site = Site::Layer {
+                    index: layer.index,
+                    op,
+                };
                 let in_c = layer.input.channels;
                 let hidden = in_c * expansion;
                 // Expansion 1 has no expand conv, as in the ONNX writer.
-                let expand =
-                    if expansion == 1 { None } else { Some(b.conv_bn(at(site, Part::Expand), hidden, in_c, 1, 1, 1)?) };
-                let depthwise = b.conv_bn(at(site, Part::Depthwise), hidden, hidden, kernel, layer.stride, hidden)?;
-                let project = b.conv_bn(at(site, Part::Project), layer.out_channels, hidden, 1, 1, 1)?;
-                ops.push(Some(MbConv { expand, depthwise, project, residual: layer.keeps_shape() }));
+                let expand = if expansion == 1 {
+                    None
+                } else {
+                    Some(b.conv_bn(at(site, Part::Expand), hidden, in_c, 1, 1, 1)?)
+                };
+                let depthwise = b.conv_bn(
+                    at(site, Part::Depthwise),
+                    hidden,
+                    hidden,
+                    kernel,
+                    layer.stride,
+                    hidden,
+                )?;
+                let project =
+                    b.conv_bn(at(site, Part::Project), layer.out_channels, hidden, 1, 1, 1)?;
+                ops.push(Some(MbConv {
+                    expand,
+                    depthwise,
+                    project,
+                    residual: layer.keeps_shape(),
+                }));
             }
             layers.push(ops);
         }
         let head = space.head();
         let head_in = space.head_input();
-        let head_cb = b.conv_bn(at(Site::Head, Part::Conv), head.channels, head_in.channels, 1, 1, 1)?;
+        let head_cb = b.conv_bn(
+            at(Site::Head, Part::Conv),
+            head.channels,
+            head_in.channels,
+            1,
+            1,
+            1,
+        )?;
         let classes = space.num_classes();
         let fc = at(Site::Classifier, Part::Fc).to_string();
         let fc_w = b.normal(&format!("{fc}.weight"), classes * head.channels, 0.01);
-        let fc_weight =
-            b.add(format!("{fc}.weight"), fc_w, &[classes as i64, head.channels as i64], ParamKind::FcWeight)?;
-        let fc_bias = b.add(format!("{fc}.bias"), vec![0.0; classes], &[classes as i64], ParamKind::FcBias)?;
-        let by_name = b.params.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
+        let fc_weight = b.add(
+            format!("{fc}.weight"),
+            fc_w,
+            &[classes as i64, head.channels as i64],
+            ParamKind::FcWeight,
+        )?;
+        let fc_bias = b.add(
+            format!("{fc}.bias"),
+            vec![0.0; classes],
+            &[classes as i64],
+            ParamKind::FcBias,
+        )?;
+        let by_name = b
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), i))
+            .collect();
         Ok(Supernet {
             space: space.clone(),
             device,
@@ -262,12 +355,18 @@ impl Supernet {
 
     /// Trainable scalar parameters over all candidates.
     pub fn num_parameters(&self) -> usize {
-        self.params.iter().filter(|p| p.kind.trainable()).map(|p| p.tensor.numel()).sum()
+        self.params
+            .iter()
+            .filter(|p| p.kind.trainable())
+            .map(|p| p.tensor.numel())
+            .sum()
     }
 
     /// Names and tensors, in build order.
     pub fn named_tensors(&self) -> impl Iterator<Item = (&str, &Tensor, ParamKind)> {
-        self.params.iter().map(|p| (p.name.as_str(), &p.tensor, p.kind))
+        self.params
+            .iter()
+            .map(|p| (p.name.as_str(), &p.tensor, p.kind))
     }
 
     /// The tensor called `name`.
@@ -294,7 +393,12 @@ impl Supernet {
     }
 
     fn check_path(&self, path: &[usize]) -> Result<(), SupernetError> {
-        if path.len() != self.layers.len() || path.iter().zip(&self.layers).any(|(&i, ops)| i >= ops.len()) {
+        if path.len() != self.layers.len()
+            || path
+                .iter()
+                .zip(&self.layers)
+                .any(|(&i, ops)| i >= ops.len())
+        {
             return Err(SupernetError::Mismatch(format!(
                 "path {path:?} does not fit the supernet's {} layers",
                 self.layers.len()
@@ -320,15 +424,21 @@ impl Supernet {
     /// updates; the others get no gradient and are left alone, as
     /// PyTorch's SGD leaves parameters whose gradient is `None`).
     pub(crate) fn trainable_of(&self, path: &[usize]) -> Vec<usize> {
-        let mut out: Vec<usize> =
-            self.conv_bns_of(path).iter().flat_map(|cb| [cb.weight, cb.bn.weight, cb.bn.bias]).collect();
+        let mut out: Vec<usize> = self
+            .conv_bns_of(path)
+            .iter()
+            .flat_map(|cb| [cb.weight, cb.bn.weight, cb.bn.bias])
+            .collect();
         out.extend([self.fc_weight, self.fc_bias]);
         out
     }
 
     /// Indices of the (running mean, running var) pairs a path uses.
     pub(crate) fn bn_stats_of(&self, path: &[usize]) -> Vec<(usize, usize)> {
-        self.conv_bns_of(path).iter().map(|cb| (cb.bn.mean, cb.bn.var)).collect()
+        self.conv_bns_of(path)
+            .iter()
+            .map(|cb| (cb.bn.mean, cb.bn.var))
+            .collect()
     }
 
     fn conv_bn(&self, x: &Tensor, cb: &ConvBn, mode: BnMode) -> Result<Tensor, SupernetError> {
@@ -371,7 +481,12 @@ impl Supernet {
 
     /// Logits `[n, classes]` of the network that takes candidate `path[l]`
     /// at layer `l`; `x` is `[n, c, h, w]` on the supernet's device.
-    pub fn forward(&self, x: &Tensor, path: &[usize], mode: BnMode) -> Result<Tensor, SupernetError> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        path: &[usize],
+        mode: BnMode,
+    ) -> Result<Tensor, SupernetError> {
         self.check_path(path)?;
         let mut x = Self::act(self.conv_bn(x, &self.stem, mode)?, self.stem_act)?;
         for (ops, &i) in self.layers.iter().zip(path) {
@@ -386,7 +501,10 @@ impl Supernet {
         }
         let x = Self::act(self.conv_bn(&x, &self.head, mode)?, self.head_act)?;
         let x = x.f_mean_dim([2i64, 3].as_slice(), false, Kind::Float)?;
-        Ok(x.f_linear(&self.params[self.fc_weight].tensor, Some(&self.params[self.fc_bias].tensor))?)
+        Ok(x.f_linear(
+            &self.params[self.fc_weight].tensor,
+            Some(&self.params[self.fc_bias].tensor),
+        )?)
     }
 
     /// Copies `values` into the tensor called `name` (shapes must agree).
@@ -445,7 +563,12 @@ head: { channels: 16 }
         assert!(!names.iter().any(|n| n.contains(".id.")));
         let dw = net.tensor("layers.1.k5e2.depthwise.weight").unwrap();
         assert_eq!(dw.size(), [8, 1, 5, 5]);
-        assert_eq!(net.tensor("stem.conv.bn.weight").unwrap().double_value(&[0]), 1.0);
+        assert_eq!(
+            net.tensor("stem.conv.bn.weight")
+                .unwrap()
+                .double_value(&[0]),
+            1.0
+        );
     }
 
     #[test]

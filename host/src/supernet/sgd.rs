@@ -30,12 +30,22 @@ pub struct Sgd {
 impl Sgd {
     /// An optimizer with the settings of `cfg` and no state yet.
     pub fn new(cfg: &TrainConfig) -> Sgd {
-        Sgd { momentum: cfg.momentum, nesterov: cfg.nesterov, weight_decay: cfg.weight_decay, buffers: HashMap::new() }
+        Sgd {
+            momentum: cfg.momentum,
+            nesterov: cfg.nesterov,
+            weight_decay: cfg.weight_decay,
+            buffers: HashMap::new(),
+        }
     }
 
     /// One update of the parameters `indices` of `net` at learning rate `lr`,
     /// then their gradients are zeroed for the next backward pass.
-    pub(crate) fn step(&mut self, net: &Supernet, indices: &[usize], lr: f64) -> Result<(), SupernetError> {
+    pub(crate) fn step(
+        &mut self,
+        net: &Supernet,
+        indices: &[usize],
+        lr: f64,
+    ) -> Result<(), SupernetError> {
         let _guard = tch::no_grad_guard();
         for &i in indices {
             let p = &net.params()[i];
@@ -54,7 +64,11 @@ impl Sgd {
                     }
                     None => self.buffers.entry(i).or_insert(grad.copy()),
                 };
-                if self.nesterov { grad.f_add(&buf.f_mul_scalar(self.momentum)?)? } else { buf.shallow_clone() }
+                if self.nesterov {
+                    grad.f_add(&buf.f_mul_scalar(self.momentum)?)?
+                } else {
+                    buf.shallow_clone()
+                }
             } else {
                 grad.shallow_clone()
             };
@@ -98,7 +112,10 @@ mod tests {
 
     #[test]
     fn schedule_shapes() {
-        let mut cfg = TrainConfig { lr: 1.0, ..TrainConfig::default() };
+        let mut cfg = TrainConfig {
+            lr: 1.0,
+            ..TrainConfig::default()
+        };
         assert_eq!(learning_rate(&cfg, 0, 100, 10), 0.1);
         assert_eq!(learning_rate(&cfg, 9, 100, 10), 1.0);
         assert_eq!(learning_rate(&cfg, 10, 100, 10), 1.0);

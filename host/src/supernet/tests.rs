@@ -60,7 +60,10 @@ fn tiny() -> Space {
 fn synthetic(n: usize, seed: u64) -> ImageSet {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut set = ImageSet::empty(Shape::new(1, 8, 8), vec!["a".into(), "b".into(), "c".into()]);
+    let mut set = ImageSet::empty(
+        Shape::new(1, 8, 8),
+        vec!["a".into(), "b".into(), "c".into()],
+    );
     for i in 0..n {
         let label = (i % 3) as u32;
         let mut img: Vec<u8> = (0..64).map(|_| rng.random_range(0..80)).collect();
@@ -108,7 +111,10 @@ fn pruned_ops_are_never_sampled() {
         let path = sampler.path(step);
         assert_eq!(net.arch_of(&path).unwrap(), arch, "path and arch agree");
         for (l, op) in arch.ops.iter().enumerate() {
-            assert!(ops[l].contains(op), "step {step}: layer {l} drew pruned {op}");
+            assert!(
+                ops[l].contains(op),
+                "step {step}: layer {l} drew pruned {op}"
+            );
             seen[l].insert(*op);
         }
     }
@@ -122,7 +128,10 @@ fn pruned_ops_are_never_sampled() {
     assert!((0..20).any(|s| other.path(s) != sampler.path(s)));
     // A space with an op the supernet lacks is refused.
     let mut foreign = full.layer_ops();
-    foreign[1] = vec![Op::MbConv { kernel: 9, expansion: 3 }];
+    foreign[1] = vec![Op::MbConv {
+        kernel: 9,
+        expansion: 3,
+    }];
     let foreign = full.with_layer_ops(&foreign).unwrap();
     assert!(StepSampler::new(&net, &foreign, 3).is_err());
 }
@@ -132,15 +141,35 @@ fn pruned_ops_keep_their_weights_through_training() {
     one_thread();
     let full = tiny();
     let mut ops = full.layer_ops();
-    ops[1] = vec![Op::MbConv { kernel: 3, expansion: 3 }];
-    ops[2] = vec![Op::Identity, Op::MbConv { kernel: 3, expansion: 3 }];
+    ops[1] = vec![Op::MbConv {
+        kernel: 3,
+        expansion: 3,
+    }];
+    ops[2] = vec![
+        Op::Identity,
+        Op::MbConv {
+            kernel: 3,
+            expansion: 3,
+        },
+    ];
     let pruned = full.with_layer_ops(&ops).unwrap();
     let net = Supernet::new(&full, Device::Cpu, 1).unwrap();
     let before = Supernet::new(&full, Device::Cpu, 1).unwrap();
     let set = synthetic(96, 1);
-    let cfg = TrainConfig { epochs: 2, batch_size: 16, lr: 0.1, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 16,
+        lr: 0.1,
+        ..TrainConfig::default()
+    };
     let sampler = StepSampler::new(&net, &pruned, 1).unwrap();
-    train(&net, &sampler, &set, &TrainOptions::new(cfg, 1, Augment::default())).unwrap();
+    train(
+        &net,
+        &sampler,
+        &set,
+        &TrainOptions::new(cfg, 1, Augment::default()),
+    )
+    .unwrap();
     for (name, t, _) in net.named_tensors() {
         let untouched = t.equal(before.tensor(name).unwrap());
         let pruned_op = name.starts_with("layers.1.k5e2") || name.starts_with("layers.2.k5e2");
@@ -169,7 +198,10 @@ fn resume_reaches_the_same_weights() {
         checkpoint_every_steps: Some(2),
         ..TrainConfig::default()
     };
-    let augment = Augment { crop_padding: 1, hflip: true };
+    let augment = Augment {
+        crop_padding: 1,
+        hflip: true,
+    };
     let opts = |ckpt: &str, stop: Option<u64>, resume: bool| TrainOptions {
         checkpoint: Some(dir.path().join(ckpt)),
         resume,
@@ -179,14 +211,29 @@ fn resume_reaches_the_same_weights() {
 
     let straight = Supernet::new(&space, Device::Cpu, 5).unwrap();
     let sampler = StepSampler::new(&straight, &space, 5).unwrap();
-    let s = train(&straight, &sampler, &set, &opts("a.safetensors", None, false)).unwrap();
+    let s = train(
+        &straight,
+        &sampler,
+        &set,
+        &opts("a.safetensors", None, false),
+    )
+    .unwrap();
     assert_eq!((s.step, s.total_steps, s.finished), (12, 12, true));
 
     // First half, then a fresh supernet (as in a new process) resumes.
     let first = Supernet::new(&space, Device::Cpu, 5).unwrap();
-    let half = train(&first, &sampler, &set, &opts("b.safetensors", Some(5), false)).unwrap();
+    let half = train(
+        &first,
+        &sampler,
+        &set,
+        &opts("b.safetensors", Some(5), false),
+    )
+    .unwrap();
     assert_eq!((half.step, half.finished), (5, false));
-    assert!(all_equal(&first, &straight).is_err(), "half-way differs from the end");
+    assert!(
+        all_equal(&first, &straight).is_err(),
+        "half-way differs from the end"
+    );
     let second = Supernet::new(&space, Device::Cpu, 5).unwrap();
     let rest = train(&second, &sampler, &set, &opts("b.safetensors", None, true)).unwrap();
     assert_eq!((rest.start_step, rest.step, rest.finished), (5, 12, true));
@@ -197,7 +244,13 @@ fn resume_reaches_the_same_weights() {
     // A resume with other settings is refused.
     let mut other = opts("b.safetensors", None, true);
     other.config.lr = 0.3;
-    let e = train(&Supernet::new(&space, Device::Cpu, 5).unwrap(), &sampler, &set, &other).unwrap_err();
+    let e = train(
+        &Supernet::new(&space, Device::Cpu, 5).unwrap(),
+        &sampler,
+        &set,
+        &other,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("other settings"), "{e}");
 }
 
@@ -208,8 +261,18 @@ fn weights_round_trip_and_load_into_a_pruned_supernet() {
     let dir = tempfile::tempdir().unwrap();
     let a = Supernet::new(&space, Device::Cpu, 1).unwrap();
     let sampler = StepSampler::new(&a, &space, 1).unwrap();
-    let cfg = TrainConfig { epochs: 1, batch_size: 16, ..TrainConfig::default() };
-    train(&a, &sampler, &synthetic(48, 3), &TrainOptions::new(cfg, 1, Augment::default())).unwrap();
+    let cfg = TrainConfig {
+        epochs: 1,
+        batch_size: 16,
+        ..TrainConfig::default()
+    };
+    train(
+        &a,
+        &sampler,
+        &synthetic(48, 3),
+        &TrainOptions::new(cfg, 1, Augment::default()),
+    )
+    .unwrap();
     let file = dir.path().join("w.safetensors");
     save_weights(&a, &file).unwrap();
     let b = Supernet::new(&space, Device::Cpu, 2).unwrap();
@@ -228,18 +291,37 @@ fn weights_round_trip_and_load_into_a_pruned_supernet() {
     let c = Supernet::new(&pruned, Device::Cpu, 3).unwrap();
     assert!(load_weights(&c, &file, LoadMode::Exact).is_err());
     let extra = load_weights(&c, &file, LoadMode::Subset).unwrap();
-    assert!(extra.iter().all(|n| n.starts_with("layers.2.")), "{extra:?}");
-    assert_eq!(c.tensor("stem.conv.weight").unwrap(), a.tensor("stem.conv.weight").unwrap());
+    assert!(
+        extra.iter().all(|n| n.starts_with("layers.2.")),
+        "{extra:?}"
+    );
+    assert_eq!(
+        c.tensor("stem.conv.weight").unwrap(),
+        a.tensor("stem.conv.weight").unwrap()
+    );
 }
 
 /// Runs an ONNX model in tract on one image.
 fn run_onnx(bytes: &[u8], input: Vec<f32>, shape: Shape) -> Vec<f32> {
     use tract_onnx::prelude::*;
-    let model = tract_onnx::onnx().model_for_read(&mut &bytes[..]).unwrap().into_optimized().unwrap();
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .unwrap()
+        .into_optimized()
+        .unwrap();
     let plan = model.into_runnable().unwrap();
-    let x = tract_onnx::prelude::Tensor::from_shape(&[1, shape.channels, shape.height, shape.width], &input).unwrap();
+    let x = tract_onnx::prelude::Tensor::from_shape(
+        &[1, shape.channels, shape.height, shape.width],
+        &input,
+    )
+    .unwrap();
     let out = plan.run(tvec!(x.into_tvalue())).unwrap();
-    out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+    out[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
 }
 
 #[test]
@@ -249,23 +331,40 @@ fn trained_weights_export_to_onnx_with_the_same_outputs() {
     let net = Supernet::new(&space, Device::Cpu, 4).unwrap();
     let sampler = StepSampler::new(&net, &space, 4).unwrap();
     let set = synthetic(64, 4);
-    let cfg = TrainConfig { epochs: 2, batch_size: 16, ..TrainConfig::default() };
-    train(&net, &sampler, &set, &TrainOptions::new(cfg, 4, Augment::default())).unwrap();
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 16,
+        ..TrainConfig::default()
+    };
+    train(
+        &net,
+        &sampler,
+        &set,
+        &TrainOptions::new(cfg, 4, Augment::default()),
+    )
+    .unwrap();
     for text in ["k5e1,k5e2,k3e3", "k3e1,k3e3,id"] {
         let arch = space.parse_arch(text).unwrap();
         let path = net.path_of(&arch).unwrap();
         recalibrate_bn(&net, &path, &set, 3, 16, 4).unwrap();
         let mut weights = TrainedWeights::from_supernet(&net).unwrap();
-        let opts = crate::onnx::WriteOptions { batch: Some(1), metadata: vec![] };
+        let opts = crate::onnx::WriteOptions {
+            batch: Some(1),
+            metadata: vec![],
+        };
         let bytes = crate::onnx::write_network_with(&space, &arch, &mut weights, &opts).unwrap();
 
         let x = crate::data::normalize_u8(set.image(5), 1, set.shape, Device::Cpu).unwrap();
-        let want: Vec<f32> = Vec::try_from(net.forward(&x, &path, BnMode::Eval).unwrap().view([-1])).unwrap();
+        let want: Vec<f32> =
+            Vec::try_from(net.forward(&x, &path, BnMode::Eval).unwrap().view([-1])).unwrap();
         let input: Vec<f32> = Vec::try_from(x.contiguous().view([-1])).unwrap();
         let got = run_onnx(&bytes, input, set.shape);
         assert_eq!(got.len(), want.len());
         for (g, w) in got.iter().zip(&want) {
-            assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{text}: onnx {got:?} vs supernet {want:?}");
+            assert!(
+                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "{text}: onnx {got:?} vs supernet {want:?}"
+            );
         }
     }
 }
@@ -275,8 +374,12 @@ fn fixed_path_of_fmnist_small_learns_in_one_short_epoch() {
     one_thread();
     let full = fmnist_small();
     // A mid-sized path, trained alone: a one-op-per-layer space.
-    let arch = full.parse_arch("k3e1,k3e3,id,k5e3,id,k3e3,k3e6,id,k3e3").unwrap();
-    let single = full.with_layer_ops(&arch.ops.iter().map(|&op| vec![op]).collect::<Vec<_>>()).unwrap();
+    let arch = full
+        .parse_arch("k3e1,k3e3,id,k5e3,id,k3e3,k3e6,id,k3e3")
+        .unwrap();
+    let single = full
+        .with_layer_ops(&arch.ops.iter().map(|&op| vec![op]).collect::<Vec<_>>())
+        .unwrap();
     let splits = fmnist();
     let mut train_set = splits.clone();
     train_set.limit_train(8000, 1);
@@ -290,7 +393,13 @@ fn fixed_path_of_fmnist_small_learns_in_one_short_epoch() {
         ..TrainConfig::default()
     };
     let t = Instant::now();
-    let s = train(&net, &sampler, &train_set.train, &TrainOptions::new(cfg, 1, Augment::default())).unwrap();
+    let s = train(
+        &net,
+        &sampler,
+        &train_set.train,
+        &TrainOptions::new(cfg, 1, Augment::default()),
+    )
+    .unwrap();
     let val = splits.val.subset(&(0..2000).collect::<Vec<_>>());
     let r = evaluate(&net, &net.path_of(&arch).unwrap(), &val, 256).unwrap();
     eprintln!(
@@ -302,7 +411,11 @@ fn fixed_path_of_fmnist_small_learns_in_one_short_epoch() {
         s.accuracy,
         r.accuracy
     );
-    assert!(r.accuracy > 0.70, "validation accuracy {:.3} ≤ 0.70", r.accuracy);
+    assert!(
+        r.accuracy > 0.70,
+        "validation accuracy {:.3} ≤ 0.70",
+        r.accuracy
+    );
 }
 
 #[test]
@@ -321,8 +434,19 @@ fn bn_recalibration_changes_statistics_and_helps_a_sampled_path() {
     splits.limit_train(6400, 2);
     let net = Supernet::new(&full, Device::Cpu, 2).unwrap();
     let sampler = StepSampler::new(&net, &space, 2).unwrap();
-    let cfg = TrainConfig { epochs: 1, batch_size: 64, lr: 0.1, ..TrainConfig::default() };
-    train(&net, &sampler, &splits.train, &TrainOptions::new(cfg, 2, Augment::default())).unwrap();
+    let cfg = TrainConfig {
+        epochs: 1,
+        batch_size: 64,
+        lr: 0.1,
+        ..TrainConfig::default()
+    };
+    train(
+        &net,
+        &sampler,
+        &splits.train,
+        &TrainOptions::new(cfg, 2, Augment::default()),
+    )
+    .unwrap();
 
     let val = splits.val.subset(&(0..1500).collect::<Vec<_>>());
     let (mut before_sum, mut after_sum) = (0.0, 0.0);
@@ -335,13 +459,19 @@ fn bn_recalibration_changes_statistics_and_helps_a_sampled_path() {
         let head_mean = net.tensor("head.conv.bn.running_mean").unwrap().copy();
         recalibrate_bn(&net, &path, &splits.train, 10, 128, 2).unwrap();
         let after = evaluate(&net, &path, &val, 256).unwrap().accuracy;
-        let moved = (net.tensor("head.conv.bn.running_mean").unwrap() - &head_mean).abs().max().double_value(&[]);
+        let moved = (net.tensor("head.conv.bn.running_mean").unwrap() - &head_mean)
+            .abs()
+            .max()
+            .double_value(&[]);
         assert!(moved > 0.0, "recalibration left the statistics alone");
         eprintln!("{arch}: accuracy {before:.3} without, {after:.3} with BN recalibration");
         before_sum += before;
         after_sum += after;
     }
-    assert!(after_sum > before_sum + 0.03, "recalibration did not help: {before_sum:.3} → {after_sum:.3}");
+    assert!(
+        after_sum > before_sum + 0.03,
+        "recalibration did not help: {before_sum:.3} → {after_sum:.3}"
+    );
     // Recalibration is deterministic.
     let path = net.path_of(&space.sample_seeded(11)).unwrap();
     recalibrate_bn(&net, &path, &splits.train, 3, 64, 9).unwrap();

@@ -47,20 +47,30 @@ impl StepSampler {
         let mut to_net = Vec::new();
         for (l, nl) in space.layers().iter().zip(net_layers) {
             if (l.input, l.out_channels, l.stride) != (nl.input, nl.out_channels, nl.stride) {
-                return Err(SupernetError::Mismatch(format!("layer {}: shape differs from the supernet's", l.index)));
+                return Err(SupernetError::Mismatch(format!(
+                    "layer {}: shape differs from the supernet's",
+                    l.index
+                )));
             }
             let map = l
                 .ops
                 .iter()
                 .map(|op| {
                     nl.ops.iter().position(|o| o == op).ok_or_else(|| {
-                        SupernetError::Mismatch(format!("layer {}: {op} is not in the supernet", l.index))
+                        SupernetError::Mismatch(format!(
+                            "layer {}: {op} is not in the supernet",
+                            l.index
+                        ))
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             to_net.push(map);
         }
-        Ok(StepSampler { space: space.clone(), to_net, seed })
+        Ok(StepSampler {
+            space: space.clone(),
+            to_net,
+            seed,
+        })
     }
 
     /// The sampling space.
@@ -70,13 +80,23 @@ impl StepSampler {
 
     /// The architecture of step `step`.
     pub fn arch(&self, step: u64) -> Arch {
-        self.space.sample(&mut ChaCha8Rng::seed_from_u64(derive_seed(self.seed, "path", step)))
+        self.space
+            .sample(&mut ChaCha8Rng::seed_from_u64(derive_seed(
+                self.seed, "path", step,
+            )))
     }
 
     /// The supernet path (candidate index per layer) of step `step`.
     pub fn path(&self, step: u64) -> Vec<usize> {
-        let idx = self.space.sample_indices(&mut ChaCha8Rng::seed_from_u64(derive_seed(self.seed, "path", step)));
-        idx.iter().zip(&self.to_net).map(|(&i, map)| map[i]).collect()
+        let idx = self
+            .space
+            .sample_indices(&mut ChaCha8Rng::seed_from_u64(derive_seed(
+                self.seed, "path", step,
+            )));
+        idx.iter()
+            .zip(&self.to_net)
+            .map(|(&i, map)| map[i])
+            .collect()
     }
 }
 
@@ -103,7 +123,15 @@ pub struct TrainOptions {
 impl TrainOptions {
     /// Options with no checkpoint, no resume and no progress bar.
     pub fn new(config: TrainConfig, seed: u64, augment: Augment) -> Self {
-        TrainOptions { config, seed, augment, checkpoint: None, resume: false, progress: false, stop_after: None }
+        TrainOptions {
+            config,
+            seed,
+            augment,
+            checkpoint: None,
+            resume: false,
+            progress: false,
+            stop_after: None,
+        }
     }
 }
 
@@ -160,7 +188,11 @@ pub fn train(
     let fp = fingerprint(opts, set);
     let mut sgd = Sgd::new(cfg);
     let mut start = 0;
-    if let Some(ck) = opts.checkpoint.as_deref().filter(|p| opts.resume && p.exists()) {
+    if let Some(ck) = opts
+        .checkpoint
+        .as_deref()
+        .filter(|p| opts.resume && p.exists())
+    {
         let state = load_checkpoint(net, &mut sgd, ck)?;
         let theirs = (&state.fingerprint, &state.space_hash, state.seed);
         if theirs != (&fp, &sampler.space().hash(), opts.seed) {
@@ -212,7 +244,7 @@ pub fn train(
     let (mut loss_sum, mut correct, mut seen, mut epoch_steps) = (0.0f64, 0i64, 0usize, 0u64);
     let mut last = (0.0, 0.0);
     for step in start..end {
-        if step % spe == 0 || step == start {
+        if step.is_multiple_of(spe) || step == start {
             (loss_sum, correct, seen, epoch_steps) = (0.0, 0, 0, 0);
         }
         let t0 = Instant::now();
@@ -222,8 +254,13 @@ pub fn train(
         let lr = learning_rate(cfg, step, total, warmup);
 
         let logits = net.forward(&batch.images, &path, BnMode::Train)?;
-        let loss =
-            logits.f_cross_entropy_loss::<Tensor>(&batch.labels, None, Reduction::Mean, -100, cfg.label_smoothing)?;
+        let loss = logits.f_cross_entropy_loss::<Tensor>(
+            &batch.labels,
+            None,
+            Reduction::Mean,
+            -100,
+            cfg.label_smoothing,
+        )?;
         loss.f_backward()?;
         sgd.step(net, &net.trainable_of(&path), lr)?;
 
@@ -231,7 +268,12 @@ pub fn train(
         if !loss_v.is_finite() {
             return Err(SupernetError::Diverged { step, loss: loss_v });
         }
-        let hits = tch::no_grad(|| logits.f_argmax(-1, false)?.f_eq_tensor(&batch.labels)?.f_sum(Kind::Int64))?;
+        let hits = tch::no_grad(|| {
+            logits
+                .f_argmax(-1, false)?
+                .f_eq_tensor(&batch.labels)?
+                .f_sum(Kind::Int64)
+        })?;
         loss_sum += loss_v;
         correct += hits.f_int64_value(&[])?;
         seen += batch.len;
@@ -239,14 +281,16 @@ pub fn train(
         last = (loss_sum / epoch_steps as f64, correct as f64 / seen as f64);
 
         let done = step + 1;
-        let epoch_end = done % spe == 0;
-        let every = cfg.checkpoint_every_steps.is_some_and(|n| done % n as u64 == 0);
+        let epoch_end = done.is_multiple_of(spe);
+        let every = cfg
+            .checkpoint_every_steps
+            .is_some_and(|n| done.is_multiple_of(n as u64));
         if epoch_end || every || done == end {
             save(&sgd, done)?;
         }
         let elapsed = started.elapsed().as_secs_f64().max(1e-9);
         let ips = (done - start) as f64 * cfg.batch_size as f64 / elapsed;
-        if done % 10 == 0 || done == end {
+        if done.is_multiple_of(10) || done == end {
             bar.set_message(format!(
                 "epoch {}/{} loss {:.3} acc {:.1}% {:.0} img/s lr {:.4}",
                 step / spe + 1,
@@ -280,7 +324,11 @@ pub fn train(
         finished: end == total,
         seconds,
         images_per_s: if seconds > 0.0 { images / seconds } else { 0.0 },
-        loader_share: if seconds > 0.0 { loading.as_secs_f64() / seconds } else { 0.0 },
+        loader_share: if seconds > 0.0 {
+            loading.as_secs_f64() / seconds
+        } else {
+            0.0
+        },
         loss: last.0,
         accuracy: last.1,
     })

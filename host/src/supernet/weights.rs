@@ -6,7 +6,9 @@ use std::path::Path;
 
 use super::checkpoint::{TensorFile, read_tensor_file, to_f32};
 use super::{Supernet, SupernetError};
-use crate::onnx::{BN_EPS, BnParams, ConvParams, ConvShape, LinearParams, OnnxError, ParamRef, WeightProvider};
+use crate::onnx::{
+    BN_EPS, BnParams, ConvParams, ConvShape, LinearParams, OnnxError, ParamRef, WeightProvider,
+};
 
 /// Supernet tensors by name, in row-major f32.
 #[derive(Clone, Debug, Default)]
@@ -17,7 +19,9 @@ pub struct TrainedWeights {
 impl TrainedWeights {
     /// Reads a weights file ([`super::checkpoint::WEIGHTS_FILE`] or a checkpoint).
     pub fn load(path: &Path) -> Result<TrainedWeights, SupernetError> {
-        Ok(TrainedWeights { file: read_tensor_file(path)? })
+        Ok(TrainedWeights {
+            file: read_tensor_file(path)?,
+        })
     }
 
     /// Copies the current tensors of a supernet (e.g. right after BN
@@ -33,10 +37,19 @@ impl TrainedWeights {
 
     fn get(&self, at: ParamRef, suffix: &str, dims: &[usize]) -> Result<Vec<f32>, OnnxError> {
         let name = format!("{at}.{suffix}");
-        let bad = |message: String| OnnxError::Weights { name: at.to_string(), message };
-        let (shape, values) = self.file.tensors.get(&name).ok_or_else(|| bad(format!("no tensor {name}")))?;
+        let bad = |message: String| OnnxError::Weights {
+            name: at.to_string(),
+            message,
+        };
+        let (shape, values) = self
+            .file
+            .tensors
+            .get(&name)
+            .ok_or_else(|| bad(format!("no tensor {name}")))?;
         if shape != dims {
-            return Err(bad(format!("{name} has shape {shape:?}, expected {dims:?}")));
+            return Err(bad(format!(
+                "{name} has shape {shape:?}, expected {dims:?}"
+            )));
         }
         Ok(values.clone())
     }
@@ -44,7 +57,10 @@ impl TrainedWeights {
 
 impl WeightProvider for TrainedWeights {
     fn conv(&mut self, at: ParamRef, shape: ConvShape) -> Result<ConvParams, OnnxError> {
-        Ok(ConvParams { weight: self.get(at, "weight", &shape.dims())?, bias: None })
+        Ok(ConvParams {
+            weight: self.get(at, "weight", &shape.dims())?,
+            bias: None,
+        })
     }
 
     fn batch_norm(&mut self, at: ParamRef, channels: usize) -> Result<BnParams, OnnxError> {
@@ -57,7 +73,12 @@ impl WeightProvider for TrainedWeights {
         })
     }
 
-    fn linear(&mut self, at: ParamRef, in_features: usize, out_features: usize) -> Result<LinearParams, OnnxError> {
+    fn linear(
+        &mut self,
+        at: ParamRef,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<LinearParams, OnnxError> {
         Ok(LinearParams {
             weight: self.get(at, "weight", &[out_features, in_features])?,
             bias: self.get(at, "bias", &[out_features])?,
