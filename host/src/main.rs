@@ -34,6 +34,10 @@ enum Command {
     Latency(cmd::latency::LatencyCmd),
     /// Write ONNX files: one block with seeded random weights.
     Export(cmd::export::ExportArgs),
+    /// Train the weight-sharing supernet of a job (SPOS), resumable.
+    Train(cmd::train::TrainArgs),
+    /// One-shot accuracy of an architecture: BN recalibration, then validation.
+    Eval(cmd::eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,8 @@ fn main() -> ExitCode {
         Command::Profile(a) => cmd::profile::run(a),
         Command::Latency(c) => cmd::latency::run(c),
         Command::Export(a) => cmd::export::run(a),
+        Command::Train(a) => cmd::train::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,6 +77,8 @@ fn exit_code_for(e: &anyhow::Error) -> u8 {
     if e.chain().any(|c| {
         c.is::<padnas::target::TargetError>()
             || c.is::<padnas::space::SpaceError>()
+            || c.is::<padnas::config::ConfigError>()
+            || c.is::<padnas::data::DataError>()
             || c.downcast_ref::<padnas::latency::LatencyError>()
                 .is_some_and(|l| l.is_bad_input())
     }) {
