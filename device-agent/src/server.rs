@@ -781,6 +781,23 @@ mod tests {
             server.join().unwrap().unwrap();
         }
 
+        /// A CPU this process may run on (containers may not offer CPU 0).
+        fn allowed_cpu() -> usize {
+            #[cfg(target_os = "linux")]
+            {
+                // SAFETY: zeroed cpu_set_t is the empty set; getaffinity fills it.
+                let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+                let size = std::mem::size_of::<libc::cpu_set_t>();
+                if unsafe { libc::sched_getaffinity(0, size, &mut set) } == 0 {
+                    let cpus = libc::CPU_SETSIZE as usize;
+                    if let Some(cpu) = (0..cpus).find(|&c| unsafe { libc::CPU_ISSET(c, &set) }) {
+                        return cpu;
+                    }
+                }
+            }
+            0
+        }
+
         #[test]
         fn bench_statistics_are_consistent() {
             let (mut client, server) = start(ServerConfig::default());
@@ -798,7 +815,7 @@ mod tests {
                 max_runs: 8,
                 max_time_ms: 10_000,
                 threads: Some(2),
-                pin_cpu: Some(0),
+                pin_cpu: Some(allowed_cpu()),
                 return_samples: true,
             };
             let s = client.bench(loaded.handle, &limits).unwrap();
@@ -812,7 +829,7 @@ mod tests {
             assert_eq!(samples.len(), 8);
             assert!((samples.iter().sum::<f64>() - s.total_ms).abs() < 1e-9);
             if cfg!(target_os = "linux") {
-                assert_eq!(s.pinned_cpu, Some(0));
+                assert_eq!(s.pinned_cpu, Some(allowed_cpu()));
             }
             // max_time stops early once min_runs are done.
             let timed = BenchLimits {
