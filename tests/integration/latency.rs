@@ -193,7 +193,8 @@ fn profile_predict_and_validate_on_a_tiny_space() {
     assert_eq!(p["target"], "local-test");
     assert!(p["calibrated_ms"].is_null());
 
-    // validate: metrics in range, plot and report written, calibration stored.
+    // validate: metrics in range, plot and report written, calibration
+    // stored exactly when it beat the raw table out of sample.
     let plot = dir.path().join("v.svg");
     let out = run_ok(
         padnas()
@@ -218,14 +219,24 @@ fn profile_predict_and_validate_on_a_tiny_space() {
     let report = read_json(&dir.path().join("tiny.validation.json"));
     assert_eq!(report["rows"].as_array().map(Vec::len), Some(6));
     assert!(report["rows"][0]["measured_ms"].as_f64().expect("measured") > 0.0);
-    assert!(read_json(&table)["header"]["calibration"]["slope"].is_number());
+    let stored = v["calibration_stored"]
+        .as_bool()
+        .expect("calibration_stored");
+    let loo_better =
+        v["calibrated_loo"]["mape"].as_f64().expect("loo mape") < v["mape"].as_f64().expect("mape");
+    assert_eq!(stored, loo_better, "{v}");
+    assert!(report["calibration_note"].is_string());
+    assert_eq!(
+        read_json(&table)["header"]["calibration"]["slope"].is_number(),
+        stored
+    );
     let out = run_ok(
         padnas()
             .args(["latency", "predict", "--table"])
             .arg(&table)
             .args(["--arch", "k3e1,k5e3,id"]),
     );
-    assert!(json_line(&out)["calibrated_ms"].is_number());
+    assert_eq!(json_line(&out)["calibrated_ms"].is_number(), stored);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::cmd::profile::{link_for, progress_bar};
 use crate::latency::predict::{predict, space_from_header};
 use crate::latency::table::{Calibration, Header, Table, write_atomic};
-use crate::latency::validate::{plot_svg, sample, validate};
+use crate::latency::validate::{calibration_helps, plot_svg, sample, validate};
 use crate::latency::{LatencyError, now_rfc3339};
 use crate::session;
 use crate::space::Space;
@@ -170,6 +170,23 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
         space.name().unwrap_or("the space")
     );
     plot_svg(&v, &plot_path, &title)?;
+    // Decide on the calibration first so the report records the verdict.
+    let helps = calibration_helps(&v);
+    let calibration_note = match (&v.fit, &v.calibrated_loo) {
+        _ if a.no_calibrate => "table left as it was (--no-calibrate)".to_string(),
+        (Some(_), Some(loo)) if helps => format!(
+            "stored: leave-one-out MAPE {:.2}% < raw {:.2}%",
+            loo.mape * 100.0,
+            v.raw.mape * 100.0
+        ),
+        (Some(_), Some(loo)) => format!(
+            "not stored, and any earlier calibration removed: leave-one-out MAPE {:.2}% >= raw \
+             {:.2}%, so the fit does not generalise",
+            loo.mape * 100.0,
+            v.raw.mape * 100.0
+        ),
+        _ => "not fitted: fewer than 4 networks".to_string(),
+    };
     let report = json!({
         "format": "padnas-latency-validation",
         "created": now_rfc3339(),
@@ -188,6 +205,7 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
         "raw": v.raw,
         "calibrated_loo": v.calibrated_loo,
         "calibration": v.fit,
+        "calibration_note": calibration_note,
         "plot": plot_path.display().to_string(),
         "rows": v.rows,
     });
@@ -195,26 +213,29 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
     write_atomic(&report_path, text.as_bytes())?;
 
     let mut stored = false;
-    if let (Some(fit), Some(loo)) = (v.fit, &v.calibrated_loo)
-        && !a.no_calibrate
-    {
+    if !a.no_calibrate && v.fit.is_some() {
         // Re-read so a profile that resumed meanwhile is not overwritten
         // with the copy loaded before the measurements.
         let mut fresh = Table::load(&a.table)?;
-        fresh.header.calibration = Some(Calibration {
-            fit,
-            n: v.rows.len(),
-            fitted_at: now_rfc3339(),
-            space_hash: space.hash(),
-            loo_mape: loo.mape,
-            loo_within_5pct: loo.within_5pct,
-            loo_within_10pct: loo.within_10pct,
-            report: Some(report_path.display().to_string()),
-        });
+        fresh.header.calibration = match (v.fit, &v.calibrated_loo) {
+            (Some(fit), Some(loo)) if helps => {
+                stored = true;
+                Some(Calibration {
+                    fit,
+                    n: v.rows.len(),
+                    fitted_at: now_rfc3339(),
+                    space_hash: space.hash(),
+                    loo_mape: loo.mape,
+                    loo_within_5pct: loo.within_5pct,
+                    loo_within_10pct: loo.within_10pct,
+                    report: Some(report_path.display().to_string()),
+                })
+            }
+            _ => None,
+        };
         fresh.header.updated = now_rfc3339();
         fresh.save(&a.table)?;
         table = fresh;
-        stored = true;
     }
     let line = json!({
         "n": v.raw.n,
@@ -226,6 +247,7 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
         "calibrated_loo": v.calibrated_loo,
         "calibration": v.fit,
         "calibration_stored": stored,
+        "calibration_note": calibration_note,
         "target": table.header.target,
         "label": table.header.label,
         "seconds": v.seconds,

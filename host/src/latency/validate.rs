@@ -168,6 +168,17 @@ pub fn evaluate(mut rows: Vec<Row>, seconds: f64) -> Validation {
     }
 }
 
+/// Whether the linear correction is worth storing: only when it beats the
+/// raw table out of sample (lower leave-one-out MAPE). On a noisy machine a
+/// fit can chase noise and make predictions worse; such a fit must not be
+/// applied by `predict`.
+pub fn calibration_helps(v: &Validation) -> bool {
+    match (&v.fit, &v.calibrated_loo) {
+        (Some(_), Some(loo)) => loo.mape < v.raw.mape,
+        _ => false,
+    }
+}
+
 /// Draws predicted vs measured as SVG: the y = x line, the ±10% band
 /// (|predicted − measured| ≤ 10% of measured), raw and leave-one-out
 /// calibrated predictions. Written atomically.
@@ -322,9 +333,20 @@ mod tests {
             "{f:?}"
         );
         assert!(v.rows.iter().all(|r| r.calibrated_loo_ms.is_some()));
+        assert!(calibration_helps(&v));
+        // An unbiased table with zero-mean noise: a fit only chases the
+        // noise, so out of sample it is worse than the table as is.
+        let noisy: Vec<Row> = (0..20)
+            .map(|i| {
+                let p = 10.0 + f64::from(i);
+                row(p, p * (1.0 + 0.03 * f64::from((i * 7) % 5 - 2)))
+            })
+            .collect();
+        assert!(!calibration_helps(&evaluate(noisy, 1.0)));
         // Too few networks for an honest check: no calibration.
         let v = evaluate(vec![row(1.0, 1.0), row(2.0, 2.1), row(3.0, 2.9)], 1.0);
         assert!(v.calibrated_loo.is_none() && v.fit.is_none());
+        assert!(!calibration_helps(&v));
     }
 
     #[test]
