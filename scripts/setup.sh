@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what padnas needs on a fresh Debian machine, skipping what is there:
 # cross compilers and qemu-user for the ARM agents, socat for the serial tests,
-# the Fashion-MNIST data set, the rustup targets, and libtorch (pip wheel).
+# the Fashion-MNIST data set, onnxruntime (pip, for a parity test), the rustup
+# targets, and libtorch (pip wheel).
 # Idempotent and quiet when nothing is missing. Used by scripts/test.sh and
 # scripts/run.sh, so the README's two commands work on a clean machine.
 set -euo pipefail
@@ -20,6 +21,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing apt packages: ${missing[*]}" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# onnxruntime + numpy: the host crate's export parity test runs the exported
+# network in onnxruntime too (scripts/ort_infer.py), an engine independent of
+# tract. Into the virtualenv when python3 is one, else --user (never into the
+# system python); Debian's python refuses --user without
+# --break-system-packages (PEP 668), which then touches only ~/.local.
+if ! python3 -c 'import onnxruntime, numpy' 2>/dev/null; then
+  echo "setup: pip install onnxruntime numpy" >&2
+  pip_where=(--user)
+  python3 -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)' && pip_where=()
+  python3 -m pip install --quiet ${pip_where[@]+"${pip_where[@]}"} onnxruntime numpy >&2 \
+    || python3 -m pip install --quiet ${pip_where[@]+"${pip_where[@]}"} --break-system-packages onnxruntime numpy >&2
 fi
 
 RUST_TARGETS=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf aarch64-unknown-linux-musl)

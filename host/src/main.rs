@@ -32,12 +32,16 @@ enum Command {
     /// Use and check latency tables: predict, validate.
     #[command(subcommand)]
     Latency(cmd::latency::LatencyCmd),
-    /// Write ONNX files: one block with seeded random weights.
+    /// Write ONNX files: a retrained network (--run), or one block with seeded random weights (--block).
     Export(cmd::export::ExportArgs),
     /// Train the weight-sharing supernet of a job (SPOS), resumable.
     Train(cmd::train::TrainArgs),
     /// One-shot accuracy of an architecture: BN recalibration, then validation.
     Eval(cmd::eval::EvalArgs),
+    /// Train one architecture as a stand-alone network (optionally from the supernet's weights).
+    Retrain(cmd::retrain::RetrainArgs),
+    /// Run an exported network on a target: outputs vs the host's, latency vs the table.
+    Verify(cmd::verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,8 @@ fn main() -> ExitCode {
         Command::Export(a) => cmd::export::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Retrain(a) => cmd::retrain::run(a),
+        Command::Verify(a) => cmd::verify::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,5 +4,6 @@
 
 mod agent;
 mod cli;
+mod export;
 mod latency;
 mod util;

@@ -5,4 +5,6 @@ pub mod eval;
 pub mod export;
 pub mod latency;
 pub mod profile;
+pub mod retrain;
 pub mod train;
+pub mod verify;

@@ -26,7 +26,7 @@ use rand_chacha::ChaCha8Rng;
 pub use cifar10::load_cifar10;
 pub use fashion_mnist::{load_fashion_mnist, read_idx};
 pub use folder::load_folder;
-pub use loader::{Batch, Loader, normalize_u8};
+pub use loader::{Batch, Loader, PIXEL_CENTER, normalize_u8};
 
 use crate::config::{DataConfig, DataKind};
 use crate::space::Shape;

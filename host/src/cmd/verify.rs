@@ -1,0 +1,303 @@
+//! `padnas verify --target T --model M [--table TABLE]`: checks an exported
+//! network on the target it is meant for.
+//!
+//! The agent loads the file and runs N Fashion-MNIST test images through it;
+//! the host runs the same file in its own tract and compares the outputs (a
+//! miscompiled or mis-transported model shows up here, not in the field).
+//! Then the agent benchmarks it end to end under the target's bench limits,
+//! and the latency table, if given, predicts it from its blocks. One JSON
+//! line on stdout; the exit status is 1 when the outputs disagree.
+//!
+//! Figures measured through a qemu target carry the *emulated* label and are
+//! never device latency.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use padnas_agent::proto::BenchStats;
+use serde_json::json;
+
+use crate::config::FASHION_MNIST_DIR;
+use crate::data::{ImageSet, load_fashion_mnist, normalize_u8};
+use crate::latency::predict::{Prediction, predict, space_from_header};
+use crate::latency::table::Table;
+use crate::session::{self, Session};
+use crate::space::Space;
+use crate::target::Target;
+
+/// Arguments of `padnas verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Target name under the targets directory, or a path to a target YAML.
+    #[arg(long, short)]
+    pub target: String,
+    /// Directory of target files.
+    #[arg(long, default_value = "targets")]
+    pub targets_dir: PathBuf,
+    /// Network written by `padnas export --run`.
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// Latency table to predict the network's latency from.
+    #[arg(long)]
+    pub table: Option<PathBuf>,
+    /// Space YAML of the table [default: the space recorded in the table, if unchanged].
+    #[arg(long, short, requires = "table")]
+    pub space: Option<PathBuf>,
+    /// Test images to run on the target and compare.
+    #[arg(long, default_value_t = 8)]
+    pub images: usize,
+    /// Fashion-MNIST directory (the test split is used).
+    #[arg(long, default_value = FASHION_MNIST_DIR)]
+    pub data: PathBuf,
+    /// Largest absolute output difference between target and host accepted.
+    #[arg(long, default_value_t = 1e-3)]
+    pub tolerance: f32,
+}
+
+/// The `metadata_props` of an ONNX file, in order. Fails on bytes that are
+/// not an ONNX model.
+pub fn model_metadata(bytes: &[u8]) -> anyhow::Result<Vec<(String, String)>> {
+    let model = <tract_onnx::pb::ModelProto as prost::Message>::decode(bytes)
+        .map_err(|e| anyhow!("not an ONNX model: {e}"))?;
+    if model.graph.is_none() {
+        bail!("not an ONNX model: no graph");
+    }
+    Ok(model
+        .metadata_props
+        .into_iter()
+        .map(|p| (p.key, p.value))
+        .collect())
+}
+
+/// Image `i` of `set` as the network input: NCHW f32, batch 1, scaled
+/// exactly as in training ([`normalize_u8`]).
+pub fn image_input(set: &ImageSet, i: usize) -> anyhow::Result<Vec<f32>> {
+    let x = normalize_u8(set.image(i), 1, set.shape, tch::Device::Cpu)?;
+    Ok(Vec::try_from(x.f_contiguous()?.f_view([-1])?)?)
+}
+
+/// Index of the largest value (the first of equals; 0 for an empty slice).
+pub fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
+            if x > bv { (i, x) } else { (bi, bv) }
+        })
+        .0
+}
+
+/// What ran on the target.
+struct OnTarget {
+    outputs: Vec<Vec<f32>>,
+    stats: BenchStats,
+    load_ms: f64,
+}
+
+fn on_target(
+    s: &mut Session,
+    bytes: &[u8],
+    shape: &[usize],
+    inputs: &[Vec<f32>],
+) -> anyhow::Result<OnTarget> {
+    let name = s.target.name.clone();
+    let loaded = s
+        .client
+        .load_model(bytes, Some(shape))
+        .with_context(|| format!("loading the model on target {name}"))?;
+    let outputs = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            s.client
+                .infer(loaded.handle, shape, x)
+                .map(|(_, y)| y)
+                .with_context(|| format!("running image {i} on target {name}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let stats = s
+        .client
+        .bench(loaded.handle, &s.target.bench)
+        .with_context(|| format!("benchmarking on target {name}"))?;
+    s.client.unload(loaded.handle).ok();
+    Ok(OnTarget {
+        outputs,
+        stats,
+        load_ms: loaded.load_ms,
+    })
+}
+
+/// The table's prediction for the model's architecture, and the table.
+fn prediction(
+    table_path: &Path,
+    space: Option<&Path>,
+    arch: &str,
+    model_hash: Option<&str>,
+) -> anyhow::Result<(Table, Prediction)> {
+    let table = Table::load(table_path)?;
+    let (space, space_path) = match space {
+        Some(p) => (Space::load(p)?, p.to_path_buf()),
+        None => space_from_header(&table, table_path)?,
+    };
+    if model_hash.is_some_and(|h| h != space.hash()) {
+        // Blocks are keyed by shape, so the sum is still meaningful when the
+        // arch parses; but say so, the spaces may differ in ways that matter.
+        tracing::warn!(
+            "the model was exported from space {}, the table's space {} is {}",
+            model_hash.unwrap_or("?"),
+            space_path.display(),
+            space.hash()
+        );
+    }
+    let arch = space
+        .parse_arch(arch)
+        .with_context(|| format!("the model's arch in {}", space_path.display()))?;
+    let p = predict(&table, table_path, &space, &arch)?;
+    Ok((table, p))
+}
+
+/// Runs `padnas verify`.
+pub fn run(a: &VerifyArgs) -> anyhow::Result<()> {
+    if a.images == 0 {
+        bail!("--images must be at least 1");
+    }
+    let target = Target::resolve(&a.target, &a.targets_dir)?;
+    let bytes =
+        std::fs::read(&a.model).with_context(|| format!("reading {}", a.model.display()))?;
+    let meta = model_metadata(&bytes).with_context(|| format!("{}", a.model.display()))?;
+    let get = |k: &str| meta.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let arch = get("padnas.arch").ok_or_else(|| {
+        anyhow!(
+            "{}: not a padnas network (no padnas.arch metadata); write one with `padnas export --run`",
+            a.model.display()
+        )
+    })?;
+    let model_hash = get("padnas.space_hash");
+
+    // The host's own tract is the reference the target's outputs must match.
+    let host = padnas_agent::bench::load(&bytes, None)
+        .map_err(|e| anyhow!("{}: {e}", a.model.display()))?;
+    let shape = host.input_shape().to_vec();
+    let (_, test) = load_fashion_mnist(&a.data)?;
+    let s = test.shape;
+    if shape != [1, s.channels, s.height, s.width] {
+        bail!(
+            "{}: input {shape:?} does not take Fashion-MNIST images ({}x{}x{})",
+            a.model.display(),
+            s.channels,
+            s.height,
+            s.width
+        );
+    }
+    let n = a.images.min(test.len());
+    let inputs = (0..n)
+        .map(|i| image_input(&test, i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let want = inputs
+        .iter()
+        .map(|x| host.infer(&shape, x).map(|(_, y)| y))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("host run of {}: {e}", a.model.display()))?;
+    // Before the session: a bad table should not cost a device run.
+    let predicted = a
+        .table
+        .as_deref()
+        .map(|t| prediction(t, a.space.as_deref(), arch, model_hash))
+        .transpose()?;
+
+    let mut session = session::open(&target)?;
+    let label = session::measurement_label(&target, &session.info);
+    let ran = on_target(&mut session, &bytes, &shape, &inputs);
+    session.close();
+    let ran = ran?;
+
+    let mut max_abs_diff = 0f32;
+    let (mut agree, mut correct) = (true, 0usize);
+    for (i, (got, want)) in ran.outputs.iter().zip(&want).enumerate() {
+        if got.len() != want.len() {
+            bail!(
+                "image {i}: the target returned {} values, the host {}",
+                got.len(),
+                want.len()
+            );
+        }
+        for (g, w) in got.iter().zip(want) {
+            max_abs_diff = max_abs_diff.max((g - w).abs());
+        }
+        agree &= argmax(got) == argmax(want);
+        correct += usize::from(argmax(got) == test.labels[i] as usize);
+    }
+    let (table_target, table_label, predicted_ms, uncalibrated_ms) = match &predicted {
+        Some((t, p)) => {
+            if t.header.target != target.name {
+                tracing::warn!(
+                    "the table was measured on target {}, not {}: the prediction is for {}",
+                    t.header.target,
+                    target.name,
+                    t.header.target
+                );
+            }
+            (
+                Some(t.header.target.clone()),
+                Some(t.header.label.clone()),
+                Some(p.calibrated_ms.unwrap_or(p.predicted_ms)),
+                Some(p.predicted_ms),
+            )
+        }
+        None => (None, None, None, None),
+    };
+    let line = json!({
+        "model": a.model.display().to_string(),
+        "arch": arch,
+        "target": target.name,
+        "label": label,
+        "emulated": target.emulated(),
+        "images": n,
+        "agree": agree,
+        "max_abs_diff": max_abs_diff,
+        "correct": correct,
+        "measured_ms": ran.stats.median_ms,
+        "p10_ms": ran.stats.p10_ms,
+        "p90_ms": ran.stats.p90_ms,
+        "runs": ran.stats.runs,
+        "threads": ran.stats.threads,
+        "load_ms": ran.load_ms,
+        "predicted_ms": predicted_ms,
+        "uncalibrated_ms": uncalibrated_ms,
+        "table_target": table_target,
+        "table_label": table_label,
+        "test_accuracy": get("padnas.test_accuracy"),
+    });
+    println!("{line}");
+    if !agree || max_abs_diff > a.tolerance {
+        bail!(
+            "target {} disagrees with the host: max |Δ| {max_abs_diff:e} (tolerance {:e}), same class on all images: {agree}",
+            target.name,
+            a.tolerance
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_largest() {
+        assert_eq!(argmax(&[0.0, 3.0, -1.0, 3.0]), 1);
+        assert_eq!(argmax(&[-5.0]), 0);
+        assert_eq!(argmax(&[-2.0, -1.0]), 1);
+    }
+
+    #[test]
+    fn metadata_of_garbage_is_a_clear_error() {
+        let e = model_metadata(b"\x08\x07garbage that is not onnx").expect_err("garbage");
+        assert!(e.to_string().contains("not an ONNX model"), "{e}");
+        // A block export is ONNX but carries no architecture.
+        let key = "mbconv:k3e3:in8x8x8:out8:s1".parse().expect("key");
+        let bytes = crate::onnx::write_block(&key, 0).expect("block");
+        let meta = model_metadata(&bytes).expect("onnx");
+        assert!(meta.iter().any(|(k, _)| k == "padnas.block"));
+        assert!(!meta.iter().any(|(k, _)| k == "padnas.arch"));
+    }
+}
