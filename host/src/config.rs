@@ -95,6 +95,108 @@ pub struct RawJobConfig {
     pub data: RawData,
     /// Supernet training.
     pub train: RawTrain,
+    /// The board to search for and its latency table; the local CPU when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RawTarget>,
+    /// NSGA-II search settings (every search of the run); defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<RawSearch>,
+    /// Progressive pruning stages; the paper's two when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<RawPrune>,
+    /// Retraining the chosen architecture from scratch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrain: Option<RawRetrain>,
+}
+
+/// Target section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// Target name (a file under `targets_dir`) or path of a target YAML.
+    pub name: String,
+    /// Directory of target files; `targets` under the current directory when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets_dir: Option<PathBuf>,
+    /// Latency table; measured (or completed) with `padnas profile` into
+    /// `tables_dir` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<PathBuf>,
+    /// Root of measured tables; `latency-tables` under the current directory when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables_dir: Option<PathBuf>,
+}
+
+/// Latency window: either bounds in ms or quantiles of random architectures.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    /// Lower bound (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lo_ms: Option<f64>,
+    /// Upper bound (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hi_ms: Option<f64>,
+    /// `[lo, hi]` quantiles of the predicted latency of random architectures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantiles: Option<[f64; 2]>,
+    /// Random architectures drawn for the quantiles; 2000 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<usize>,
+}
+
+/// Search section (paper defaults when absent).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSearch {
+    /// Individuals per generation; 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub population: Option<usize>,
+    /// Generations; 40.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generations: Option<usize>,
+    /// Two-point crossover probability; 0.9.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crossover_prob: Option<f64>,
+    /// Per-layer mutation probability; 0.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutation_prob: Option<f64>,
+    /// The hard latency constraint; quantiles 0.25–0.75 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<RawWindow>,
+    /// Training batches for BN recalibration of each architecture; 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bn_batches: Option<usize>,
+    /// Validation images scored per architecture (a fixed subset); 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_samples: Option<usize>,
+}
+
+/// Pruning section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrune {
+    /// Fine-tuning epochs after each pruning; one stage per entry. The
+    /// paper: `[80, 40]` after 120 epochs of supernet training.
+    pub finetune_epochs: Vec<usize>,
+    /// Ops with a frequency at or below this are pruned; 0.01.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Architectures with a non-domination rank below this are counted; 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank_limit: Option<usize>,
+}
+
+/// Retrain section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetrain {
+    /// Epochs of stand-alone training; `train.epochs` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    /// Start from the supernet's weights instead of from scratch; false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inherit: Option<bool>,
 }
 
 /// Which data set and how to split and augment it.
@@ -331,6 +433,99 @@ impl Default for TrainConfig {
     }
 }
 
+/// The target section, validated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetConfig {
+    /// Target name or file.
+    pub name: String,
+    /// Directory of target files.
+    pub targets_dir: PathBuf,
+    /// A given latency table, or none to profile into `tables_dir`.
+    pub table: Option<PathBuf>,
+    /// Root of measured tables.
+    pub tables_dir: PathBuf,
+}
+
+/// How the latency window is set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowSpec {
+    /// Fixed bounds.
+    Ms {
+        /// Lower bound.
+        lo: f64,
+        /// Upper bound.
+        hi: f64,
+    },
+    /// Quantiles of the predicted latency of random architectures of the
+    /// run's initial space (computed once, kept for every stage).
+    Quantiles {
+        /// Lower quantile.
+        lo: f64,
+        /// Upper quantile.
+        hi: f64,
+        /// Architectures drawn.
+        samples: usize,
+    },
+}
+
+/// The search section, validated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchConfig {
+    /// Individuals per generation.
+    pub population: usize,
+    /// Generations.
+    pub generations: usize,
+    /// Crossover probability.
+    pub crossover_prob: f64,
+    /// Per-layer mutation probability.
+    pub mutation_prob: f64,
+    /// The latency window.
+    pub window: WindowSpec,
+    /// BN recalibration batches per architecture.
+    pub bn_batches: usize,
+    /// Validation images per architecture.
+    pub val_samples: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            population: 64,
+            generations: 40,
+            crossover_prob: 0.9,
+            mutation_prob: 0.1,
+            window: WindowSpec::Quantiles {
+                lo: 0.25,
+                hi: 0.75,
+                samples: 2000,
+            },
+            bn_batches: 4,
+            val_samples: 1000,
+        }
+    }
+}
+
+/// The prune section, validated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PruneConfig {
+    /// Fine-tuning epochs after each pruning (one stage each).
+    pub finetune_epochs: Vec<usize>,
+    /// Frequency threshold.
+    pub threshold: f64,
+    /// Rank limit.
+    pub rank_limit: usize,
+}
+
+/// The retrain section, validated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetrainConfig {
+    /// Epochs.
+    pub epochs: usize,
+    /// Start from the supernet's weights.
+    pub inherit: bool,
+}
+
 /// A validated job config.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobConfig {
@@ -348,6 +543,14 @@ pub struct JobConfig {
     pub data: DataConfig,
     /// Supernet training.
     pub train: TrainConfig,
+    /// Target and latency table.
+    pub target: TargetConfig,
+    /// Search settings.
+    pub search: SearchConfig,
+    /// Pruning stages.
+    pub prune: PruneConfig,
+    /// Retraining.
+    pub retrain: RetrainConfig,
     /// The file this config was read from (for messages).
     pub origin: String,
 }
@@ -415,6 +618,43 @@ impl JobConfig {
                 checkpoint_every_steps: t.checkpoint_every_steps,
                 max_train_samples: t.max_train_samples,
             },
+            target: Some(RawTarget {
+                name: self.target.name.clone(),
+                targets_dir: Some(abs(&self.target.targets_dir)),
+                table: self.target.table.as_deref().map(abs),
+                tables_dir: Some(abs(&self.target.tables_dir)),
+            }),
+            search: Some(RawSearch {
+                population: Some(self.search.population),
+                generations: Some(self.search.generations),
+                crossover_prob: Some(self.search.crossover_prob),
+                mutation_prob: Some(self.search.mutation_prob),
+                window: Some(match self.search.window {
+                    WindowSpec::Ms { lo, hi } => RawWindow {
+                        lo_ms: Some(lo),
+                        hi_ms: Some(hi),
+                        quantiles: None,
+                        samples: None,
+                    },
+                    WindowSpec::Quantiles { lo, hi, samples } => RawWindow {
+                        lo_ms: None,
+                        hi_ms: None,
+                        quantiles: Some([lo, hi]),
+                        samples: Some(samples),
+                    },
+                }),
+                bn_batches: Some(self.search.bn_batches),
+                val_samples: Some(self.search.val_samples),
+            }),
+            prune: Some(RawPrune {
+                finetune_epochs: self.prune.finetune_epochs.clone(),
+                threshold: Some(self.prune.threshold),
+                rank_limit: Some(self.prune.rank_limit),
+            }),
+            retrain: Some(RawRetrain {
+                epochs: Some(self.retrain.epochs),
+                inherit: Some(self.retrain.inherit),
+            }),
         }
     }
 
@@ -562,6 +802,75 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
         ));
     }
 
+    let target = match &raw.target {
+        None => TargetConfig {
+            name: "local".into(),
+            targets_dir: PathBuf::from("targets"),
+            table: None,
+            tables_dir: PathBuf::from("latency-tables"),
+        },
+        Some(r) => {
+            if r.name.trim().is_empty() {
+                return Err(bad("target.name", "must not be empty".into()));
+            }
+            TargetConfig {
+                name: r.name.clone(),
+                targets_dir: r
+                    .targets_dir
+                    .as_deref()
+                    .map_or_else(|| PathBuf::from("targets"), resolve),
+                table: r.table.as_deref().map(resolve),
+                tables_dir: r
+                    .tables_dir
+                    .as_deref()
+                    .map_or_else(|| PathBuf::from("latency-tables"), resolve),
+            }
+        }
+    };
+    let search = validate_search(raw.search.as_ref(), &bad)?;
+    let prune = match &raw.prune {
+        None => PruneConfig {
+            finetune_epochs: vec![t.epochs.div_ceil(2).max(1), t.epochs.div_ceil(4).max(1)],
+            threshold: 0.01,
+            rank_limit: 10,
+        },
+        Some(p) => {
+            if p.finetune_epochs.contains(&0) {
+                return Err(bad(
+                    "prune.finetune_epochs",
+                    "every entry must be ≥ 1".into(),
+                ));
+            }
+            let threshold = p.threshold.unwrap_or(0.01);
+            if !(0.0..1.0).contains(&threshold) {
+                return Err(bad(
+                    "prune.threshold",
+                    format!("{threshold} must be in [0, 1)"),
+                ));
+            }
+            let rank_limit = p.rank_limit.unwrap_or(10);
+            positive("prune.rank_limit", rank_limit)?;
+            PruneConfig {
+                finetune_epochs: p.finetune_epochs.clone(),
+                threshold,
+                rank_limit,
+            }
+        }
+    };
+    let retrain = RetrainConfig {
+        epochs: raw
+            .retrain
+            .as_ref()
+            .and_then(|r| r.epochs)
+            .unwrap_or(t.epochs),
+        inherit: raw
+            .retrain
+            .as_ref()
+            .and_then(|r| r.inherit)
+            .unwrap_or(false),
+    };
+    positive("retrain.epochs", retrain.epochs)?;
+
     Ok(JobConfig {
         name: raw.name.clone(),
         run_dir,
@@ -588,7 +897,83 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
             checkpoint_every_steps: t.checkpoint_every_steps,
             max_train_samples: t.max_train_samples,
         },
+        target,
+        search,
+        prune,
+        retrain,
         origin: file.to_string(),
+    })
+}
+
+fn validate_search(
+    raw: Option<&RawSearch>,
+    bad: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<SearchConfig, ConfigError> {
+    let d = SearchConfig::default();
+    let Some(r) = raw else { return Ok(d) };
+    let population = r.population.unwrap_or(d.population);
+    if population < 2 {
+        return Err(bad(
+            "search.population",
+            format!("{population} must be ≥ 2"),
+        ));
+    }
+    let prob = |key: &str, v: Option<f64>, default: f64| {
+        let v = v.unwrap_or(default);
+        if (0.0..=1.0).contains(&v) {
+            Ok(v)
+        } else {
+            Err(bad(key, format!("{v} must be in [0, 1]")))
+        }
+    };
+    let window = match &r.window {
+        None => d.window.clone(),
+        Some(w) => match (w.lo_ms, w.hi_ms, w.quantiles) {
+            (Some(lo), Some(hi), None) if w.samples.is_none() => {
+                if !(lo >= 0.0 && lo < hi && hi.is_finite()) {
+                    return Err(bad(
+                        "search.window",
+                        format!("lo_ms {lo} and hi_ms {hi}: need 0 ≤ lo_ms < hi_ms"),
+                    ));
+                }
+                WindowSpec::Ms { lo, hi }
+            }
+            (None, None, Some([lo, hi])) => {
+                if !(0.0 <= lo && lo < hi && hi <= 1.0) {
+                    return Err(bad(
+                        "search.window.quantiles",
+                        format!("[{lo}, {hi}]: need 0 ≤ lo < hi ≤ 1"),
+                    ));
+                }
+                let samples = w.samples.unwrap_or(2000);
+                if samples < 2 {
+                    return Err(bad(
+                        "search.window.samples",
+                        format!("{samples} must be ≥ 2"),
+                    ));
+                }
+                WindowSpec::Quantiles { lo, hi, samples }
+            }
+            _ => {
+                return Err(bad(
+                    "search.window",
+                    "give either lo_ms and hi_ms, or quantiles (and samples)".into(),
+                ));
+            }
+        },
+    };
+    let val_samples = r.val_samples.unwrap_or(d.val_samples);
+    if val_samples == 0 {
+        return Err(bad("search.val_samples", "must be ≥ 1".into()));
+    }
+    Ok(SearchConfig {
+        population,
+        generations: r.generations.unwrap_or(d.generations),
+        crossover_prob: prob("search.crossover_prob", r.crossover_prob, d.crossover_prob)?,
+        mutation_prob: prob("search.mutation_prob", r.mutation_prob, d.mutation_prob)?,
+        window,
+        bn_batches: r.bn_batches.unwrap_or(d.bn_batches),
+        val_samples,
     })
 }
 
@@ -691,6 +1076,56 @@ train:
             e.starts_with("job.yaml: train.nesterov: needs momentum"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn search_sections_validate_and_round_trip() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.search, SearchConfig::default());
+        assert_eq!(c.target.name, "local");
+        assert_eq!(c.prune.finetune_epochs, vec![2, 1]);
+        assert_eq!(c.prune.threshold, 0.01);
+        assert_eq!(c.retrain.epochs, 3);
+        let text = format!(
+            "{GOOD}target: {{ name: rpi4, targets_dir: ../targets, table: t.json }}\n\
+             search: {{ population: 16, generations: 5, window: {{ lo_ms: 1.5, hi_ms: 3 }} }}\n\
+             prune: {{ finetune_epochs: [4, 2, 1], threshold: 0.05 }}\n\
+             retrain: {{ epochs: 9, inherit: true }}\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.target.table.as_deref(), Some(Path::new("/cfg/t.json")));
+        assert_eq!(c.target.targets_dir, Path::new("/cfg/../targets"));
+        assert_eq!(c.search.window, WindowSpec::Ms { lo: 1.5, hi: 3.0 });
+        assert_eq!(c.search.population, 16);
+        assert_eq!(c.prune.finetune_epochs, vec![4, 2, 1]);
+        assert!(c.retrain.inherit);
+        let back = JobConfig::from_yaml_str(&c.to_yaml(), "job.yaml", Path::new("/x")).unwrap();
+        assert_eq!(back.search, c.search);
+        assert_eq!(back.prune, c.prune);
+        assert_eq!(back.retrain, c.retrain);
+        assert_eq!(back.target.name, "rpi4");
+
+        let e = err(&format!(
+            "{GOOD}search: {{ window: {{ lo_ms: 3, hi_ms: 1 }} }}\n"
+        ));
+        assert!(e.starts_with("job.yaml: search.window:"), "{e}");
+        let e = err(&format!(
+            "{GOOD}search: {{ window: {{ lo_ms: 1, quantiles: [0.1, 0.2] }} }}\n"
+        ));
+        assert!(
+            e.contains("give either lo_ms and hi_ms, or quantiles"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{GOOD}search: {{ window: {{ quantiles: [0.5, 0.2] }} }}\n"
+        ));
+        assert!(e.starts_with("job.yaml: search.window.quantiles:"), "{e}");
+        let e = err(&format!(
+            "{GOOD}prune: {{ finetune_epochs: [1], threshold: 1.5 }}\n"
+        ));
+        assert!(e.starts_with("job.yaml: prune.threshold:"), "{e}");
+        let e = err(&format!("{GOOD}search: {{ populaton: 3 }}\n"));
+        assert!(e.contains("unknown field `populaton`"), "{e}");
     }
 
     #[test]

@@ -38,6 +38,12 @@ enum Command {
     Train(cmd::train::TrainArgs),
     /// One-shot accuracy of an architecture: BN recalibration, then validation.
     Eval(cmd::eval::EvalArgs),
+    /// PAD-NAS pruning stages: search, prune ops per layer, fine-tune (resumable).
+    Prune(cmd::pipeline::PruneArgs),
+    /// The final latency-constrained NSGA-II search on the last space → pareto.json.
+    Search(cmd::pipeline::SearchArgs),
+    /// The whole job: latency table, supernet, pruning stages, final search, report.
+    Run(cmd::pipeline::RunArgs),
     /// Train one architecture as a stand-alone network (optionally from the supernet's weights).
     Retrain(cmd::retrain::RetrainArgs),
     /// Run an exported network on a target: outputs vs the host's, latency vs the table.
@@ -65,6 +71,9 @@ fn main() -> ExitCode {
         Command::Export(a) => cmd::export::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Prune(a) => cmd::pipeline::run_prune(a),
+        Command::Search(a) => cmd::pipeline::run_search(a),
+        Command::Run(a) => cmd::pipeline::run(a),
         Command::Retrain(a) => cmd::retrain::run(a),
         Command::Verify(a) => cmd::verify::run(a),
     };

@@ -265,16 +265,23 @@ impl Session {
     /// adb) is told to shut down so its process exits cleanly; a listening
     /// (tcp) or serial agent is left running for the next host.
     pub fn close(mut self) {
-        if matches!(
-            self.target.transport,
-            TransportSpec::Local
-                | TransportSpec::Qemu
-                | TransportSpec::Ssh { .. }
-                | TransportSpec::Adb { .. }
-        ) {
+        if spawns_agent(&self.target) {
             self.client.shutdown().ok();
         }
     }
+}
+
+/// Whether a session to `target` starts its own agent process (local, qemu,
+/// ssh, adb), which must then be told to shut down; a listening (tcp) or
+/// serial agent belongs to someone else and is left running.
+pub fn spawns_agent(target: &Target) -> bool {
+    matches!(
+        target.transport,
+        TransportSpec::Local
+            | TransportSpec::Qemu
+            | TransportSpec::Ssh { .. }
+            | TransportSpec::Adb { .. }
+    )
 }
 
 /// A label for figures measured through this session: the CPU, and for qemu

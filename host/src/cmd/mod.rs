@@ -4,6 +4,7 @@ pub mod agent;
 pub mod eval;
 pub mod export;
 pub mod latency;
+pub mod pipeline;
 pub mod profile;
 pub mod retrain;
 pub mod train;

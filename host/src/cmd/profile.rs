@@ -65,6 +65,7 @@ pub fn progress_bar(len: u64) -> ProgressBar {
 
 /// A [`Link`] to `target` starting on `first`; reconnections open fresh sessions.
 pub fn link_for<'a>(target: &Target, first: session::Session, reconnects: u32) -> Link<'a> {
+    let stop = session::spawns_agent(target);
     let target = target.clone();
     let connect = move || {
         let s = session::open(&target)?;
@@ -81,39 +82,97 @@ pub fn link_for<'a>(target: &Target, first: session::Session, reconnects: u32) -
         Box::new(connect),
         reconnects,
     )
+    .with_stop_agent(stop)
 }
 
 /// Runs `padnas profile`.
 pub fn run(a: &ProfileArgs) -> anyhow::Result<()> {
     let target = Target::resolve(&a.target, &a.targets_dir)?;
     let space = Space::load(&a.space)?;
-    let max_runs = a
+    let opts = ProfileOptions {
+        max_runs: a.max_runs,
+        ci_pct: a.ci_pct,
+        sentinel_every: a.sentinel_every,
+        drift_pct: a.drift_pct,
+        reconnects: a.reconnects,
+    };
+    let (_, summary) = profile_space(
+        &target,
+        &space,
+        &a.space,
+        a.out.clone(),
+        &a.tables_dir,
+        &opts,
+    )?;
+    println!(
+        "{}",
+        serde_json::to_string(&summary).context("printing the summary")?
+    );
+    Ok(())
+}
+
+/// Measurement settings of [`profile_space`] (see [`ProfileArgs`]).
+#[derive(Clone, Debug)]
+pub struct ProfileOptions {
+    /// Pooled runs per entry at most (default 4 × the target's `bench.max_runs`).
+    pub max_runs: Option<u32>,
+    /// Target 95% half-width of an entry's median (%).
+    pub ci_pct: f64,
+    /// Sentinel interval (entries; 0 never).
+    pub sentinel_every: usize,
+    /// Drift threshold (%).
+    pub drift_pct: f64,
+    /// Reconnections in a row.
+    pub reconnects: u32,
+}
+
+impl Default for ProfileOptions {
+    fn default() -> Self {
+        ProfileOptions {
+            max_runs: None,
+            ci_pct: 2.0,
+            sentinel_every: 10,
+            drift_pct: 5.0,
+            reconnects: 2,
+        }
+    }
+}
+
+/// Measures the blocks of `space` (read from `space_path`) that `out` (or the
+/// default table of the target's CPU under `tables_dir`) lacks, resuming a
+/// table that exists. Returns the table's path and what was done.
+pub fn profile_space(
+    target: &Target,
+    space: &Space,
+    space_path: &std::path::Path,
+    out: Option<PathBuf>,
+    tables_dir: &std::path::Path,
+    o: &ProfileOptions,
+) -> anyhow::Result<(PathBuf, crate::latency::profile::ProfileSummary)> {
+    let max_runs = o
         .max_runs
         .unwrap_or_else(|| target.bench.max_runs.saturating_mul(4));
     let noise = NoiseSettings {
-        sentinel_every: a.sentinel_every,
+        sentinel_every: o.sentinel_every,
         sentinel_block: Some(space.stem_block()),
-        drift_threshold_pct: a.drift_pct,
-        ..NoiseSettings::from_limits(&target.bench, a.ci_pct, max_runs)
+        drift_threshold_pct: o.drift_pct,
+        ..NoiseSettings::from_limits(&target.bench, o.ci_pct, max_runs)
     };
     noise.check()?;
     let command: Vec<String> = std::env::args().collect();
-    let first = session::open(&target)?;
+    let first = session::open(target)?;
     let info = first.info.clone();
     let space_name = space
         .name()
         .map(str::to_string)
         .or_else(|| {
-            a.space
+            space_path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "space".to_string());
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| default_table_path(&a.tables_dir, &target, &info, &space_name));
-    let now = Header::for_session(&target, &info, noise.clone(), command.clone());
+    let out = out.unwrap_or_else(|| default_table_path(tables_dir, target, &info, &space_name));
+    let now = Header::for_session(target, &info, noise.clone(), command.clone());
     let mut table = if out.exists() {
         let t = Table::load(&out)?;
         t.check_compatible(&now, &out)?;
@@ -129,7 +188,7 @@ pub fn run(a: &ProfileArgs) -> anyhow::Result<()> {
         sentinel_block: table.header.noise.sentinel_block.or(noise.sentinel_block),
         ..noise
     };
-    let here = SpaceRef::new(&space, Some(&a.space));
+    let here = SpaceRef::new(space, Some(space_path));
     table.header.spaces.retain(|s| s.hash != here.hash);
     table.header.spaces.push(here);
     let before = table.entries.len();
@@ -149,7 +208,7 @@ pub fn run(a: &ProfileArgs) -> anyhow::Result<()> {
         out.display()
     );
     let progress = progress_bar(blocks.len() as u64);
-    let mut link = link_for(&target, first, a.reconnects);
+    let mut link = link_for(target, first, o.reconnects);
     let result = profile(
         &mut table,
         &out,
@@ -165,9 +224,5 @@ pub fn run(a: &ProfileArgs) -> anyhow::Result<()> {
     if summary.drift_detected {
         tracing::warn!("{}: drift was detected; see its sentinels", out.display());
     }
-    println!(
-        "{}",
-        serde_json::to_string(&summary).context("printing the summary")?
-    );
-    Ok(())
+    Ok((out, summary))
 }

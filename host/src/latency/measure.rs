@@ -157,6 +157,7 @@ pub struct Link<'a> {
     backoff: Duration,
     generation: u64,
     fresh: Vec<AgentInfo>,
+    stop_agent: bool,
 }
 
 impl<'a> Link<'a> {
@@ -169,7 +170,16 @@ impl<'a> Link<'a> {
             backoff: Duration::from_millis(500),
             generation: 0,
             fresh: Vec::new(),
+            stop_agent: true,
         }
+    }
+
+    /// Whether [`Link::shutdown`] tells the agent to exit (true by default).
+    /// False for agents this host did not start (tcp, serial): they keep
+    /// serving other hosts after this session.
+    pub fn with_stop_agent(mut self, stop: bool) -> Self {
+        self.stop_agent = stop;
+        self
     }
 
     /// Sets the pause before each reconnection (tests use zero).
@@ -248,9 +258,12 @@ impl<'a> Link<'a> {
         }
     }
 
-    /// Ends the session.
+    /// Ends the session: the agent is told to exit only when it is ours
+    /// ([`Link::with_stop_agent`]); otherwise the connection is just dropped.
     pub fn shutdown(&mut self) {
-        if let Some(mut c) = self.conn.take() {
+        if let Some(mut c) = self.conn.take()
+            && self.stop_agent
+        {
             c.device.shutdown();
         }
     }

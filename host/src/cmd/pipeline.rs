@@ -1,0 +1,856 @@
+//! The PAD-NAS pipeline over a run directory: `padnas prune`, `padnas
+//! search` and `padnas run`.
+//!
+//! Run directory layout (every file written atomically; a step whose output
+//! exists is skipped, an interrupted one continues from its checkpoint):
+//!
+//! ```text
+//! config.yaml              the job config, absolute paths
+//! latency.json             which table, its label, the window
+//! space.stage-0.yaml       the initial space
+//! supernet.safetensors     SPOS training (checkpoint.safetensors while running)
+//! stage-K/search.json      NSGA-II on space K−1 with the stage K−1 supernet
+//! stage-K/prune.json       op frequencies among ranks < rank_limit, what was pruned
+//! space.stage-K.yaml       the layer-wise space after pruning K
+//! stage-K/supernet.safetensors   fine-tuned on space K
+//! final/search.json        NSGA-II on the last space → pareto.json
+//! steps.json               wall time of every step, over all sessions
+//! report.md, plots/*.svg   the report
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::train::{CONFIG_FILE, setup_torch};
+use crate::config::{JobConfig, WindowSpec};
+use crate::data::{self, Splits, derive_seed};
+use crate::latency::table::Table;
+use crate::search::nsga2::{self, Nsga2Config};
+use crate::search::{
+    ArchProblem, LatencyModel, OneShotSettings, Pruning, RECORD_FORMAT, SearchRecord, Window, plot,
+    prune, write_atomic,
+};
+use crate::space::{Space, format_count};
+use crate::supernet::checkpoint::{
+    CHECKPOINT_FILE, LoadMode, WEIGHTS_FILE, load_weights, save_weights,
+};
+use crate::supernet::{StepSampler, Supernet, TrainOptions, train};
+use crate::target::Target;
+
+/// Arguments shared by the pipeline commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobArgs {
+    /// Run directory, overriding the config's.
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Intra-op threads for libtorch, overriding train.threads.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Arguments of `padnas prune`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PruneArgs {
+    /// Job config (YAML).
+    #[arg(long, short)]
+    pub config: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub job: JobArgs,
+}
+
+/// Arguments of `padnas search`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SearchArgs {
+    /// Job config (YAML).
+    #[arg(long, short)]
+    pub config: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub job: JobArgs,
+}
+
+/// Arguments of `padnas run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Job config (YAML), e.g. configs/fmnist-local.yaml.
+    pub config: PathBuf,
+    /// Stop once this step is done: latency, train, search-K, prune-K,
+    /// finetune-K, final, or report (the default runs everything).
+    #[arg(long, value_name = "STEP")]
+    pub until: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub job: JobArgs,
+}
+
+/// Name of the latency record in a run directory.
+pub const LATENCY_FILE: &str = "latency.json";
+/// Name of the final Pareto front in a run directory.
+pub const PARETO_FILE: &str = "pareto.json";
+/// Name of the step timing record.
+pub const STEPS_FILE: &str = "steps.json";
+
+/// Which table a run uses, what it measured and the window derived from it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LatencyRecord {
+    /// Target name.
+    pub target: String,
+    /// The table file.
+    pub table: PathBuf,
+    /// The table's label: the CPU, or *emulated …* under qemu.
+    pub label: String,
+    /// Whether the table was measured under emulation.
+    pub emulated: bool,
+    /// The hard constraint of every search of the run.
+    pub window: Window,
+}
+
+/// Wall time of one step.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepTime {
+    /// Seconds, summed over every session that worked on it.
+    pub seconds: f64,
+    /// Whether it is done.
+    pub done: bool,
+}
+
+/// A loaded job: config, data, spaces, table.
+pub struct Job {
+    /// The config (with command-line overrides).
+    pub cfg: JobConfig,
+    /// The run directory.
+    pub run: PathBuf,
+    /// The initial space (the supernet's).
+    pub full: Space,
+    /// Train / validation / test images.
+    pub splits: Splits,
+    /// libtorch device.
+    pub device: tch::Device,
+    /// Draw progress bars.
+    pub progress: bool,
+}
+
+impl Job {
+    /// Loads the config and the data, and prepares the run directory.
+    pub fn open(config: &Path, a: &JobArgs) -> anyhow::Result<Job> {
+        let mut cfg = JobConfig::load(config)?;
+        if let Some(d) = &a.run_dir {
+            cfg.run_dir = d.clone();
+        }
+        if let Some(t) = a.threads {
+            cfg.train.threads = Some(t);
+        }
+        let device = setup_torch(cfg.train.threads, cfg.device)?;
+        let full = Space::load(&cfg.space)?;
+        let mut splits = data::load(&cfg.data, full.input(), cfg.seed).with_context(|| {
+            format!("loading {} from {}", cfg.data.kind, cfg.data.path.display())
+        })?;
+        if let Some(n) = cfg.train.max_train_samples {
+            splits.limit_train(n, cfg.seed);
+        }
+        let run = cfg.run_dir.clone();
+        std::fs::create_dir_all(&run).with_context(|| format!("creating {}", run.display()))?;
+        // A run directory belongs to one config: a changed space or seed
+        // would silently mix results, so it is refused.
+        let saved = run.join(CONFIG_FILE);
+        if saved.exists() {
+            let old = JobConfig::load(&saved)?;
+            let old_space = Space::load(&old.space)
+                .map(|s| s.hash())
+                .unwrap_or_default();
+            if old.seed != cfg.seed || old_space != full.hash() {
+                bail!(
+                    "{} was started with another seed or space (seed {} → {}); use another run_dir",
+                    run.display(),
+                    old.seed,
+                    cfg.seed
+                );
+            }
+        }
+        cfg.save(&saved)?;
+        let stage0 = run.join(space_file(0));
+        if !stage0.exists() {
+            write_atomic(&stage0, full.to_yaml().as_bytes())?;
+        }
+        Ok(Job {
+            cfg,
+            run,
+            full,
+            splits,
+            device,
+            progress: !a.quiet,
+        })
+    }
+
+    fn stages(&self) -> usize {
+        self.cfg.prune.finetune_epochs.len()
+    }
+
+    fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.run.join(rel)
+    }
+
+    /// The space of stage `k` (0: initial), when written.
+    pub fn space(&self, k: usize) -> anyhow::Result<Option<Space>> {
+        let p = self.path(space_file(k));
+        if p.exists() {
+            Ok(Some(Space::load(&p)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Supernet weights after stage `k` (0: SPOS training).
+    pub fn weights(&self, k: usize) -> PathBuf {
+        if k == 0 {
+            self.path(WEIGHTS_FILE)
+        } else {
+            self.path(format!("stage-{k}")).join(WEIGHTS_FILE)
+        }
+    }
+
+    fn timed<T>(&self, step: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let t0 = Instant::now();
+        let out = f();
+        let mut steps = read_steps(&self.run);
+        let e = steps.entry(step.to_string()).or_insert(StepTime {
+            seconds: 0.0,
+            done: false,
+        });
+        e.seconds += t0.elapsed().as_secs_f64();
+        e.done = out.is_ok();
+        let text = serde_json::to_string_pretty(&steps)?;
+        write_atomic(&self.path(STEPS_FILE), text.as_bytes())?;
+        out
+    }
+
+    /// The latency record: the table (measured into the tables directory
+    /// when the config names none, or completed when blocks are missing)
+    /// and the window, computed once from the initial space.
+    pub fn latency(&self) -> anyhow::Result<(LatencyRecord, Table)> {
+        let rec_path = self.path(LATENCY_FILE);
+        if rec_path.exists() {
+            let text = std::fs::read_to_string(&rec_path)
+                .with_context(|| format!("reading {}", rec_path.display()))?;
+            let rec: LatencyRecord = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a latency record", rec_path.display()))?;
+            let table = Table::load(&rec.table)?;
+            return Ok((rec, table));
+        }
+        let t = &self.cfg.target;
+        let target = Target::resolve(&t.name, &t.targets_dir)?;
+        let given = t.table.clone().filter(|p| p.exists());
+        let path = match given {
+            Some(p) if LatencyModel::new(&Table::load(&p)?, &p, &self.full).is_ok() => p,
+            _ => {
+                tracing::info!(
+                    "measuring the blocks of {} on {}",
+                    self.cfg.space.display(),
+                    target.name
+                );
+                let (p, summary) = super::profile::profile_space(
+                    &target,
+                    &self.full,
+                    &self.cfg.space,
+                    t.table.clone(),
+                    &t.tables_dir,
+                    &super::profile::ProfileOptions::default(),
+                )?;
+                tracing::info!(
+                    "{}: {} entries measured now, {} already there, {:.1} s",
+                    p.display(),
+                    summary.measured_now,
+                    summary.skipped,
+                    summary.seconds
+                );
+                p
+            }
+        };
+        let table = Table::load(&path)?;
+        let model = LatencyModel::new(&table, &path, &self.full)?;
+        let window = match self.cfg.search.window {
+            WindowSpec::Ms { lo, hi } => Window {
+                lo_ms: lo,
+                hi_ms: hi,
+                source: "config (ms)".into(),
+            },
+            WindowSpec::Quantiles { lo, hi, samples } => {
+                Window::from_quantiles(&model, &self.full, lo, hi, samples, self.cfg.seed)?
+            }
+        };
+        let rec = LatencyRecord {
+            target: target.name.clone(),
+            table: std::path::absolute(&path).unwrap_or(path),
+            label: table.header.label.clone(),
+            emulated: table.header.emulated,
+            window,
+        };
+        write_atomic(&rec_path, serde_json::to_string_pretty(&rec)?.as_bytes())?;
+        Ok((rec, table))
+    }
+
+    /// Trains the supernet on `space` for `epochs` into `dir` (starting from
+    /// `init` weights when given), resuming a checkpoint there. Stage `k`
+    /// draws its own paths and data order.
+    fn train_stage(
+        &self,
+        k: usize,
+        space: &Space,
+        epochs: usize,
+        init: Option<&Path>,
+        dir: &Path,
+    ) -> anyhow::Result<()> {
+        let weights = dir.join(WEIGHTS_FILE);
+        if weights.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir)?;
+        let ckpt = dir.join(CHECKPOINT_FILE);
+        let net = Supernet::new(&self.full, self.device, self.cfg.seed)?;
+        if !ckpt.exists()
+            && let Some(w) = init
+        {
+            load_weights(&net, w, LoadMode::Subset)?;
+        }
+        let seed = if k == 0 {
+            self.cfg.seed
+        } else {
+            derive_seed(self.cfg.seed, "finetune", k as u64)
+        };
+        let sampler = StepSampler::new(&net, space, seed)?;
+        let mut tc = self.cfg.train.clone();
+        tc.epochs = epochs;
+        if k > 0 {
+            // Fine-tuning starts from trained weights: no warm-up, and the
+            // schedule restarts from train.lr over the stage's epochs.
+            tc.warmup_epochs = 0.0;
+        }
+        let opts = TrainOptions {
+            checkpoint: Some(ckpt),
+            resume: true,
+            progress: self.progress,
+            ..TrainOptions::new(tc, seed, self.cfg.data.augment)
+        };
+        let s = train(&net, &sampler, &self.splits.train, &opts)?;
+        tracing::info!(
+            stage = k,
+            steps = s.step,
+            loss = format!("{:.4}", s.loss),
+            accuracy = format!("{:.4}", s.accuracy),
+            images_per_s = format!("{:.0}", s.images_per_s),
+            "supernet training done"
+        );
+        if s.finished {
+            save_weights(&net, &weights)?;
+        }
+        Ok(())
+    }
+
+    /// Runs (or resumes, or skips) the NSGA-II search `name` over `space`
+    /// with the supernet `weights`, saving its record at `out` after every
+    /// generation.
+    fn search(
+        &self,
+        name: &str,
+        space: &Space,
+        weights: &Path,
+        table: &Table,
+        lat: &LatencyRecord,
+        out: &Path,
+    ) -> anyhow::Result<SearchRecord> {
+        let s = &self.cfg.search;
+        let nsga = Nsga2Config {
+            population: s.population,
+            generations: s.generations,
+            crossover_prob: s.crossover_prob,
+            mutation_prob: s.mutation_prob,
+            seed: derive_seed(self.cfg.seed, &format!("search/{name}"), 0),
+            ..Nsga2Config::default()
+        };
+        let one_shot = OneShotSettings {
+            bn_batches: s.bn_batches,
+            batch_size: self.cfg.train.batch_size,
+            val_samples: s.val_samples,
+            seed: self.cfg.seed,
+        };
+        let previous = crate::search::SearchRecord::load(out)?;
+        if let Some(r) = &previous {
+            if r.space_hash != space.hash() || r.window != lat.window || r.nsga2 != nsga {
+                bail!(
+                    "{}: saved with another space, window or settings; delete it to search again",
+                    out.display()
+                );
+            }
+            if r.complete {
+                return Ok(r.clone());
+            }
+            tracing::info!("{name}: resuming after generation {}", r.state.generation);
+        }
+        if !weights.exists() {
+            bail!("{}: no supernet weights; train first", weights.display());
+        }
+        let net = Supernet::new(&self.full, self.device, self.cfg.seed)?;
+        load_weights(&net, weights, LoadMode::Subset)?;
+        let model = LatencyModel::new(table, &lat.table, space)?;
+        let mut problem = ArchProblem::new(
+            space,
+            &net,
+            model,
+            lat.window.clone(),
+            &self.splits.train,
+            &self.splits.val,
+            one_shot.clone(),
+        )?;
+        let mut record = SearchRecord {
+            format: RECORD_FORMAT.into(),
+            stage: name.into(),
+            space_hash: space.hash(),
+            num_architectures: space.num_architectures(),
+            window: lat.window.clone(),
+            nsga2: nsga.clone(),
+            one_shot,
+            weights: weights.to_path_buf(),
+            complete: false,
+            state: previous
+                .as_ref()
+                .map(|r| r.state.clone())
+                .unwrap_or_else(|| nsga2::State {
+                    generation: 0,
+                    population: Vec::new(),
+                    archive: Vec::new(),
+                    history: Vec::new(),
+                    eval_seconds: 0.0,
+                }),
+            evaluations_per_s: 0.0,
+            candidates: Vec::new(),
+        };
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let bar = if self.progress {
+            super::profile::progress_bar(nsga.generations as u64 + 1)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_position(
+            previous
+                .as_ref()
+                .map_or(0, |r| r.state.generation as u64 + 1),
+        );
+        let resume = previous.map(|r| r.state);
+        let reference = [1.0, lat.window.hi_ms];
+        let state = nsga2::run(
+            &mut problem,
+            &nsga,
+            resume,
+            Some(&reference),
+            None,
+            &mut |st| {
+                record.state = st.clone();
+                record.save(out)?;
+                if let Some(h) = st.history.last() {
+                    bar.set_position(st.generation as u64 + 1);
+                    bar.set_message(format!(
+                        "{name}: {} evaluated, best {:.2}%, {:.1} eval/s",
+                        h.evaluations,
+                        100.0 * (1.0 - h.best[0]),
+                        st.archive.len() as f64 / st.eval_seconds.max(1e-9)
+                    ));
+                }
+                Ok(())
+            },
+        )?;
+        bar.finish_and_clear();
+        record.state = state;
+        record.complete = true;
+        record.rank(space)?;
+        record.save(out)?;
+        tracing::info!(
+            "{name}: {} architectures evaluated ({:.2}/s), {} on the Pareto front",
+            record.candidates.len(),
+            record.evaluations_per_s,
+            record.pareto().len()
+        );
+        Ok(record)
+    }
+
+    /// Pruning step `k` (from the complete search of stage `k`): writes
+    /// `stage-k/prune.json` and `space.stage-k.yaml`.
+    fn prune_stage(&self, k: usize, prev: &Space, rec: &SearchRecord) -> anyhow::Result<Space> {
+        let ranked: Vec<_> = rec
+            .candidates
+            .iter()
+            .map(|c| Ok((prev.parse_arch(&c.arch)?, c.rank)))
+            .collect::<anyhow::Result<_>>()?;
+        let p = prune(
+            prev,
+            &ranked,
+            self.cfg.prune.rank_limit,
+            self.cfg.prune.threshold,
+        )?;
+        let next = prev.with_layer_ops(&p.kept_ops())?;
+        let dir = self.path(format!("stage-{k}"));
+        std::fs::create_dir_all(&dir)?;
+        write_atomic(
+            &dir.join("prune.json"),
+            serde_json::to_string_pretty(&p)?.as_bytes(),
+        )?;
+        // The space last: its presence marks the step done.
+        write_atomic(&self.path(space_file(k)), next.to_yaml().as_bytes())?;
+        tracing::info!(
+            "stage {k}: {} architectures counted, {} ops pruned; {} → {} architectures",
+            p.counted,
+            p.num_pruned(),
+            format_count(prev.num_architectures()),
+            format_count(next.num_architectures())
+        );
+        Ok(next)
+    }
+}
+
+fn space_file(k: usize) -> String {
+    format!("space.stage-{k}.yaml")
+}
+
+fn read_steps(run: &Path) -> BTreeMap<String, StepTime> {
+    std::fs::read_to_string(run.join(STEPS_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// The steps of a run, in order.
+fn step_names(stages: usize) -> Vec<String> {
+    let mut v = vec!["latency".to_string(), "train".to_string()];
+    for k in 1..=stages {
+        v.push(format!("search-{k}"));
+        v.push(format!("prune-{k}"));
+        v.push(format!("finetune-{k}"));
+    }
+    v.push("final".into());
+    v.push("report".into());
+    v
+}
+
+/// Runs the pipeline up to and including `until` (all when `None`).
+pub fn run_job(job: &Job, until: Option<&str>) -> anyhow::Result<()> {
+    let names = step_names(job.stages());
+    if let Some(u) = until
+        && !names.iter().any(|n| n == u)
+    {
+        bail!("--until {u}: not a step of this run ({})", names.join(", "));
+    }
+    let stop = |name: &str| until == Some(name);
+
+    let (lat, table) = job.timed("latency", || job.latency())?;
+    tracing::info!(
+        "latency window {:.3}–{:.3} ms ({}), table {} ({})",
+        lat.window.lo_ms,
+        lat.window.hi_ms,
+        lat.window.source,
+        lat.table.display(),
+        lat.label
+    );
+    if stop("latency") {
+        return Ok(());
+    }
+    let full = job.full.clone();
+    job.timed("train", || {
+        job.train_stage(0, &full, job.cfg.train.epochs, None, &job.run)
+    })?;
+    if stop("train") {
+        return Ok(());
+    }
+    let mut space = full;
+    for k in 1..=job.stages() {
+        let rec = job.timed(&format!("search-{k}"), || {
+            job.search(
+                &format!("stage-{k}"),
+                &space,
+                &job.weights(k - 1),
+                &table,
+                &lat,
+                &job.path(format!("stage-{k}/search.json")),
+            )
+        })?;
+        if stop(&format!("search-{k}")) {
+            return Ok(());
+        }
+        space = match job.space(k)? {
+            Some(s) => s,
+            None => job.timed(&format!("prune-{k}"), || job.prune_stage(k, &space, &rec))?,
+        };
+        if stop(&format!("prune-{k}")) {
+            return Ok(());
+        }
+        let epochs = job.cfg.prune.finetune_epochs[k - 1];
+        let dir = job.path(format!("stage-{k}"));
+        job.timed(&format!("finetune-{k}"), || {
+            job.train_stage(k, &space, epochs, Some(&job.weights(k - 1)), &dir)
+        })?;
+        if stop(&format!("finetune-{k}")) {
+            return Ok(());
+        }
+    }
+    let last = job.stages();
+    let rec = job.timed("final", || {
+        let rec = job.search(
+            "final",
+            &space,
+            &job.weights(last),
+            &table,
+            &lat,
+            &job.path("final/search.json"),
+        )?;
+        write_pareto(job, &lat, &rec)?;
+        Ok(rec)
+    })?;
+    if stop("final") {
+        return Ok(());
+    }
+    job.timed("report", || write_report(job, &lat, &rec))?;
+    Ok(())
+}
+
+fn write_pareto(job: &Job, lat: &LatencyRecord, rec: &SearchRecord) -> anyhow::Result<()> {
+    let front: Vec<_> = rec
+        .pareto()
+        .iter()
+        .map(|c| json!({"arch": c.arch, "accuracy": c.accuracy, "latency_ms": c.latency_ms}))
+        .collect();
+    let out = json!({
+        "target": lat.target,
+        "label": lat.label,
+        "table": lat.table,
+        "window": lat.window,
+        "space_hash": rec.space_hash,
+        "accuracy": "one-shot, validation split",
+        "pareto": front,
+    });
+    write_atomic(
+        &job.path(PARETO_FILE),
+        serde_json::to_string_pretty(&out)?.as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// The searches of a run that exist, in order, with their names.
+fn searches(job: &Job) -> anyhow::Result<Vec<(String, SearchRecord)>> {
+    let mut out = Vec::new();
+    for k in 1..=job.stages() {
+        if let Some(r) = SearchRecord::load(&job.path(format!("stage-{k}/search.json")))?
+            && r.complete
+        {
+            out.push((format!("stage {k} (space {})", k - 1), r));
+        }
+    }
+    if let Some(r) = SearchRecord::load(&job.path("final/search.json"))?
+        && r.complete
+    {
+        out.push((format!("final (space {})", job.stages()), r));
+    }
+    Ok(out)
+}
+
+/// Writes `report.md` and its plots from what the run directory holds.
+pub fn write_report(job: &Job, lat: &LatencyRecord, fin: &SearchRecord) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let plots = job.path("plots");
+    std::fs::create_dir_all(&plots)?;
+    let found = searches(job)?;
+    let refs: Vec<(&str, &SearchRecord)> = found.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    plot::pareto(&refs, &plots.join("pareto.svg"))?;
+    plot::progress(&refs, &plots.join("progress.svg"))?;
+    let mut sizes = Vec::new();
+    for k in 0..=job.stages() {
+        if let Some(s) = job.space(k)? {
+            sizes.push((format!("stage {k}"), s.num_architectures()));
+        }
+    }
+    plot::space_size(&sizes, &plots.join("space-size.svg"))?;
+    let mut prunings: Vec<(usize, Pruning)> = Vec::new();
+    for k in 1..=job.stages() {
+        let p = job.path(format!("stage-{k}/prune.json"));
+        if p.exists() {
+            let pr: Pruning = serde_json::from_str(&std::fs::read_to_string(&p)?)
+                .with_context(|| format!("{}: not a pruning record", p.display()))?;
+            plot::survival(
+                &pr,
+                &format!(
+                    "op frequency (%) among rank < {} architectures, stage {k} (✕ pruned)",
+                    pr.rank_limit
+                ),
+                &plots.join(format!("survival-stage-{k}.svg")),
+            )?;
+            prunings.push((k, pr));
+        }
+    }
+
+    let cfg = &job.cfg;
+    let mut md = String::new();
+    let _ = writeln!(md, "# PAD-NAS run `{}`\n", cfg.name);
+    let _ = writeln!(
+        md,
+        "Config `{}` (copy in `config.yaml`), seed {}, space `{}`, data {} ({} train / {} validation / {} test images), device {}, {} libtorch threads.\n",
+        cfg.origin,
+        cfg.seed,
+        cfg.space.display(),
+        cfg.data.kind,
+        job.splits.train.len(),
+        job.splits.val.len(),
+        job.splits.test.len(),
+        cfg.device,
+        tch::get_num_threads()
+    );
+    let _ = writeln!(md, "## Latency\n");
+    let _ = writeln!(
+        md,
+        "Target `{}`, table `{}`, measured on **{}**{}. Latency window **{:.3}–{:.3} ms** ({}); every searched architecture lies inside it.\n",
+        lat.target,
+        lat.table.display(),
+        lat.label,
+        if lat.emulated {
+            " (emulated: meaningless as device latency)"
+        } else {
+            ""
+        },
+        lat.window.lo_ms,
+        lat.window.hi_ms,
+        lat.window.source
+    );
+    let _ = writeln!(md, "## Stages\n");
+    let _ = writeln!(
+        md,
+        "| stage | space | architectures | search: evaluated | eval/s | Pareto front | best one-shot accuracy |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    for (name, r) in &found {
+        let best = r.candidates.iter().map(|c| c.accuracy).fold(0.0, f64::max);
+        let _ = writeln!(
+            md,
+            "| {name} | `{}` | {} | {} | {:.2} | {} | {:.2}% |",
+            &r.space_hash[..12.min(r.space_hash.len())],
+            format_count(r.num_architectures),
+            r.candidates.len(),
+            r.evaluations_per_s,
+            r.pareto().len(),
+            100.0 * best
+        );
+    }
+    let _ = writeln!(md, "\n![Pareto fronts](plots/pareto.svg)\n");
+    let _ = writeln!(md, "![Search progress](plots/progress.svg)\n");
+    let _ = writeln!(md, "![Space size per stage](plots/space-size.svg)\n");
+    for (k, p) in &prunings {
+        let _ = writeln!(
+            md,
+            "### Pruning {k}\n\n{} architectures with rank < {} counted; ops at or below {:.1}% pruned: {} in all.\n",
+            p.counted,
+            p.rank_limit,
+            100.0 * p.threshold,
+            p.num_pruned()
+        );
+        let _ = writeln!(md, "| layer | kept | pruned |\n|---|---|---|");
+        for (l, ops) in p.layers.iter().enumerate() {
+            let list = |pruned: bool| {
+                ops.iter()
+                    .filter(|c| c.pruned == pruned)
+                    .map(|c| format!("{} ({:.0}%)", c.op, 100.0 * c.frequency))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(md, "| {l} | {} | {} |", list(false), list(true));
+        }
+        let _ = writeln!(
+            md,
+            "\n![Op survival, stage {k}](plots/survival-stage-{k}.svg)\n"
+        );
+    }
+    let _ = writeln!(md, "## Final Pareto front (`pareto.json`)\n");
+    let _ = writeln!(
+        md,
+        "| architecture | one-shot accuracy | predicted latency (ms) |\n|---|---|---|"
+    );
+    for c in fin.pareto() {
+        let _ = writeln!(
+            md,
+            "| `{}` | {:.2}% | {:.3} |",
+            c.arch,
+            100.0 * c.accuracy,
+            c.latency_ms
+        );
+    }
+    let _ = writeln!(md, "\n## Time per step\n\n| step | seconds |\n|---|---|");
+    let steps = read_steps(&job.run);
+    let mut total = 0.0;
+    for name in step_names(job.stages()) {
+        if let Some(s) = steps.get(&name) {
+            total += s.seconds;
+            let _ = writeln!(
+                md,
+                "| {name} | {:.1}{} |",
+                s.seconds,
+                if s.done { "" } else { " (unfinished)" }
+            );
+        }
+    }
+    let _ = writeln!(md, "| total | {total:.1} |");
+    write_atomic(&job.path("report.md"), md.as_bytes())?;
+    Ok(())
+}
+
+/// Runs `padnas run`.
+pub fn run(a: &RunArgs) -> anyhow::Result<()> {
+    let job = Job::open(&a.config, &a.job)?;
+    run_job(&job, a.until.as_deref())?;
+    println!(
+        "{}",
+        json!({"run_dir": job.run, "report": job.path("report.md"), "pareto": job.path(PARETO_FILE)})
+    );
+    Ok(())
+}
+
+/// Runs `padnas prune`: every pruning stage (training the supernet first
+/// when needed).
+pub fn run_prune(a: &PruneArgs) -> anyhow::Result<()> {
+    let job = Job::open(&a.config, &a.job)?;
+    let last = format!("finetune-{}", job.stages());
+    let until = if job.stages() == 0 { "train" } else { &last };
+    run_job(&job, Some(until))?;
+    let mut sizes = Vec::new();
+    for k in 0..=job.stages() {
+        if let Some(s) = job.space(k)? {
+            sizes.push(json!({"stage": k, "space": job.path(space_file(k)), "architectures": s.num_architectures()}));
+        }
+    }
+    println!("{}", json!({"run_dir": job.run, "stages": sizes}));
+    Ok(())
+}
+
+/// Runs `padnas search`: the final search on the last space (running the
+/// earlier steps when needed).
+pub fn run_search(a: &SearchArgs) -> anyhow::Result<()> {
+    let job = Job::open(&a.config, &a.job)?;
+    run_job(&job, Some("final"))?;
+    let rec = SearchRecord::load(&job.path("final/search.json"))?
+        .context("the final search left no record")?;
+    println!(
+        "{}",
+        json!({
+            "run_dir": job.run,
+            "pareto": job.path(PARETO_FILE),
+            "front": rec.pareto().len(),
+            "evaluated": rec.candidates.len(),
+            "evaluations_per_s": rec.evaluations_per_s,
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! The architecture search problem: genomes are op indices into the current
+//! layer-wise space; objectives are the one-shot validation error (after BN
+//! recalibration) and the latency predicted by the target's table; the
+//! latency window is the hard constraint.
+
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::SearchError;
+use super::nsga2::Problem;
+use crate::data::{ImageSet, derive_seed};
+use crate::latency::LatencyError;
+use crate::latency::stats::LinearFit;
+use crate::latency::table::Table;
+use crate::space::{Arch, Space};
+use crate::supernet::{Supernet, evaluate, recalibrate_bn};
+
+/// Predicted latency of every architecture of a space, as a sum of per-layer
+/// costs precomputed from a table (a search asks millions of times).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyModel {
+    /// Stem + head (ms).
+    pub base_ms: f64,
+    /// Cost of each candidate op of each layer (ms; identity 0).
+    pub per_layer: Vec<Vec<f64>>,
+    /// The table's stored correction, applied to the sum when present.
+    pub calibration: Option<LinearFit>,
+}
+
+impl LatencyModel {
+    /// Builds the model of `space` from `table` (read from `path`); every
+    /// block the space needs must be in the table.
+    pub fn new(table: &Table, path: &Path, space: &Space) -> Result<LatencyModel, SearchError> {
+        let mut missing = Vec::new();
+        let mut get = |key: crate::space::BlockKey| match table.median_ms(&key) {
+            Some(ms) => ms,
+            None => {
+                let k = key.to_string();
+                if !missing.contains(&k) {
+                    missing.push(k);
+                }
+                f64::NAN
+            }
+        };
+        let base_ms = get(space.stem_block()) + get(space.head_block());
+        let per_layer = space
+            .layers()
+            .iter()
+            .map(|l| {
+                l.ops
+                    .iter()
+                    .map(|&op| l.block(op).map_or(0.0, &mut get))
+                    .collect()
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(LatencyError::MissingEntries {
+                path: path.to_path_buf(),
+                missing,
+            }
+            .into());
+        }
+        Ok(LatencyModel {
+            base_ms,
+            per_layer,
+            calibration: table.header.calibration.as_ref().map(|c| c.fit),
+        })
+    }
+
+    /// Predicted latency (ms) of the op indices `genome`.
+    pub fn ms(&self, genome: &[usize]) -> f64 {
+        let sum = self.base_ms
+            + self
+                .per_layer
+                .iter()
+                .zip(genome)
+                .map(|(c, &i)| c[i])
+                .sum::<f64>();
+        self.calibration.map_or(sum, |f| f.apply(sum))
+    }
+
+    /// The same model over a pruned space (`kept[l]` = indices kept in layer `l`).
+    pub fn restrict(&self, kept: &[Vec<usize>]) -> LatencyModel {
+        LatencyModel {
+            base_ms: self.base_ms,
+            per_layer: self
+                .per_layer
+                .iter()
+                .zip(kept)
+                .map(|(c, k)| k.iter().map(|&i| c[i]).collect())
+                .collect(),
+            calibration: self.calibration,
+        }
+    }
+}
+
+/// The latency window: architectures outside `[lo_ms, hi_ms]` are never admitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    /// Lower bound (ms).
+    pub lo_ms: f64,
+    /// Upper bound (ms).
+    pub hi_ms: f64,
+    /// How it was set (for reports).
+    pub source: String,
+}
+
+impl Window {
+    /// Whether `ms` lies inside.
+    pub fn contains(&self, ms: f64) -> bool {
+        (self.lo_ms..=self.hi_ms).contains(&ms)
+    }
+
+    /// The window between the `q_lo` and `q_hi` quantiles of the predicted
+    /// latency of `samples` architectures drawn uniformly from `space`.
+    pub fn from_quantiles(
+        model: &LatencyModel,
+        space: &Space,
+        q_lo: f64,
+        q_hi: f64,
+        samples: usize,
+        seed: u64,
+    ) -> Result<Window, SearchError> {
+        if !(0.0 <= q_lo && q_lo < q_hi && q_hi <= 1.0) || samples < 2 {
+            return Err(SearchError::Invalid(format!(
+                "window quantiles [{q_lo}, {q_hi}] over {samples} samples: need 0 ≤ lo < hi ≤ 1 and ≥ 2 samples"
+            )));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, "latency-window", 0));
+        let mut ms: Vec<f64> = (0..samples)
+            .map(|_| model.ms(&space.sample_indices(&mut rng)))
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((samples - 1) as f64 * q).round() as usize];
+        Ok(Window {
+            lo_ms: at(q_lo),
+            hi_ms: at(q_hi),
+            source: format!(
+                "quantiles {q_lo}–{q_hi} of the predicted latency of {samples} random architectures (seed {seed})"
+            ),
+        })
+    }
+}
+
+/// How one-shot accuracy is measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OneShotSettings {
+    /// Training batches used to re-estimate BN statistics of each path.
+    pub bn_batches: usize,
+    /// Batch size (BN recalibration and evaluation).
+    pub batch_size: usize,
+    /// Validation images scored (a fixed subset).
+    pub val_samples: usize,
+    /// Seed of the recalibration batches.
+    pub seed: u64,
+}
+
+/// Search over `space` (a possibly pruned space) with a supernet trained on
+/// (a superset of) it: objectives `[1 − accuracy, latency_ms]`.
+pub struct ArchProblem<'a> {
+    space: &'a Space,
+    net: &'a Supernet,
+    model: LatencyModel,
+    window: Window,
+    train: &'a ImageSet,
+    val: ImageSet,
+    settings: OneShotSettings,
+    cards: Vec<usize>,
+}
+
+impl<'a> ArchProblem<'a> {
+    /// A problem over `space`; `model` must be the latency model of `space`.
+    pub fn new(
+        space: &'a Space,
+        net: &'a Supernet,
+        model: LatencyModel,
+        window: Window,
+        train: &'a ImageSet,
+        val: &ImageSet,
+        settings: OneShotSettings,
+    ) -> Result<ArchProblem<'a>, SearchError> {
+        if settings.val_samples == 0 || val.is_empty() {
+            return Err(SearchError::Invalid(
+                "one-shot evaluation needs validation images (data.val_split > 0, search.val_samples > 0)".into(),
+            ));
+        }
+        let n = settings.val_samples.min(val.len());
+        let val = val.subset(&(0..n).collect::<Vec<_>>());
+        let cards = space.layers().iter().map(|l| l.ops.len()).collect();
+        Ok(ArchProblem {
+            space,
+            net,
+            model,
+            window,
+            train,
+            val,
+            settings,
+            cards,
+        })
+    }
+
+    /// The architecture of `genome`.
+    pub fn arch(&self, genome: &[usize]) -> Result<Arch, SearchError> {
+        Ok(self.space.arch_from_indices(genome)?)
+    }
+
+    /// Predicted latency (ms) of `genome`.
+    pub fn latency_ms(&self, genome: &[usize]) -> f64 {
+        self.model.ms(genome)
+    }
+
+    /// One-shot validation accuracy of `arch` (BN recalibrated first).
+    pub fn accuracy(&self, arch: &Arch) -> Result<f64, SearchError> {
+        let path = self.net.path_of(arch)?;
+        let s = &self.settings;
+        if s.bn_batches > 0 {
+            recalibrate_bn(
+                self.net,
+                &path,
+                self.train,
+                s.bn_batches,
+                s.batch_size,
+                s.seed,
+            )?;
+        }
+        Ok(evaluate(self.net, &path, &self.val, s.batch_size)?.accuracy)
+    }
+}
+
+impl Problem for ArchProblem<'_> {
+    fn cardinalities(&self) -> &[usize] {
+        &self.cards
+    }
+
+    fn feasible(&mut self, genome: &[usize]) -> Result<bool, SearchError> {
+        Ok(self.window.contains(self.model.ms(genome)))
+    }
+
+    fn evaluate(&mut self, genome: &[usize]) -> Result<Vec<f64>, SearchError> {
+        let arch = self.arch(genome)?;
+        let acc = self.accuracy(&arch)?;
+        Ok(vec![1.0 - acc, self.model.ms(genome)])
+    }
+}
