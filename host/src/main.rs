@@ -46,6 +46,9 @@ enum Command {
     Run(cmd::pipeline::RunArgs),
     /// Train one architecture as a stand-alone network (optionally from the supernet's weights).
     Retrain(cmd::retrain::RetrainArgs),
+    /// Rank-fidelity tools: sample distinct architectures, Kendall τ-b / Spearman of two rankings.
+    #[command(subcommand)]
+    Rank(cmd::rank::RankCmd),
     /// Run an exported network on a target: outputs vs the host's, latency vs the table.
     Verify(cmd::verify::VerifyArgs),
 }
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::pipeline::run(a),
         Command::Retrain(a) => cmd::retrain::run(a),
         Command::Verify(a) => cmd::verify::run(a),
+        Command::Rank(c) => cmd::rank::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,4 @@
-//! `padnas eval --run R --arch A`: BN recalibration of one path of a trained
+//! `padnas eval --run R --arch A [--weights W]`: BN recalibration of one path of a trained
 //! supernet, then its accuracy on the validation split (or, for final
 //! reports, the test split). Prints one JSON line with `accuracy`.
 
@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
+use super::retrain::{standalone_path, standalone_space};
 use super::train::{CONFIG_FILE, setup_torch};
 use crate::config::{DeviceSpec, JobConfig};
 use crate::data;
@@ -49,6 +50,11 @@ pub struct EvalArgs {
     /// Intra-op threads.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Supernet weights to score, e.g. a pruning stage's
+    /// `stage-K/supernet.safetensors` [default: the run's own
+    /// supernet.safetensors, else its checkpoint].
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
 }
 
 /// Runs `padnas eval`.
@@ -65,19 +71,37 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     )?;
     let space = crate::space::Space::load(&cfg.space)?;
     let arch = space.parse_arch(&args.arch)?;
-    let weights = [WEIGHTS_FILE, CHECKPOINT_FILE]
-        .iter()
-        .map(|f| args.run.join(f))
-        .find(|p| p.exists());
-    let Some(weights) = weights else {
-        bail!(
-            "{}: no {WEIGHTS_FILE} or {CHECKPOINT_FILE}; train first",
-            args.run.display()
-        );
+    let weights = match &args.weights {
+        Some(w) if w.is_file() => w.clone(),
+        Some(w) => bail!("--weights {}: no such file", w.display()),
+        None => {
+            let found = [WEIGHTS_FILE, CHECKPOINT_FILE]
+                .iter()
+                .map(|f| args.run.join(f))
+                .find(|p| p.exists());
+            let Some(w) = found else {
+                bail!(
+                    "{}: no {WEIGHTS_FILE} or {CHECKPOINT_FILE}; train first",
+                    args.run.display()
+                );
+            };
+            w
+        }
     };
-    let net = Supernet::new(&space, device, cfg.seed)?;
-    load_weights(&net, &weights, LoadMode::Subset)?;
-    let path = net.path_of(&arch)?;
+    // Only the architecture's own path is built, so any weights file that
+    // holds the path's tensors scores it: a stage's supernet whether it keeps
+    // every op of the full space (`padnas run` does, pruned ones stale) or
+    // only its pruned space's. Names are the full space's either way, and the
+    // path computes exactly what it computes inside the full supernet.
+    let single = standalone_space(&space, &arch)?;
+    let net = Supernet::new(&single, device, cfg.seed)?;
+    load_weights(&net, &weights, LoadMode::Subset).with_context(|| {
+        format!(
+            "loading {} for {arch} (were its ops pruned before these weights were trained?)",
+            weights.display()
+        )
+    })?;
+    let path = standalone_path(&net);
 
     let mut splits = data::load(&cfg.data, space.input(), cfg.seed)?;
     if let Some(n) = cfg.train.max_train_samples {
@@ -116,4 +140,81 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::Space;
+    use crate::supernet::BnMode;
+    use crate::supernet::checkpoint::save_weights;
+    use tch::{Device, Kind, Tensor};
+
+    const SPACE: &str = "
+input: { channels: 1, height: 8, width: 8 }
+num_classes: 3
+stem: { kernel: 3, channels: 4, stride: 1 }
+stages:
+  - { channels: 4, num_layers: 1, stride: 1, first_ops: [k3e1, k5e1] }
+  - { channels: 8, num_layers: 2, stride: 2, first_ops: [k3e3, k5e2], ops: [k3e3, k5e2, id] }
+head: { channels: 16 }
+";
+
+    #[test]
+    fn one_path_network_scores_like_the_supernets_path_and_loads_pruned_weights() {
+        tch::set_num_threads(1);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let full = Space::from_yaml_str(SPACE, "s").expect("space");
+        let big = Supernet::new(&full, Device::Cpu, 11).expect("full net");
+        let file = dir.path().join(WEIGHTS_FILE);
+        save_weights(&big, &file).expect("save");
+        let x = Tensor::randn([2, 1, 8, 8], (Kind::Float, Device::Cpu));
+        for text in ["k5e1,k5e2,id", "k3e1,k3e3,k5e2"] {
+            let arch = full.parse_arch(text).expect("arch");
+            let want = big
+                .forward(&x, &big.path_of(&arch).expect("path"), BnMode::Eval)
+                .expect("full");
+            // Another seed: equal only once the file is loaded.
+            let single = standalone_space(&full, &arch).expect("single");
+            let net = Supernet::new(&single, Device::Cpu, 12).expect("net");
+            load_weights(&net, &file, LoadMode::Subset).expect("load");
+            let got = net
+                .forward(&x, &standalone_path(&net), BnMode::Eval)
+                .expect("one path");
+            assert!(got.equal(&want), "{text}");
+        }
+
+        // A pruned stage's supernet holds only its own ops: the one-path
+        // network of an architecture inside it loads; one using a pruned op
+        // is refused instead of scored with initial weights.
+        let pruned = full
+            .with_layer_ops(&[
+                vec![full.layers()[0].ops[1]],
+                full.layers()[1].ops.clone(),
+                full.layers()[2].ops.clone(),
+            ])
+            .expect("pruned space");
+        let stage = Supernet::new(&pruned, Device::Cpu, 13).expect("stage net");
+        let stage_file = dir.path().join("stage.safetensors");
+        save_weights(&stage, &stage_file).expect("save");
+        let inside = full.parse_arch("k5e1,k3e3,id").expect("arch");
+        let net = Supernet::new(
+            &standalone_space(&full, &inside).expect("s"),
+            Device::Cpu,
+            1,
+        )
+        .expect("net");
+        load_weights(&net, &stage_file, LoadMode::Subset).expect("arch inside the pruned space");
+        let outside = full.parse_arch("k3e1,k3e3,id").expect("arch");
+        let net = Supernet::new(
+            &standalone_space(&full, &outside).expect("s"),
+            Device::Cpu,
+            1,
+        )
+        .expect("net");
+        assert!(load_weights(&net, &stage_file, LoadMode::Subset).is_err());
+        // The full supernet cannot load a pruned-only file at all.
+        let again = Supernet::new(&full, Device::Cpu, 11).expect("full net");
+        assert!(load_weights(&again, &stage_file, LoadMode::Subset).is_err());
+    }
 }

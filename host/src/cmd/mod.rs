@@ -6,6 +6,7 @@ pub mod export;
 pub mod latency;
 pub mod pipeline;
 pub mod profile;
+pub mod rank;
 pub mod retrain;
 pub mod train;
 pub mod verify;

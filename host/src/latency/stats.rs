@@ -150,6 +150,63 @@ pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     pearson(&ranks(x), &ranks(y))
 }
 
+/// Kendall's τ-b of two rankings, with the pair counts it comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KendallTau {
+    /// Number of paired observations.
+    pub n: usize,
+    /// Pairs ordered the same way on both sides.
+    pub concordant: usize,
+    /// Pairs ordered oppositely.
+    pub discordant: usize,
+    /// Pairs tied in `x` (including those tied on both sides).
+    pub ties_x: usize,
+    /// Pairs tied in `y` (including those tied on both sides).
+    pub ties_y: usize,
+    /// τ-b; `None` when undefined (fewer than 2 observations, or one side
+    /// constant): a made-up 0 would read as "no correlation measured".
+    pub tau_b: Option<f64>,
+}
+
+/// Kendall's τ-b: `(C − D) / √((n₀ − n₁)(n₀ − n₂))` over all pairs, with
+/// `n₀ = n(n−1)/2` and `n₁`, `n₂` the pairs tied in `x` and in `y`. τ-b
+/// rather than τ-a because accuracies tie (few validation images, or
+/// architectures that collapse to the same accuracy), and τ-b still reaches
+/// ±1 for identical rankings with ties. All pairs are compared (O(n²)): the
+/// rankings compared here have tens of entries, and the direct count is
+/// easy to check by hand.
+pub fn kendall_tau_b(x: &[f64], y: &[f64]) -> KendallTau {
+    let n = x.len().min(y.len());
+    let (mut concordant, mut discordant, mut ties_x, mut ties_y) = (0, 0, 0, 0);
+    for i in 0..n {
+        for j in i + 1..n {
+            let a = x[i].total_cmp(&x[j]) as i8;
+            let b = y[i].total_cmp(&y[j]) as i8;
+            if a == 0 {
+                ties_x += 1;
+            }
+            if b == 0 {
+                ties_y += 1;
+            }
+            match a * b {
+                1 => concordant += 1,
+                -1 => discordant += 1,
+                _ => {}
+            }
+        }
+    }
+    let n0 = (n * n.saturating_sub(1) / 2) as f64;
+    let denom = ((n0 - ties_x as f64) * (n0 - ties_y as f64)).sqrt();
+    KendallTau {
+        n,
+        concordant,
+        discordant,
+        ties_x,
+        ties_y,
+        tau_b: (denom > 0.0).then(|| (concordant as f64 - discordant as f64) / denom),
+    }
+}
+
 /// `measured ≈ intercept_ms + slope · predicted`, by ordinary least squares.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LinearFit {
@@ -256,6 +313,44 @@ mod tests {
         let rev: Vec<f64> = x.iter().rev().copied().collect();
         assert!((spearman(&x, &rev) + 1.0).abs() < 1e-12, "reversed → −1");
         assert_eq!(spearman(&x, &[2.0; 5]), 0.0, "constant side");
+    }
+
+    #[test]
+    fn kendall_tau_b_on_hand_counted_examples() {
+        let close = |t: KendallTau, want: f64| {
+            let got = t.tau_b.expect("defined");
+            assert!((got - want).abs() < 1e-12, "{got} vs {want} ({t:?})");
+        };
+        // No ties: C = 6, D = 4 over 10 pairs → 0.2.
+        let t = kendall_tau_b(&[1.0, 2.0, 3.0, 4.0, 5.0], &[3.0, 4.0, 1.0, 2.0, 5.0]);
+        assert_eq!(
+            (t.n, t.concordant, t.discordant, t.ties_x, t.ties_y),
+            (5, 6, 4, 0, 0)
+        );
+        close(t, 0.2);
+        // One tie per side on different pairs: C = 3, D = 1, n₀ = 6, n₁ = n₂ = 1
+        // → 2 / √(5·5) = 0.4 (τ-a would say 2/6).
+        let t = kendall_tau_b(&[1.0, 2.0, 2.0, 3.0], &[1.0, 3.0, 2.0, 2.0]);
+        assert_eq!(
+            (t.concordant, t.discordant, t.ties_x, t.ties_y),
+            (3, 1, 1, 1)
+        );
+        close(t, 0.4);
+        // SciPy's documented example (scipy.stats.kendalltau): C = 2, D = 6,
+        // n₁ = 2, n₂ = 1 → −4 / √(8·9) = −0.47140452079103173.
+        let t = kendall_tau_b(&[12.0, 2.0, 1.0, 12.0, 2.0], &[1.0, 4.0, 7.0, 1.0, 0.0]);
+        assert_eq!(
+            (t.concordant, t.discordant, t.ties_x, t.ties_y),
+            (2, 6, 2, 1)
+        );
+        close(t, -0.471_404_520_791_031_73);
+        // Identical rankings with a pair tied on both sides still give 1.
+        close(kendall_tau_b(&[1.0, 1.0, 2.0], &[5.0, 5.0, 9.0]), 1.0);
+        close(kendall_tau_b(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), -1.0);
+        // Undefined, not 0: a constant side, or too few observations.
+        assert_eq!(kendall_tau_b(&[1.0, 2.0, 3.0], &[4.0; 3]).tau_b, None);
+        assert_eq!(kendall_tau_b(&[1.0], &[1.0]).tau_b, None);
+        assert_eq!(kendall_tau_b(&[], &[]).n, 0);
     }
 
     #[test]
