@@ -682,9 +682,9 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
     };
     let resolve = |p: &Path| {
         if p.is_absolute() {
-            p.to_path_buf()
+            lexical(p)
         } else {
-            base.join(p)
+            lexical(&base.join(p))
         }
     };
 
@@ -905,6 +905,29 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
     })
 }
 
+/// `p` with `.` and inner `..` components folded away, without touching the
+/// file system (`configs/../targets` → `targets`), so messages and records
+/// show the path a user would write.
+fn lexical(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
 fn validate_search(
     raw: Option<&RawSearch>,
     bad: &dyn Fn(&str, String) -> ConfigError,
@@ -1094,7 +1117,9 @@ train:
         );
         let c = parse(&text).unwrap();
         assert_eq!(c.target.table.as_deref(), Some(Path::new("/cfg/t.json")));
-        assert_eq!(c.target.targets_dir, Path::new("/cfg/../targets"));
+        assert_eq!(c.target.targets_dir, Path::new("/targets"));
+        assert_eq!(lexical(Path::new("../a/./b/../c")), Path::new("../a/c"));
+        assert_eq!(lexical(Path::new("a/..")), Path::new("."));
         assert_eq!(c.search.window, WindowSpec::Ms { lo: 1.5, hi: 3.0 });
         assert_eq!(c.search.population, 16);
         assert_eq!(c.prune.finetune_epochs, vec![4, 2, 1]);

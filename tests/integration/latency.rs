@@ -391,3 +391,50 @@ fn bad_tables_are_refused_with_the_file_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&head) && err.contains("missing"), "{err}");
 }
+
+/// The emulated aarch64 agent builds a whole table for the embedded demo's
+/// space: every block answered by the ARM build under qemu-user, the table
+/// labelled emulated and filed under `emulated/` by default, never as
+/// device data.
+#[test]
+fn qemu_aarch64_builds_an_emulated_fmnist_small_table() {
+    crate::util::agent_bin(Some("aarch64-unknown-linux-gnu"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = crate::util::repo();
+    let space = repo.join("configs/spaces/fmnist-small.yaml");
+    let out = run_ok(
+        padnas()
+            .current_dir(&repo)
+            .args(["profile", "--target", "qemu-aarch64", "--space"])
+            .arg(&space)
+            .arg("--tables-dir")
+            .arg(dir.path())
+            .args(["--max-runs", "3", "--ci-pct", "50", "--sentinel-every", "0"]),
+    );
+    let summary = json_line(&out);
+    let table = PathBuf::from(summary["out"].as_str().expect("out"));
+    assert!(
+        table.starts_with(dir.path().join("emulated/qemu-aarch64")),
+        "{}",
+        table.display()
+    );
+    let t = read_json(&table);
+    assert_eq!(t["header"]["emulated"], true);
+    assert!(
+        t["header"]["label"]
+            .as_str()
+            .is_some_and(|l| l.contains("emulated")),
+        "{}",
+        t["header"]["label"]
+    );
+    assert_eq!(t["header"]["arch"], "aarch64");
+    let entries = t["entries"].as_object().expect("entries");
+    let space = padnas::space::Space::load(&space).expect("space");
+    // Every block of the space, plus stem and head.
+    assert_eq!(entries.len(), space.unique_blocks().len());
+    assert!(
+        entries
+            .values()
+            .all(|e| e["median_ms"].as_f64().is_some_and(|m| m > 0.0))
+    );
+}

@@ -6,4 +6,5 @@ mod agent;
 mod cli;
 mod export;
 mod latency;
+mod pipeline;
 mod util;

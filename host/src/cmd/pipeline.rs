@@ -14,6 +14,9 @@
 //! space.stage-K.yaml       the layer-wise space after pruning K
 //! stage-K/supernet.safetensors   fine-tuned on space K
 //! final/search.json        NSGA-II on the last space → pareto.json
+//! retrain/<arch>/          the chosen architecture trained stand-alone
+//! model.onnx               its export (BN folded, metadata)
+//! verify.json              outputs and latency on the target
 //! steps.json               wall time of every step, over all sessions
 //! report.md, plots/*.svg   the report
 //! ```
@@ -84,7 +87,8 @@ pub struct RunArgs {
     /// Job config (YAML), e.g. configs/fmnist-local.yaml.
     pub config: PathBuf,
     /// Stop once this step is done: latency, train, search-K, prune-K,
-    /// finetune-K, final, or report (the default runs everything).
+    /// finetune-K, final, retrain, export, verify, or report (the default
+    /// runs everything).
     #[arg(long, value_name = "STEP")]
     pub until: Option<String>,
     #[command(flatten)]
@@ -98,6 +102,12 @@ pub const LATENCY_FILE: &str = "latency.json";
 pub const PARETO_FILE: &str = "pareto.json";
 /// Name of the step timing record.
 pub const STEPS_FILE: &str = "steps.json";
+/// Name of the exported network.
+pub const MODEL_FILE: &str = "model.onnx";
+/// Name of the verification record.
+pub const VERIFY_FILE: &str = "verify.json";
+/// Largest output difference accepted between target and host.
+pub const VERIFY_TOLERANCE: f32 = 1e-3;
 
 /// Which table a run uses, what it measured and the window derived from it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -179,7 +189,7 @@ impl Job {
         cfg.save(&saved)?;
         let stage0 = run.join(space_file(0));
         if !stage0.exists() {
-            write_atomic(&stage0, full.to_yaml().as_bytes())?;
+            write_atomic(&stage0, space_text(0, &full).as_bytes())?;
         }
         Ok(Job {
             cfg,
@@ -505,7 +515,7 @@ impl Job {
             serde_json::to_string_pretty(&p)?.as_bytes(),
         )?;
         // The space last: its presence marks the step done.
-        write_atomic(&self.path(space_file(k)), next.to_yaml().as_bytes())?;
+        write_atomic(&self.path(space_file(k)), space_text(k, &next).as_bytes())?;
         tracing::info!(
             "stage {k}: {} architectures counted, {} ops pruned; {} → {} architectures",
             p.counted,
@@ -519,6 +529,20 @@ impl Job {
 
 fn space_file(k: usize) -> String {
     format!("space.stage-{k}.yaml")
+}
+
+/// A stage's space as YAML, headed by how many architectures it holds.
+fn space_text(k: usize, space: &Space) -> String {
+    let exact = space.num_architectures_exact().map_or_else(
+        || format_count(space.num_architectures()),
+        |n| n.to_string(),
+    );
+    format!(
+        "# stage {k}: {exact} architectures ({} candidate ops over {} layers)\n{}",
+        space.layers().iter().map(|l| l.ops.len()).sum::<usize>(),
+        space.layers().len(),
+        space.to_yaml()
+    )
 }
 
 fn read_steps(run: &Path) -> BTreeMap<String, StepTime> {
@@ -536,9 +560,25 @@ fn step_names(stages: usize) -> Vec<String> {
         v.push(format!("prune-{k}"));
         v.push(format!("finetune-{k}"));
     }
-    v.push("final".into());
-    v.push("report".into());
+    for s in ["final", "retrain", "export", "verify", "report"] {
+        v.push(s.into());
+    }
     v
+}
+
+/// The architecture to deploy: the most accurate (one-shot) of the final
+/// Pareto front, all of which lie in the latency window; ties go to the
+/// faster one.
+pub fn choose(rec: &SearchRecord) -> anyhow::Result<crate::search::Candidate> {
+    rec.pareto()
+        .into_iter()
+        .max_by(|a, b| {
+            a.accuracy
+                .total_cmp(&b.accuracy)
+                .then(b.latency_ms.total_cmp(&a.latency_ms))
+        })
+        .cloned()
+        .context("the final search has an empty Pareto front")
 }
 
 /// Runs the pipeline up to and including `until` (all when `None`).
@@ -617,8 +657,87 @@ pub fn run_job(job: &Job, until: Option<&str>) -> anyhow::Result<()> {
     if stop("final") {
         return Ok(());
     }
+    let chosen = choose(&rec)?;
+    let arch = job.full.parse_arch(&chosen.arch)?;
+    tracing::info!(
+        "chosen: {} (one-shot {:.2}%, predicted {:.3} ms)",
+        chosen.arch,
+        100.0 * chosen.accuracy,
+        chosen.latency_ms
+    );
+    let rdir = super::retrain::retrain_dir(&job.run, &arch);
+    job.timed("retrain", || {
+        if rdir.join(super::retrain::RESULT_FILE).exists() {
+            return Ok(());
+        }
+        super::retrain::run(&super::retrain::RetrainArgs {
+            run: job.run.clone(),
+            arch: chosen.arch.clone(),
+            inherit: job.cfg.retrain.inherit,
+            epochs: Some(job.cfg.retrain.epochs),
+            max_steps: None,
+            resume: true,
+            device: Some(job.cfg.device),
+            threads: job.cfg.train.threads,
+            quiet: !job.progress,
+        })
+    })?;
+    if stop("retrain") {
+        return Ok(());
+    }
+    let model = job.path(MODEL_FILE);
+    job.timed("export", || {
+        if model.exists() {
+            return Ok(());
+        }
+        super::export::run(&super::export::ExportArgs {
+            run: Some(job.run.clone()),
+            arch: Some(chosen.arch.clone()),
+            table: Some(lat.table.clone()),
+            block: None,
+            seed: 0,
+            out: model.clone(),
+        })
+    })?;
+    if stop("export") {
+        return Ok(());
+    }
+    job.timed("verify", || verify_step(job, &lat, &model))?;
+    if stop("verify") {
+        return Ok(());
+    }
     job.timed("report", || write_report(job, &lat, &rec))?;
     Ok(())
+}
+
+/// Runs the exported network on the configured target (once; the record is
+/// kept) and checks its outputs against the host's.
+fn verify_step(job: &Job, lat: &LatencyRecord, model: &Path) -> anyhow::Result<()> {
+    let path = job.path(VERIFY_FILE);
+    let line = if path.exists() {
+        serde_json::from_str(&std::fs::read_to_string(&path)?)
+            .with_context(|| format!("{}: not a verify record", path.display()))?
+    } else if job.cfg.data.kind != crate::config::DataKind::FashionMnist {
+        tracing::warn!(
+            "verify runs Fashion-MNIST test images only; skipped for {}",
+            job.cfg.data.kind
+        );
+        return Ok(());
+    } else {
+        let line = super::verify::verify(&super::verify::VerifyArgs {
+            target: job.cfg.target.name.clone(),
+            targets_dir: job.cfg.target.targets_dir.clone(),
+            model: model.to_path_buf(),
+            table: Some(lat.table.clone()),
+            space: Some(job.cfg.space.clone()),
+            images: 8,
+            data: job.cfg.data.path.clone(),
+            tolerance: VERIFY_TOLERANCE,
+        })?;
+        write_atomic(&path, serde_json::to_string_pretty(&line)?.as_bytes())?;
+        line
+    };
+    super::verify::check(&line, VERIFY_TOLERANCE)
 }
 
 fn write_pareto(job: &Job, lat: &LatencyRecord, rec: &SearchRecord) -> anyhow::Result<()> {
@@ -788,6 +907,69 @@ pub fn write_report(job: &Job, lat: &LatencyRecord, fin: &SearchRecord) -> anyho
             c.latency_ms
         );
     }
+    if let Ok(chosen) = choose(fin) {
+        let _ = writeln!(md, "\n## Deployed network\n");
+        let _ = writeln!(
+            md,
+            "Chosen from the final front: `{}` (the most accurate one-shot; {:.2}% validation, {:.3} ms predicted).\n",
+            chosen.arch,
+            100.0 * chosen.accuracy,
+            chosen.latency_ms
+        );
+        if let Ok(arch) = job.full.parse_arch(&chosen.arch)
+            && let Ok(r) =
+                super::retrain::read_result(&super::retrain::retrain_dir(&job.run, &arch))
+        {
+            let pct =
+                |v: Option<f64>| v.map_or("–".to_string(), |a| format!("{:.2}%", 100.0 * a));
+            let _ = writeln!(
+                md,
+                "Retrained {} for {} epoch(s) ({} steps, {:.0} s, {} parameters): **test accuracy {}** on the untouched test split ({} images), validation {}.\n",
+                if r.inherit {
+                    "from the supernet's weights"
+                } else {
+                    "from scratch"
+                },
+                r.epochs,
+                r.steps,
+                r.seconds,
+                r.parameters,
+                pct(r.test_accuracy),
+                r.test_samples,
+                pct(r.val_accuracy)
+            );
+        }
+        if job.path(MODEL_FILE).exists() {
+            let _ = writeln!(
+                md,
+                "Exported to `{MODEL_FILE}` (ONNX, BN folded, metadata: architecture, space hash, accuracy, target, predicted latency).\n"
+            );
+        }
+        if let Ok(text) = std::fs::read_to_string(job.path(VERIFY_FILE))
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+        {
+            let _ = writeln!(
+                md,
+                "On target `{}` ({}): outputs on {} test images within {:.1e} of the host's (same class: {}); latency **measured {:.3} ms** (median, p10 {:.3}, p90 {:.3}, {} runs, {} thread(s)) vs **predicted {:.3} ms** by the table.{}\n",
+                v["target"].as_str().unwrap_or("?"),
+                v["label"].as_str().unwrap_or("?"),
+                v["images"],
+                v["max_abs_diff"].as_f64().unwrap_or(f64::NAN),
+                v["agree"],
+                v["measured_ms"].as_f64().unwrap_or(f64::NAN),
+                v["p10_ms"].as_f64().unwrap_or(f64::NAN),
+                v["p90_ms"].as_f64().unwrap_or(f64::NAN),
+                v["runs"],
+                v["threads"],
+                v["predicted_ms"].as_f64().unwrap_or(f64::NAN),
+                if v["emulated"].as_bool() == Some(true) {
+                    " Emulated: these times are not device latency."
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     let _ = writeln!(md, "\n## Time per step\n\n| step | seconds |\n|---|---|");
     let steps = read_steps(&job.run);
     let mut total = 0.0;
@@ -809,12 +991,44 @@ pub fn write_report(job: &Job, lat: &LatencyRecord, fin: &SearchRecord) -> anyho
 
 /// Runs `padnas run`.
 pub fn run(a: &RunArgs) -> anyhow::Result<()> {
+    if let Some(u) = &a.until {
+        // Checked before loading anything: a typo should not cost a data load.
+        let cfg = JobConfig::load(&a.config)?;
+        let names = step_names(cfg.prune.finetune_epochs.len());
+        if !names.contains(u) {
+            bail!("--until {u}: not a step of this run ({})", names.join(", "));
+        }
+    }
     let job = Job::open(&a.config, &a.job)?;
     run_job(&job, a.until.as_deref())?;
-    println!(
-        "{}",
-        json!({"run_dir": job.run, "report": job.path("report.md"), "pareto": job.path(PARETO_FILE)})
-    );
+    let mut line = json!({
+        "run_dir": job.run,
+        "report": job.path("report.md"),
+        "pareto": job.path(PARETO_FILE),
+    });
+    // The headline figures, when the run got that far.
+    if let Ok(text) = std::fs::read_to_string(job.path(VERIFY_FILE))
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+    {
+        for k in [
+            "arch",
+            "label",
+            "measured_ms",
+            "predicted_ms",
+            "max_abs_diff",
+        ] {
+            line[k] = v[k].clone();
+        }
+        if let Some(arch) = v["arch"].as_str().and_then(|a| job.full.parse_arch(a).ok())
+            && let Ok(r) =
+                super::retrain::read_result(&super::retrain::retrain_dir(&job.run, &arch))
+        {
+            line["test_accuracy"] = json!(r.test_accuracy);
+        }
+    }
+    let steps = read_steps(&job.run);
+    line["seconds"] = json!(steps.values().map(|s| s.seconds).sum::<f64>());
+    println!("{line}");
     Ok(())
 }
 

@@ -157,6 +157,27 @@ fn prediction(
 
 /// Runs `padnas verify`.
 pub fn run(a: &VerifyArgs) -> anyhow::Result<()> {
+    let line = verify(a)?;
+    println!("{line}");
+    check(&line, a.tolerance)
+}
+
+/// Fails when a [`verify`] line shows the target disagreeing with the host.
+pub fn check(line: &serde_json::Value, tolerance: f32) -> anyhow::Result<()> {
+    let agree = line["agree"].as_bool().unwrap_or(false);
+    let diff = line["max_abs_diff"].as_f64().unwrap_or(f64::INFINITY);
+    if !agree || diff > f64::from(tolerance) {
+        bail!(
+            "target {} disagrees with the host: max |Δ| {diff:e} (tolerance {tolerance:e}), same class on all images: {agree}",
+            line["target"]
+        );
+    }
+    Ok(())
+}
+
+/// Runs the model on the target and on the host and returns the result
+/// line (printed by `padnas verify`) without judging it; see [`check`].
+pub fn verify(a: &VerifyArgs) -> anyhow::Result<serde_json::Value> {
     if a.images == 0 {
         bail!("--images must be at least 1");
     }
@@ -267,15 +288,7 @@ pub fn run(a: &VerifyArgs) -> anyhow::Result<()> {
         "table_label": table_label,
         "test_accuracy": get("padnas.test_accuracy"),
     });
-    println!("{line}");
-    if !agree || max_abs_diff > a.tolerance {
-        bail!(
-            "target {} disagrees with the host: max |Δ| {max_abs_diff:e} (tolerance {:e}), same class on all images: {agree}",
-            target.name,
-            a.tolerance
-        );
-    }
-    Ok(())
+    Ok(line)
 }
 
 #[cfg(test)]

@@ -1,0 +1,277 @@
+//! The whole PAD-NAS job on a tiny space and a data subset: `padnas run`
+//! (latency table on the local agent, SPOS training, two pruning stages,
+//! final search, retrain, export, verify, report), stopped part-way and
+//! resumed, and a final search interrupted and resumed to the same result.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// 28×28 grey input with 3 × 3 × 4 = 36 architectures.
+const SPACE: &str = "\
+name: pipe28
+input: { channels: 1, height: 28, width: 28 }
+num_classes: 10
+stem: { kernel: 3, channels: 8, stride: 2 }
+stages:
+  - { channels: 8, num_layers: 1, stride: 1, first_ops: [k3e1, k5e1, k7e1] }
+  - { channels: 16, num_layers: 2, stride: 2, first_ops: [k3e3, k5e3, k3e6], ops: [k3e3, k5e3, k3e6, id] }
+head: { channels: 32 }
+";
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8 path")
+}
+
+fn read_json(p: &Path) -> Value {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Writes the space, a quick local target and the job config into `dir`.
+fn job(dir: &Path) -> PathBuf {
+    std::fs::write(dir.join("space.yaml"), SPACE).expect("space");
+    let triple = match std::env::consts::ARCH {
+        "aarch64" => "aarch64-unknown-linux-gnu",
+        _ => "x86_64-unknown-linux-gnu",
+    };
+    std::fs::write(
+        dir.join("quick-local.yaml"),
+        format!(
+            "name: quick-local\ntriple: {triple}\ntransport: local\nthreads: 1\n\
+             bench: {{ warmup_runs: 1, warmup_ms: 5, min_runs: 5, max_runs: 10, max_time_ms: 200 }}\n"
+        ),
+    )
+    .expect("target");
+    let cfg = dir.join("job.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name: pipe\nrun_dir: run\nseed: 5\nspace: space.yaml\n\
+             data: {{ kind: fashion-mnist, val_split: 0.05 }}\n\
+             train: {{ epochs: 1, batch_size: 32, lr: 0.1, threads: 1, max_train_samples: 256 }}\n\
+             target: {{ name: {}, table: table.json }}\n\
+             search: {{ population: 6, generations: 2, bn_batches: 1, val_samples: 64, \
+             window: {{ quantiles: [0.1, 0.9], samples: 200 }} }}\n\
+             prune: {{ finetune_epochs: [1, 1], threshold: 0.2 }}\n\
+             retrain: {{ epochs: 1 }}\n",
+            s(&dir.join("quick-local.yaml"))
+        ),
+    )
+    .expect("job");
+    cfg
+}
+
+fn run_ok(args: &[&str]) -> Value {
+    let (code, out, err) = padnas(args);
+    assert_eq!(code, 0, "padnas {args:?} failed:\n{err}");
+    json_line(&out)
+}
+
+/// The candidate op lists of each layer of a saved space.
+fn layer_ops(path: &Path) -> Vec<Vec<String>> {
+    let space = padnas::space::Space::load(path).expect("space");
+    space
+        .layers()
+        .iter()
+        .map(|l| l.ops.iter().map(ToString::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn a_tiny_run_goes_end_to_end_and_resumes_where_it_stopped() {
+    agent_bin(None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = job(dir.path());
+    let run = dir.path().join("run");
+
+    // Stopped after the first search: nothing beyond it exists.
+    run_ok(&["run", s(&cfg), "--until", "search-1", "--quiet"]);
+    let first = run.join("stage-1/search.json");
+    assert_eq!(read_json(&first)["complete"], true);
+    assert!(!run.join("space.stage-1.yaml").exists());
+    assert!(!run.join("pareto.json").exists());
+    let weights = run.join("supernet.safetensors");
+    let mtime = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .expect("mtime")
+    };
+    let (w_time, s_time) = (mtime(&weights), mtime(&first));
+    let search_bytes = std::fs::read(&first).expect("search");
+
+    // A typo in --until costs nothing and says what the steps are.
+    let (code, _, err) = padnas(&["run", s(&cfg), "--until", "prune-9"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("not a step of this run") && err.contains("finetune-2"),
+        "{err}"
+    );
+
+    // The rest: finished steps are reused, not redone.
+    let out = run_ok(&["run", s(&cfg), "--quiet"]);
+    assert_eq!(out["report"].as_str(), Some(s(&run.join("report.md"))));
+    assert_eq!(mtime(&weights), w_time, "the supernet was trained again");
+    assert_eq!(mtime(&first), s_time, "the first search ran again");
+    assert_eq!(std::fs::read(&first).expect("search"), search_bytes);
+    for f in [
+        "space.stage-0.yaml",
+        "space.stage-1.yaml",
+        "space.stage-2.yaml",
+        "stage-1/prune.json",
+        "stage-1/supernet.safetensors",
+        "stage-2/supernet.safetensors",
+        "final/search.json",
+        "pareto.json",
+        "model.onnx",
+        "verify.json",
+        "report.md",
+        "steps.json",
+        "plots/pareto.svg",
+        "plots/progress.svg",
+        "plots/space-size.svg",
+        "plots/survival-stage-1.svg",
+        "plots/survival-stage-2.svg",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+
+    // Layer-wise spaces: each stage keeps a non-empty subset of the last.
+    let spaces: Vec<_> = (0..=2)
+        .map(|k| layer_ops(&run.join(format!("space.stage-{k}.yaml"))))
+        .collect();
+    for k in 1..=2 {
+        for (now, before) in spaces[k].iter().zip(&spaces[k - 1]) {
+            assert!(!now.is_empty());
+            assert!(
+                now.iter().all(|op| before.contains(op)),
+                "{now:?} ⊄ {before:?}"
+            );
+        }
+    }
+    let pruned = read_json(&run.join("stage-1/prune.json"));
+    let n_pruned = pruned["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .flat_map(|l| l.as_array().expect("ops").iter())
+        .filter(|c| c["pruned"] == true)
+        .count();
+    let size = |k: usize| spaces[k].iter().map(Vec::len).product::<usize>();
+    assert_eq!(size(1) < size(0), n_pruned > 0);
+
+    // The window holds for every architecture every search evaluated.
+    let window = &read_json(&run.join("latency.json"))["window"];
+    let (lo, hi) = (
+        window["lo_ms"].as_f64().expect("lo"),
+        window["hi_ms"].as_f64().expect("hi"),
+    );
+    assert!(lo < hi);
+    for f in [
+        "stage-1/search.json",
+        "stage-2/search.json",
+        "final/search.json",
+    ] {
+        let rec = read_json(&run.join(f));
+        let cands = rec["candidates"].as_array().expect("candidates");
+        assert!(!cands.is_empty(), "{f}");
+        for c in cands {
+            let ms = c["latency_ms"].as_f64().expect("latency");
+            assert!((lo..=hi).contains(&ms), "{f}: {c} outside [{lo}, {hi}]");
+        }
+    }
+
+    // The front is mutually non-dominated; the deployed network is on it
+    // and agrees with the host on the target.
+    let pareto = read_json(&run.join("pareto.json"));
+    let front: Vec<(f64, f64)> = pareto["pareto"]
+        .as_array()
+        .expect("front")
+        .iter()
+        .map(|c| {
+            (
+                c["accuracy"].as_f64().expect("acc"),
+                c["latency_ms"].as_f64().expect("ms"),
+            )
+        })
+        .collect();
+    assert!(!front.is_empty());
+    for a in &front {
+        for b in &front {
+            let dominates = b.0 >= a.0 && b.1 <= a.1 && (b.0 > a.0 || b.1 < a.1);
+            assert!(!dominates, "{b:?} dominates {a:?} on the front");
+        }
+    }
+    let verify = read_json(&run.join("verify.json"));
+    assert_eq!(verify["agree"], true, "{verify}");
+    assert!(verify["measured_ms"].as_f64().expect("measured") > 0.0);
+    assert!(verify["predicted_ms"].as_f64().expect("predicted") > 0.0);
+    let arch = verify["arch"].as_str().expect("arch");
+    assert!(
+        pareto["pareto"]
+            .as_array()
+            .expect("front")
+            .iter()
+            .any(|c| c["arch"] == arch)
+    );
+    let report = std::fs::read_to_string(run.join("report.md")).expect("report");
+    for needle in [
+        "Pruning 1",
+        "Pruning 2",
+        "Final Pareto front",
+        "test accuracy",
+        arch,
+    ] {
+        assert!(report.contains(needle), "report lacks {needle:?}");
+    }
+
+    // An interrupted final search continues to the same result: cut the
+    // saved state back to the initial population, as if killed there.
+    let fin = run.join("final/search.json");
+    let done = read_json(&fin);
+    let mut cut = done.clone();
+    let n0 = done["state"]["history"][0]["evaluations"]
+        .as_u64()
+        .expect("n0") as usize;
+    cut["complete"] = Value::Bool(false);
+    cut["candidates"] = Value::Array(Vec::new());
+    cut["state"]["generation"] = 0.into();
+    cut["state"]["history"] = Value::Array(vec![done["state"]["history"][0].clone()]);
+    cut["state"]["archive"] =
+        Value::Array(done["state"]["archive"].as_array().expect("archive")[..n0].to_vec());
+    cut["state"]["population"] = Value::Array((0..n0).map(Value::from).collect());
+    std::fs::write(&fin, serde_json::to_string(&cut).expect("json")).expect("write");
+    run_ok(&["search", "--config", s(&cfg), "--quiet"]);
+    let again = read_json(&fin);
+    assert_eq!(again["complete"], true);
+    assert_eq!(again["state"]["archive"], done["state"]["archive"]);
+    assert_eq!(again["candidates"], done["candidates"]);
+}
+
+#[test]
+fn a_bad_config_is_refused_with_file_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = job(dir.path());
+    let text = std::fs::read_to_string(&cfg).expect("cfg");
+    std::fs::write(&cfg, text.replace("population: 6", "populaton: 6")).expect("write");
+    let (code, _, err) = padnas(&["run", s(&cfg)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("job.yaml") && err.contains("unknown field `populaton`"),
+        "{err}"
+    );
+    std::fs::write(
+        &cfg,
+        text.replace("quantiles: [0.1, 0.9], samples: 200", "lo_ms: 5, hi_ms: 1"),
+    )
+    .expect("write");
+    let (code, _, err) = padnas(&["run", s(&cfg)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("search.window"), "{err}");
+    assert!(
+        !dir.path().join("run").exists(),
+        "a refused config left a run directory"
+    );
+}
