@@ -150,15 +150,7 @@ mod tests {
     use crate::supernet::checkpoint::save_weights;
     use tch::{Device, Kind, Tensor};
 
-    const SPACE: &str = "
-input: { channels: 1, height: 8, width: 8 }
-num_classes: 3
-stem: { kernel: 3, channels: 4, stride: 1 }
-stages:
-  - { channels: 4, num_layers: 1, stride: 1, first_ops: [k3e1, k5e1] }
-  - { channels: 8, num_layers: 2, stride: 2, first_ops: [k3e3, k5e2], ops: [k3e3, k5e2, id] }
-head: { channels: 16 }
-";
+    use crate::supernet::tests::TINY as SPACE;
 
     #[test]
     fn one_path_network_scores_like_the_supernets_path_and_loads_pruned_weights() {

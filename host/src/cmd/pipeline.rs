@@ -59,9 +59,10 @@ pub struct JobArgs {
     pub quiet: bool,
 }
 
-/// Arguments of `padnas prune`.
+/// Arguments of `padnas prune` and `padnas search`: a config and the
+/// shared overrides.
 #[derive(Debug, Clone, clap::Args)]
-pub struct PruneArgs {
+pub struct ConfigArgs {
     /// Job config (YAML).
     #[arg(long, short)]
     pub config: PathBuf,
@@ -70,16 +71,10 @@ pub struct PruneArgs {
     pub job: JobArgs,
 }
 
+/// Arguments of `padnas prune`.
+pub type PruneArgs = ConfigArgs;
 /// Arguments of `padnas search`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SearchArgs {
-    /// Job config (YAML).
-    #[arg(long, short)]
-    pub config: PathBuf,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub job: JobArgs,
-}
+pub type SearchArgs = ConfigArgs;
 
 /// Arguments of `padnas run`.
 #[derive(Debug, Clone, clap::Args)]

@@ -16,7 +16,7 @@ mod eval;
 mod model;
 mod sgd;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod train;
 mod weights;
 

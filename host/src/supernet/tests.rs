@@ -42,7 +42,9 @@ fn fmnist() -> &'static Splits {
     })
 }
 
-const TINY: &str = "
+/// 8×8 grey input, 3 classes, 2 × 2 × 3 paths: small enough for any unit
+/// test that needs a real supernet (shared by the cmd tests too).
+pub(crate) const TINY: &str = "
 input: { channels: 1, height: 8, width: 8 }
 num_classes: 3
 stem: { kernel: 3, channels: 4, stride: 1 }
