@@ -425,16 +425,8 @@ impl Job {
             one_shot,
             weights: weights.to_path_buf(),
             complete: false,
-            state: previous
-                .as_ref()
-                .map(|r| r.state.clone())
-                .unwrap_or_else(|| nsga2::State {
-                    generation: 0,
-                    population: Vec::new(),
-                    archive: Vec::new(),
-                    history: Vec::new(),
-                    eval_seconds: 0.0,
-                }),
+            // Replaced by the search's state after every generation.
+            state: nsga2::State::default(),
             evaluations_per_s: 0.0,
             candidates: Vec::new(),
         };
@@ -576,14 +568,20 @@ pub fn choose(rec: &SearchRecord) -> anyhow::Result<crate::search::Candidate> {
         .context("the final search has an empty Pareto front")
 }
 
-/// Runs the pipeline up to and including `until` (all when `None`).
-pub fn run_job(job: &Job, until: Option<&str>) -> anyhow::Result<()> {
-    let names = step_names(job.stages());
+/// Refuses an `until` that names no step of a run with `stages` prunings.
+fn check_until(stages: usize, until: Option<&str>) -> anyhow::Result<()> {
+    let names = step_names(stages);
     if let Some(u) = until
         && !names.iter().any(|n| n == u)
     {
         bail!("--until {u}: not a step of this run ({})", names.join(", "));
     }
+    Ok(())
+}
+
+/// Runs the pipeline up to and including `until` (all when `None`).
+pub fn run_job(job: &Job, until: Option<&str>) -> anyhow::Result<()> {
+    check_until(job.stages(), until)?;
     let stop = |name: &str| until == Some(name);
 
     let (lat, table) = job.timed("latency", || job.latency())?;
@@ -986,13 +984,10 @@ pub fn write_report(job: &Job, lat: &LatencyRecord, fin: &SearchRecord) -> anyho
 
 /// Runs `padnas run`.
 pub fn run(a: &RunArgs) -> anyhow::Result<()> {
-    if let Some(u) = &a.until {
+    if a.until.is_some() {
         // Checked before loading anything: a typo should not cost a data load.
         let cfg = JobConfig::load(&a.config)?;
-        let names = step_names(cfg.prune.finetune_epochs.len());
-        if !names.contains(u) {
-            bail!("--until {u}: not a step of this run ({})", names.join(", "));
-        }
+        check_until(cfg.prune.finetune_epochs.len(), a.until.as_deref())?;
     }
     let job = Job::open(&a.config, &a.job)?;
     run_job(&job, a.until.as_deref())?;

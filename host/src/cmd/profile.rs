@@ -38,16 +38,16 @@ pub struct ProfileArgs {
     pub max_runs: Option<u32>,
     /// Stop measuring an entry once the 95% confidence half-width of its
     /// median is below this many percent.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = ProfileOptions::default().ci_pct)]
     pub ci_pct: f64,
     /// Re-measure the sentinel block every this many entries (0: never).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = ProfileOptions::default().sentinel_every)]
     pub sentinel_every: usize,
     /// Sentinel change (%) that is flagged as drift.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = ProfileOptions::default().drift_pct)]
     pub drift_pct: f64,
     /// Fresh sessions to try, in a row, when the device drops.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = ProfileOptions::default().reconnects)]
     pub reconnects: u32,
 }
 

@@ -81,20 +81,6 @@ impl LatencyModel {
                 .sum::<f64>();
         self.calibration.map_or(sum, |f| f.apply(sum))
     }
-
-    /// The same model over a pruned space (`kept[l]` = indices kept in layer `l`).
-    pub fn restrict(&self, kept: &[Vec<usize>]) -> LatencyModel {
-        LatencyModel {
-            base_ms: self.base_ms,
-            per_layer: self
-                .per_layer
-                .iter()
-                .zip(kept)
-                .map(|(c, k)| k.iter().map(|&i| c[i]).collect())
-                .collect(),
-            calibration: self.calibration,
-        }
-    }
 }
 
 /// The latency window: architectures outside `[lo_ms, hi_ms]` are never admitted.

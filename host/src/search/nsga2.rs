@@ -117,8 +117,9 @@ pub struct GenerationStats {
     pub seconds: f64,
 }
 
-/// Everything a search needs to continue after generation `generation`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Everything a search needs to continue after generation `generation`
+/// (the default: nothing done yet).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// Last completed generation (0: the initial population).
     pub generation: usize,
@@ -156,13 +157,7 @@ pub fn run(
         cfg,
         cards,
         index: HashMap::new(),
-        state: resume.unwrap_or(State {
-            generation: 0,
-            population: Vec::new(),
-            archive: Vec::new(),
-            history: Vec::new(),
-            eval_seconds: 0.0,
-        }),
+        state: resume.unwrap_or_default(),
         cache_hits: 0,
         rejected: 0,
         reference: reference.map(<[f64]>::to_vec),
