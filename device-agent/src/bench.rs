@@ -2,12 +2,19 @@
 //!
 //! A model is loaded once per handle: parsed, given a fully concrete input
 //! shape (tract is far slower on symbolic shapes, and latency tables are per
-//! shape anyway), optimised and turned into a plan. Every run that touches
-//! tract happens on a short-lived worker thread: a panic inside tract becomes
-//! an error instead of killing the agent, and CPU pinning and the thread-pool
-//! choice stay confined to that thread.
+//! shape anyway), optimised and turned into a plan. Everything that touches
+//! tract runs on one long-lived worker thread, one job at a time: a panic
+//! inside tract becomes an error instead of killing the agent (and retires
+//! that thread), and two sessions never benchmark at once and skew each
+//! other.
+//!
+//! Why long-lived: a thread per request cost 2–7 ms per Bench on this
+//! machine, mostly at its exit, when glibc hands the thread's malloc arena
+//! (tens of MB of activations) back to the kernel; the next request then
+//! page-faulted the same memory in again during its first runs.
 
-use std::sync::{Arc, Mutex};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -76,36 +83,97 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Runs `f` on a fresh worker thread and turns a panic into an error.
-fn isolated<T: Send>(
-    doing: &'static str,
-    f: impl FnOnce() -> Result<T, BenchError> + Send,
-) -> Result<T, BenchError> {
-    thread::scope(|scope| {
-        let handle = thread::Builder::new()
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The worker: jobs go in through the channel; the thread ends when the
+/// sender is dropped.
+struct Worker {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Worker {
+    fn spawn() -> Result<Worker, BenchError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        thread::Builder::new()
             .name("padnas-run".into())
             // tract's optimiser recurses over big graphs; the main thread's
             // 8 MiB is the usual budget, a spawned thread only gets 2 MiB.
             .stack_size(16 << 20)
-            .spawn_scoped(scope, f)
-            .map_err(|e| BenchError::Internal(format!("cannot start a worker thread: {e}")))?;
-        handle.join().unwrap_or_else(|payload| {
+            .spawn(move || {
+                for job in queue {
+                    job();
+                }
+            })
+            .map_err(|e| BenchError::Internal(format!("cannot start the worker thread: {e}")))?;
+        Ok(Worker { jobs })
+    }
+}
+
+/// The one worker, started on first use; `None` after a panic retired it.
+/// Holding the lock while a job runs is what serialises jobs.
+static WORKER: Mutex<Option<Worker>> = Mutex::new(None);
+
+/// Runs `f` on the worker thread and turns a panic into an error. After a
+/// panic the worker is retired (whatever tract's thread-locals held is
+/// dropped with it) and the next job starts a fresh one.
+fn isolated<T: Send + 'static>(
+    doing: &'static str,
+    f: impl FnOnce() -> Result<T, BenchError> + Send + 'static,
+) -> Result<T, BenchError> {
+    let mut worker = WORKER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (done, result) = mpsc::sync_channel(1);
+    let mut job: Job = Box::new(move || {
+        let _ = done.send(catch_unwind(AssertUnwindSafe(f)));
+    });
+    // A worker that is gone (it cannot be, short of a bug) gets one
+    // replacement.
+    for attempt in 0..2 {
+        let w = match worker.as_ref() {
+            Some(w) => w,
+            None => worker.insert(Worker::spawn()?),
+        };
+        match w.jobs.send(job) {
+            Ok(()) => break,
+            Err(mpsc::SendError(back)) => {
+                *worker = None;
+                job = back;
+                if attempt == 1 {
+                    return Err(BenchError::Internal("the worker thread is gone".into()));
+                }
+            }
+        }
+    }
+    match result.recv() {
+        Ok(Ok(r)) => r,
+        Ok(Err(payload)) => {
+            *worker = None;
             Err(BenchError::Panicked {
                 doing,
                 message: panic_message(payload.as_ref()),
             })
-        })
-    })
+        }
+        Err(_) => {
+            *worker = None;
+            Err(BenchError::Internal(format!(
+                "the worker thread died while {doing}"
+            )))
+        }
+    }
 }
 
-/// A model ready to run.
+/// A model ready to run. Cloning is cheap (the plan and input are shared),
+/// which is how jobs take it to the worker thread.
+#[derive(Clone)]
 pub struct LoadedModel {
     plan: Arc<TypedSimplePlan>,
     input_shape: Vec<usize>,
     output_shape: Vec<usize>,
-    /// The benchmark input, built once; cloned per run outside the timed
-    /// region so each run gets an owned tensor as a real caller would.
-    input: Tensor,
+    /// The benchmark input, built once and shared by every run: cloning a
+    /// TValue is a reference count, where cloning a Tensor copied the whole
+    /// input (300 kB for 24×56×56) between every two runs.
+    input: TValue,
     load_ms: f64,
 }
 
@@ -172,7 +240,11 @@ pub fn load(onnx: &[u8], input_shape: Option<&[usize]>) -> Result<LoadedModel, B
     if let Some(shape) = input_shape {
         check_shape(shape)?;
     }
-    isolated("loading the model", || load_inner(onnx, input_shape))
+    let onnx = onnx.to_vec();
+    let input_shape = input_shape.map(<[usize]>::to_vec);
+    isolated("loading the model", move || {
+        load_inner(&onnx, input_shape.as_deref())
+    })
 }
 
 fn load_inner(onnx: &[u8], input_shape: Option<&[usize]>) -> Result<LoadedModel, BenchError> {
@@ -280,7 +352,7 @@ fn load_inner(onnx: &[u8], input_shape: Option<&[usize]>) -> Result<LoadedModel,
         plan,
         input_shape: shape,
         output_shape,
-        input,
+        input: input.into_tvalue(),
         load_ms,
     })
 }
@@ -332,35 +404,67 @@ fn executor_for(threads: usize) -> Result<Executor, BenchError> {
     Ok(executor)
 }
 
-/// Pins the calling thread to `cpu`.
+/// The calling thread pinned to one CPU; dropping it restores the CPU set
+/// the thread had before.
+struct Pinned {
+    cpu: usize,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    before: libc::cpu_set_t,
+}
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("cpu {cpu} is beyond CPU_SETSIZE"),
-        ));
+impl Pinned {
+    fn to(cpu: usize) -> std::io::Result<Pinned> {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("cpu {cpu} is beyond CPU_SETSIZE"),
+            ));
+        }
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: cpu_set_t is plain data for which all-zero is the empty
+        // set; CPU_SET stays in bounds (checked above); pid 0 is the
+        // calling thread, and both calls get the set's true size.
+        unsafe {
+            let mut before: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, size, &mut before) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, size, &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(Pinned { cpu, before })
+        }
     }
-    // SAFETY: cpu_set_t is plain data for which all-zero is the empty set;
-    // CPU_SET stays in bounds (checked above); pid 0 is the calling thread.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: as in `to`; the set is one the kernel gave this thread.
+        let rc = unsafe {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.before)
+        };
+        if rc != 0 {
+            tracing::warn!(
+                "cannot restore the worker's CPU set after pinning to CPU {}: {}",
+                self.cpu,
+                std::io::Error::last_os_error()
+            );
+        }
     }
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn pin_current_thread(_cpu: usize) -> std::io::Result<()> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "CPU pinning needs Linux",
-    ))
+impl Pinned {
+    fn to(_cpu: usize) -> std::io::Result<Pinned> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "CPU pinning needs Linux",
+        ))
+    }
 }
 
 impl LoadedModel {
@@ -393,7 +497,7 @@ impl LoadedModel {
         }
         let input = Tensor::from_shape(shape, data)
             .map_err(|e| BenchError::BadInput(format!("building the input tensor: {e:#}")))?;
-        let plan = &self.plan;
+        let plan = Arc::clone(&self.plan);
         isolated("running the model", move || {
             let outputs = plan
                 .run(tvec![input.into_tvalue()])
@@ -414,8 +518,14 @@ impl LoadedModel {
         })
     }
 
-    /// Benchmarks the model under `limits`.
-    pub fn bench(&self, limits: &BenchLimits) -> Result<BenchStats, BenchError> {
+    /// Benchmarks the model under `limits`, alternating run for run with
+    /// `reference` when given (see `BenchRequest::reference`).
+    pub fn bench(
+        &self,
+        reference: Option<&LoadedModel>,
+        limits: &BenchLimits,
+    ) -> Result<BenchStats, BenchError> {
+        let started = Instant::now();
         check_limits(limits)?;
         let threads = limits.threads.unwrap_or(1).max(1) as usize;
         let executor = if threads > 1 {
@@ -424,20 +534,41 @@ impl LoadedModel {
             Executor::SingleThread
         };
         let limits = limits.clone();
+        let model = self.clone();
+        let reference = reference.cloned();
         isolated("benchmarking the model", move || {
-            let pinned_cpu = limits
-                .pin_cpu
-                .and_then(|cpu| match pin_current_thread(cpu) {
-                    Ok(()) => Some(cpu),
-                    Err(e) => {
-                        tracing::warn!("cannot pin the benchmark to CPU {cpu}: {e}");
-                        None
-                    }
-                });
-            let (warmup_runs, samples) =
-                multithread_tract_scope(executor, || self.timed_runs(&limits))?;
+            // The worker outlives this job: the guard gives its CPU set back.
+            let pin = limits.pin_cpu.and_then(|cpu| match Pinned::to(cpu) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!("cannot pin the benchmark to CPU {cpu}: {e}");
+                    None
+                }
+            });
+            let pinned_cpu = pin.as_ref().map(|p| p.cpu);
+            let runs =
+                multithread_tract_scope(executor, || model.timed_runs(reference.as_ref(), &limits));
+            drop(pin);
+            let runs = runs?;
+            let samples = runs.samples;
             let summary = stats::summarize(&samples)
                 .ok_or_else(|| BenchError::Internal("no timed runs".to_string()))?;
+            let (reference_median_ms, ratio_median) = match &runs.reference_samples {
+                Some(refs) => {
+                    let ratios: Vec<f64> = samples
+                        .iter()
+                        .zip(refs)
+                        .map(|(x, r)| x / r.max(f64::MIN_POSITIVE))
+                        .collect();
+                    (
+                        stats::summarize(refs).map(|s| s.median),
+                        stats::summarize(&ratios).map(|s| s.median),
+                    )
+                }
+                None => (None, None),
+            };
+            let warmup_runs = runs.warmup_runs;
+            let timed_wall = runs.timed_wall;
             Ok(BenchStats {
                 runs: summary.n as u32,
                 warmup_runs,
@@ -452,45 +583,142 @@ impl LoadedModel {
                 threads: threads as u32,
                 pinned_cpu,
                 samples_ms: limits.return_samples.then_some(samples),
+                wall_ms: Some(started.elapsed().as_secs_f64() * 1e3),
+                timed_wall_ms: Some(timed_wall.as_secs_f64() * 1e3),
+                reference_samples_ms: runs.reference_samples.filter(|_| limits.return_samples),
+                reference_median_ms,
+                ratio_median,
             })
         })
     }
 
-    /// Warm-up, then timed runs; returns the warm-up count and the samples (ms).
-    fn timed_runs(&self, limits: &BenchLimits) -> Result<(u32, Vec<f64>), BenchError> {
+    /// Warm-up, then timed runs, each followed by a run of `reference` when
+    /// given.
+    fn timed_runs(
+        &self,
+        reference: Option<&LoadedModel>,
+        limits: &BenchLimits,
+    ) -> Result<TimedRuns, BenchError> {
         let run_failed = |e: TractError| BenchError::BadModel(format!("run failed: {e:#}"));
+        let reference_failed =
+            |e: TractError| BenchError::BadModel(format!("reference run failed: {e:#}"));
         // The state keeps tract's per-run scratch between runs, as a
         // deployed model would.
         let mut state = self.plan.spawn().map_err(run_failed)?;
-        // One shared input: cloning a TValue is a reference count, where
-        // cloning the Tensor copied the whole input (300 kB for 24×56×56)
-        // between every two runs, which showed up as agent overhead.
-        let input = self.input.clone().into_tvalue();
+        let mut reference = match reference {
+            Some(r) => Some((r.plan.spawn().map_err(reference_failed)?, r.input.clone())),
+            None => None,
+        };
+        let input = self.input.clone();
 
         let warmup_time = Duration::from_millis(limits.warmup_ms);
         let warmup_start = Instant::now();
         let mut warmup_runs = 0u32;
         while warmup_runs < limits.warmup_runs || warmup_start.elapsed() < warmup_time {
             state.run(tvec![input.clone()]).map_err(run_failed)?;
+            if let Some((ref_state, ref_input)) = &mut reference {
+                ref_state
+                    .run(tvec![ref_input.clone()])
+                    .map_err(reference_failed)?;
+            }
             warmup_runs = warmup_runs.saturating_add(1);
         }
 
         let max_runs = limits.max_runs as usize;
         let min_runs = limits.min_runs as usize;
         let max_time = Duration::from_millis(limits.max_time_ms);
-        let mut samples = Vec::with_capacity(max_runs.min(1 << 16));
+        let capacity = max_runs.min(1 << 16);
+        let mut samples = Vec::with_capacity(capacity);
+        let mut reference_samples = reference.as_ref().map(|_| Vec::with_capacity(capacity));
         let timed_start = Instant::now();
         while samples.len() < max_runs {
             if samples.len() >= min_runs.max(1) && timed_start.elapsed() >= max_time {
                 break;
             }
-            let inputs = tvec![input.clone()];
-            let start = Instant::now();
-            let outputs = state.run(inputs).map_err(run_failed)?;
-            let elapsed = start.elapsed();
-            drop(outputs);
-            samples.push(elapsed.as_secs_f64() * 1e3);
+            samples.push(time_one(&mut state, &input).map_err(run_failed)?);
+            if let (Some((ref_state, ref_input)), Some(out)) =
+                (&mut reference, &mut reference_samples)
+            {
+                out.push(time_one(ref_state, ref_input).map_err(reference_failed)?);
+            }
         }
-        Ok((warmup_runs, samples))
+        Ok(TimedRuns {
+            warmup_runs,
+            samples,
+            reference_samples,
+            timed_wall: timed_start.elapsed(),
+        })
+    }
+}
+
+/// What the timed loop measured.
+struct TimedRuns {
+    warmup_runs: u32,
+    /// The model's samples, ms.
+    samples: Vec<f64>,
+    /// The reference's samples, ms, paired index by index.
+    reference_samples: Option<Vec<f64>>,
+    /// Wall time of the timed loop.
+    timed_wall: Duration,
+}
+
+/// One timed run, in ms. The outputs are dropped after the clock stops:
+/// freeing them is not part of the model's latency.
+fn time_one(state: &mut TypedSimpleState, input: &TValue) -> TractResult<f64> {
+    let inputs = tvec![input.clone()];
+    let start = Instant::now();
+    let outputs = state.run(inputs)?;
+    let elapsed = start.elapsed();
+    drop(outputs);
+    Ok(elapsed.as_secs_f64() * 1e3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_error_and_the_next_job_runs() {
+        let e = isolated("testing", || -> Result<(), BenchError> { panic!("boom") })
+            .expect_err("panicked");
+        assert!(
+            matches!(&e, BenchError::Panicked { doing: "testing", message } if message == "boom"),
+            "{e:?}"
+        );
+        // A fresh worker takes the next job; the same worker then keeps
+        // taking them.
+        let first = isolated("testing", || Ok(thread::current().id())).expect("runs");
+        let second = isolated("testing", || Ok(thread::current().id())).expect("runs");
+        assert_eq!(first, second, "one long-lived worker");
+        assert_ne!(first, thread::current().id());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn pinning_is_undone_when_the_guard_drops() {
+        let allowed = || {
+            // SAFETY: as in `Pinned::to`.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                assert_eq!(
+                    libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+                    0
+                );
+                (0..libc::CPU_SETSIZE as usize)
+                    .filter(|&c| libc::CPU_ISSET(c, &set))
+                    .collect::<Vec<usize>>()
+            }
+        };
+        // On a thread of its own, so the test runner's threads keep theirs.
+        thread::spawn(move || {
+            let before = allowed();
+            let cpu = *before.last().expect("some CPU");
+            let pin = Pinned::to(cpu).expect("pin");
+            assert_eq!(allowed(), vec![cpu]);
+            drop(pin);
+            assert_eq!(allowed(), before);
+        })
+        .join()
+        .expect("no panic");
     }
 }

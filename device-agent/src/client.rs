@@ -186,9 +186,21 @@ impl Client {
 
     /// Benchmarks a loaded model.
     pub fn bench(&mut self, handle: u32, limits: &BenchLimits) -> Result<BenchStats, ClientError> {
+        self.bench_paired(handle, None, limits)
+    }
+
+    /// Benchmarks a loaded model, alternating run for run with the loaded
+    /// model `reference` when given (see [`BenchRequest::reference`]).
+    pub fn bench_paired(
+        &mut self,
+        handle: u32,
+        reference: Option<u32>,
+        limits: &BenchLimits,
+    ) -> Result<BenchStats, ClientError> {
         let request = Request::Bench(BenchRequest {
             handle,
             limits: limits.clone(),
+            reference,
         });
         match self.call(request, Kind::Stats)? {
             Response::Stats(stats) => Ok(stats),

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 /// Major protocol version: a host and an agent with different majors refuse to talk.
 pub const PROTOCOL_MAJOR: u16 = 1;
 /// Minor protocol version: grows when message kinds or optional fields are added.
-pub const PROTOCOL_MINOR: u16 = 0;
+pub const PROTOCOL_MINOR: u16 = 1;
 /// Frame magic, chosen to be unlikely in text a shell or login banner prints.
 pub const MAGIC: [u8; 4] = *b"PDNA";
 /// Hard cap on a frame's payload. Large enough for any ImageNet-scale MBConv
@@ -233,6 +233,13 @@ pub struct BenchRequest {
     pub handle: u32,
     /// Limits.
     pub limits: BenchLimits,
+    /// A second loaded model run alternately with this one, run for run
+    /// (model, reference, model, …), so each sample has a reference sample
+    /// taken milliseconds apart. Their ratio cancels machine-wide speed
+    /// changes (frequency steps, a busy SMT sibling) that no statistic over
+    /// separate windows can (added in 1.1).
+    #[serde(default)]
+    pub reference: Option<u32>,
 }
 
 /// Latency statistics of one benchmark, all in milliseconds.
@@ -266,6 +273,26 @@ pub struct BenchStats {
     /// Every timed sample, when asked for.
     #[serde(default)]
     pub samples_ms: Option<Vec<f64>>,
+    /// The agent's wall time for the whole request: worker start, warm-up,
+    /// timed loop and statistics. With the host's round trip it splits the
+    /// overhead into the agent's part and the transport's (added in 1.1;
+    /// absent from older agents).
+    #[serde(default)]
+    pub wall_ms: Option<f64>,
+    /// Wall time of the timed loop alone; minus `total_ms` it is what the
+    /// loop spends between runs (added in 1.1).
+    #[serde(default)]
+    pub timed_wall_ms: Option<f64>,
+    /// With a reference: the reference's samples, paired with `samples_ms`
+    /// index by index (when samples were asked for).
+    #[serde(default)]
+    pub reference_samples_ms: Option<Vec<f64>>,
+    /// With a reference: the median of the reference's samples.
+    #[serde(default)]
+    pub reference_median_ms: Option<f64>,
+    /// With a reference: the median of the per-pair ratios model / reference.
+    #[serde(default)]
+    pub ratio_median: Option<f64>,
 }
 
 /// Header of a tensor; the data follows in the blob as f32 little-endian.
@@ -1368,6 +1395,12 @@ mod tests {
             Request::Bench(BenchRequest {
                 handle: 1,
                 limits: BenchLimits::default(),
+                reference: None,
+            }),
+            Request::Bench(BenchRequest {
+                handle: 1,
+                limits: BenchLimits::default(),
+                reference: Some(2),
             }),
             Request::Infer {
                 header: InferRequest {

@@ -210,7 +210,10 @@ impl Session {
                 self.load(&onnx, header.input_shape.as_deref()),
                 Next::Continue,
             ),
-            Request::Bench(req) => (self.bench(req.handle, &req.limits), Next::Continue),
+            Request::Bench(req) => (
+                self.bench(req.handle, req.reference, &req.limits),
+                Next::Continue,
+            ),
             Request::Infer { header, data } => (
                 self.infer(header.handle, &header.shape, &data),
                 Next::Continue,
@@ -294,24 +297,31 @@ impl Session {
     }
 
     #[cfg(feature = "bench")]
-    fn bench(&mut self, handle: u32, limits: &crate::proto::BenchLimits) -> Response {
+    fn bench(
+        &mut self,
+        handle: u32,
+        reference: Option<u32>,
+        limits: &crate::proto::BenchLimits,
+    ) -> Response {
         let Some(model) = self.models.get(&handle) else {
             return self.unknown_handle(handle);
         };
-        let result = model.bench(limits);
-        match result {
-            Ok(stats) => {
-                tracing::info!(
-                    "{}: model {handle}: {} runs, median {:.3} ms (p10 {:.3}, p90 {:.3}), {} thread(s)",
-                    self.peer,
-                    stats.runs,
-                    stats.median_ms,
-                    stats.p10_ms,
-                    stats.p90_ms,
-                    stats.threads
+        let reference = match reference {
+            None => None,
+            Some(r) if r == handle => {
+                return Response::error(
+                    ErrorCode::BadMessage,
+                    format!("model {handle} cannot be its own reference"),
                 );
-                Response::Stats(stats)
             }
+            Some(r) => match self.models.get(&r) {
+                Some(m) => Some(m),
+                None => return self.unknown_handle(r),
+            },
+        };
+        let result = model.bench(reference, limits);
+        match result {
+            Ok(stats) => Response::Stats(stats),
             Err(e) => self.after_error(handle, &e),
         }
     }
@@ -329,7 +339,12 @@ impl Session {
     }
 
     #[cfg(not(feature = "bench"))]
-    fn bench(&mut self, handle: u32, _limits: &crate::proto::BenchLimits) -> Response {
+    fn bench(
+        &mut self,
+        handle: u32,
+        _reference: Option<u32>,
+        _limits: &crate::proto::BenchLimits,
+    ) -> Response {
         match self.models.get(&handle) {
             None => self.unknown_handle(handle),
             Some(model) => match *model {},
@@ -406,7 +421,25 @@ pub fn serve_session(
         tracing::debug!("{peer}: {}", request.kind().name());
         let was_greeted = session.greeted();
         let (response, next) = session.handle(request);
+        // Logged after the reply is on its way: writing the line (and the
+        // host relaying it) used to sit inside the host's round trip.
+        let done = match &response {
+            Response::Stats(s) => Some(format!(
+                "{} runs, median {:.3} ms (p10 {:.3}, p90 {:.3}), {} thread(s){}",
+                s.runs,
+                s.median_ms,
+                s.p10_ms,
+                s.p90_ms,
+                s.threads,
+                s.ratio_median
+                    .map_or(String::new(), |r| format!(", {r:.3}× the reference"))
+            )),
+            _ => None,
+        };
         send(transport, response)?;
+        if let Some(done) = done {
+            tracing::info!("{peer}: bench: {done}");
+        }
         if !was_greeted && session.greeted() {
             let _ = transport.set_read_timeout(config.idle_timeout);
         }
@@ -839,6 +872,71 @@ mod tests {
                 ..quick()
             };
             assert_eq!(client.bench(loaded.handle, &timed).unwrap().runs, 2);
+            client.shutdown().unwrap();
+            server.join().unwrap().unwrap();
+        }
+
+        #[test]
+        fn paired_bench_alternates_with_the_reference() {
+            let (mut client, server) = start(ServerConfig::default());
+            client.hello(None).unwrap();
+            let big = ConvClip {
+                in_channels: 32,
+                out_channels: 64,
+                size: 32,
+                ..ConvClip::default()
+            };
+            let model = client.load_model(&big.encode(), None).unwrap();
+            let small = client
+                .load_model(&relu(&[Dim::Fixed(1), Dim::Fixed(4)]), None)
+                .unwrap();
+            let limits = BenchLimits {
+                min_runs: 6,
+                max_runs: 6,
+                return_samples: true,
+                ..quick()
+            };
+            let s = client
+                .bench_paired(model.handle, Some(small.handle), &limits)
+                .unwrap();
+            let samples = s.samples_ms.clone().unwrap();
+            let refs = s.reference_samples_ms.clone().unwrap();
+            assert_eq!((samples.len(), refs.len()), (6, 6));
+            let mut ratios: Vec<f64> = samples.iter().zip(&refs).map(|(x, r)| x / r).collect();
+            ratios.sort_by(f64::total_cmp);
+            let ratio = s.ratio_median.unwrap();
+            assert!((ratio - (ratios[2] + ratios[3]) / 2.0).abs() <= 1e-9 * ratio);
+            // A 32→64-channel 3×3 convolution on 32×32 against a 4-value
+            // ReLU: the pairing must not have swapped the two.
+            assert!(ratio > 10.0, "ratio {ratio}");
+            assert!(s.reference_median_ms.unwrap() < s.median_ms);
+            let (wall, timed) = (s.wall_ms.unwrap(), s.timed_wall_ms.unwrap());
+            // The timed loop holds both models' runs.
+            let both = s.total_ms + refs.iter().sum::<f64>();
+            assert!(timed >= both && wall >= timed, "{both} {timed} {wall}");
+
+            // Without a reference, no reference fields; without samples, no
+            // reference samples either.
+            let plain = client.bench(model.handle, &limits).unwrap();
+            assert!(plain.ratio_median.is_none() && plain.reference_samples_ms.is_none());
+            let quiet = BenchLimits {
+                return_samples: false,
+                ..limits.clone()
+            };
+            let s = client
+                .bench_paired(model.handle, Some(small.handle), &quiet)
+                .unwrap();
+            assert!(s.reference_samples_ms.is_none() && s.ratio_median.is_some());
+
+            assert_eq!(
+                code(client.bench_paired(model.handle, Some(model.handle), &limits)),
+                ErrorCode::BadMessage
+            );
+            assert_eq!(
+                code(client.bench_paired(model.handle, Some(99), &limits)),
+                ErrorCode::UnknownHandle
+            );
+            assert!(client.bench(model.handle, &quick()).is_ok());
             client.shutdown().unwrap();
             server.join().unwrap().unwrap();
         }

@@ -125,6 +125,10 @@ pub struct RawTarget {
     /// Root of measured tables; `latency-tables` under the current directory when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables_dir: Option<PathBuf>,
+    /// Reference block for a table profiled by the run (`padnas profile
+    /// --reference`): for machines whose speed changes every few seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<crate::space::BlockKey>,
 }
 
 /// Latency window: either bounds in ms or quantiles of random architectures.
@@ -444,6 +448,8 @@ pub struct TargetConfig {
     pub table: Option<PathBuf>,
     /// Root of measured tables.
     pub tables_dir: PathBuf,
+    /// Reference block for profiling, if any.
+    pub reference: Option<crate::space::BlockKey>,
 }
 
 /// How the latency window is set.
@@ -623,6 +629,7 @@ impl JobConfig {
                 targets_dir: Some(abs(&self.target.targets_dir)),
                 table: self.target.table.as_deref().map(abs),
                 tables_dir: Some(abs(&self.target.tables_dir)),
+                reference: self.target.reference,
             }),
             search: Some(RawSearch {
                 population: Some(self.search.population),
@@ -808,6 +815,7 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
             targets_dir: PathBuf::from("targets"),
             table: None,
             tables_dir: PathBuf::from("latency-tables"),
+            reference: None,
         },
         Some(r) => {
             if r.name.trim().is_empty() {
@@ -824,6 +832,7 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
                     .tables_dir
                     .as_deref()
                     .map_or_else(|| PathBuf::from("latency-tables"), resolve),
+                reference: r.reference,
             }
         }
     };
@@ -1110,7 +1119,8 @@ train:
         assert_eq!(c.prune.threshold, 0.01);
         assert_eq!(c.retrain.epochs, 3);
         let text = format!(
-            "{GOOD}target: {{ name: rpi4, targets_dir: ../targets, table: t.json }}\n\
+            "{GOOD}target: {{ name: rpi4, targets_dir: ../targets, table: t.json, \
+             reference: 'mbconv:k3e3:in16x28x28:out16:s1' }}\n\
              search: {{ population: 16, generations: 5, window: {{ lo_ms: 1.5, hi_ms: 3 }} }}\n\
              prune: {{ finetune_epochs: [4, 2, 1], threshold: 0.05 }}\n\
              retrain: {{ epochs: 9, inherit: true }}\n"
@@ -1129,6 +1139,17 @@ train:
         assert_eq!(back.prune, c.prune);
         assert_eq!(back.retrain, c.retrain);
         assert_eq!(back.target.name, "rpi4");
+        assert_eq!(
+            back.target.reference.map(|k| k.to_string()).as_deref(),
+            Some("mbconv:k3e3:in16x28x28:out16:s1")
+        );
+        let e = err(&format!(
+            "{GOOD}target: {{ name: rpi4, reference: 'k3e3' }}\n"
+        ));
+        assert!(
+            e.starts_with("job.yaml: target") && e.contains("block key \"k3e3\""),
+            "{e}"
+        );
 
         let e = err(&format!(
             "{GOOD}search: {{ window: {{ lo_ms: 3, hi_ms: 1 }} }}\n"

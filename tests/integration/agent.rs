@@ -145,6 +145,7 @@ fn conformance(link: &mut Link, transport: &str) {
     let mut both = Request::Bench(BenchRequest {
         handle: loaded.handle,
         limits: quick_limits(5),
+        reference: None,
     })
     .into_frame()
     .expect("frame")
@@ -189,11 +190,29 @@ fn conformance(link: &mut Link, transport: &str) {
     let r = link.call(Request::Bench(BenchRequest {
         handle: loaded.handle,
         limits: quick_limits(2),
+        reference: None,
     }));
     assert!(
         matches!(r, Response::Stats(_)),
         "{transport}: serves after garbage: {r:?}"
     );
+    // The same model against a second one, run for run (protocol 1.1).
+    let other = load(link, onnx.clone());
+    match link.call(Request::Bench(BenchRequest {
+        handle: loaded.handle,
+        limits: BenchLimits {
+            return_samples: true,
+            ..quick_limits(3)
+        },
+        reference: Some(other.handle),
+    })) {
+        Response::Stats(s) => {
+            let refs = s.reference_samples_ms.expect("reference samples");
+            assert_eq!(refs.len(), 3, "{transport}: paired index by index");
+            assert!(s.ratio_median.is_some_and(|r| r > 0.0), "{transport}");
+        }
+        other => panic!("{transport}: expected Stats, got {other:?}"),
+    }
 
     eprintln!("{transport}: conformance step 5");
     // A frame whose CRC is wrong.
@@ -239,6 +258,7 @@ fn conformance(link: &mut Link, transport: &str) {
         link.call(Request::Bench(BenchRequest {
             handle: 12345,
             limits: quick_limits(1),
+            reference: None,
         })),
         ErrorCode::UnknownHandle,
         "unknown handle",
@@ -257,7 +277,8 @@ fn conformance(link: &mut Link, transport: &str) {
     assert!(matches!(
         link.call(Request::Bench(BenchRequest {
             handle: loaded.handle,
-            limits: quick_limits(2)
+            limits: quick_limits(2),
+            reference: None,
         })),
         Response::Stats(_)
     ));
@@ -422,6 +443,7 @@ fn qemu_agent(triple: &str, arch: &str) {
         match link.call(Request::Bench(BenchRequest {
             handle: loaded.handle,
             limits: quick_limits(3),
+            reference: None,
         })) {
             Response::Stats(s) => check_stats(&s, 3),
             other => panic!("{triple}: expected Stats, got {other:?}"),

@@ -240,6 +240,105 @@ fn profile_predict_and_validate_on_a_tiny_space() {
 }
 
 #[test]
+fn a_reference_block_pairs_every_measurement() {
+    require_agent();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = write_target(dir.path(), 0);
+    let space = dir.path().join("tiny.yaml");
+    std::fs::write(&space, TINY).expect("space");
+    let table = dir.path().join("tiny.json");
+    let reference = "mbconv:k3e3:in8x8x8:out8:s1";
+    let profile = |reference: Option<&str>| {
+        let mut c = padnas();
+        c.args(["profile", "--target"])
+            .arg(&target)
+            .arg("--space")
+            .arg(&space)
+            .arg("--out")
+            .arg(&table);
+        if let Some(r) = reference {
+            c.args(["--reference", r]);
+        }
+        c
+    };
+    run_ok(&mut profile(Some(reference)));
+    let t = read_json(&table);
+    assert_eq!(t["header"]["noise"]["reference_block"], reference);
+    let entries = t["entries"].as_object().expect("entries");
+    assert_eq!(entries.len(), 7);
+    let mut refs: Vec<f64> = Vec::new();
+    for (k, e) in entries {
+        let ratio = e["ratio"].as_f64().unwrap_or_else(|| panic!("{k}: {e}"));
+        let r = e["reference_median_ms"].as_f64().expect("reference ms");
+        assert!(ratio > 0.0 && r > 0.0, "{k}: {e}");
+        // The ratio is of paired runs, so it sits near the medians' ratio
+        // (loosely: the two medians come from different runs).
+        let medians = e["median_ms"].as_f64().expect("median") / r;
+        assert!(ratio / medians > 0.5 && ratio / medians < 2.0, "{k}: {e}");
+        refs.push(r);
+    }
+    refs.sort_by(f64::total_cmp);
+    let scale = refs[3];
+
+    // predict sums ratio × scale.
+    let out = run_ok(
+        padnas()
+            .args(["latency", "predict", "--table"])
+            .arg(&table)
+            .args(["--arch", "k3e1,k5e3,id"]),
+    );
+    let want: f64 = ["stem:", "head:", "mbconv:k3e1:", "mbconv:k5e3:in8x8x8"]
+        .iter()
+        .map(|pre| {
+            let (_, e) = entries.iter().find(|(k, _)| k.starts_with(pre)).expect(pre);
+            e["ratio"].as_f64().expect("ratio") * scale
+        })
+        .sum();
+    let got = json_line(&out)["predicted_ms"].as_f64().expect("predicted");
+    assert!((got - want).abs() < 1e-9 * want, "{got} vs {want}");
+
+    // validate measures networks against the same reference and reports
+    // the plain-median comparison beside it.
+    let out = run_ok(
+        padnas()
+            .args(["latency", "validate", "--target"])
+            .arg(&target)
+            .arg("--table")
+            .arg(&table)
+            .args(["--samples", "4", "--seed", "1", "--no-calibrate"]),
+    );
+    let v = json_line(&out);
+    assert_eq!(v["reference"]["block"], reference, "{v}");
+    assert!((v["reference"]["scale_ms"].as_f64().expect("scale") - scale).abs() < 1e-12);
+    assert_eq!(v["without_reference"]["n"], 4, "{v}");
+    let report = read_json(&dir.path().join("tiny.validation.json"));
+    for row in report["rows"].as_array().expect("rows") {
+        assert!(row["raw_measured_ms"].as_f64().expect("raw") > 0.0, "{row}");
+        assert!(
+            row["raw_predicted_ms"].as_f64().expect("raw") > 0.0,
+            "{row}"
+        );
+    }
+
+    // The reference is the table's unit: another one is refused by name,
+    // none keeps the table's.
+    let out = profile(Some("mbconv:k3e3:in16x8x8:out16:s1"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("reference_block") && err.contains("tiny.json"),
+        "{err}"
+    );
+    run_ok(&mut profile(None));
+    assert_eq!(
+        read_json(&table)["header"]["noise"]["reference_block"],
+        reference
+    );
+}
+
+#[test]
 fn a_killed_profile_resumes_without_measuring_twice() {
     require_agent();
     let dir = tempfile::tempdir().expect("tempdir");

@@ -54,6 +54,11 @@ pub struct BenchArgs {
     /// Include every sample in the output.
     #[arg(long)]
     samples: bool,
+    /// A second ONNX model run alternately with the benchmarked one, run
+    /// for run; the output then has `ratio_median` (model / reference per
+    /// pair), which cancels machine-wide speed changes.
+    #[arg(long)]
+    reference: Option<PathBuf>,
 }
 
 /// Runs an `agent` subcommand.
@@ -115,21 +120,42 @@ fn bench(b: &BenchArgs) -> anyhow::Result<()> {
         .client
         .load_model(&onnx, b.shape.as_deref())
         .with_context(|| format!("loading {} on target {}", b.model.display(), target.name))?;
+    let reference = match &b.reference {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let r = s.client.load_model(&bytes, None).with_context(|| {
+                format!(
+                    "loading the reference {} on target {}",
+                    path.display(),
+                    target.name
+                )
+            })?;
+            Some(r.handle)
+        }
+        None => None,
+    };
     // The host's view of the whole Bench exchange, so the agent's overhead
     // (framing, transport, its timing loop) can be compared with the sum of
     // the samples it reports.
     let t0 = std::time::Instant::now();
-    let stats = s.client.bench(loaded.handle, &limits).with_context(|| {
-        format!(
-            "benchmarking {} on target {}",
-            b.model.display(),
-            target.name
-        )
-    })?;
+    let stats = s
+        .client
+        .bench_paired(loaded.handle, reference, &limits)
+        .with_context(|| {
+            format!(
+                "benchmarking {} on target {}",
+                b.model.display(),
+                target.name
+            )
+        })?;
     let roundtrip_ms = t0.elapsed().as_secs_f64() * 1e3;
     let mut v = serde_json::to_value(&stats)?;
     if let Some(o) = v.as_object_mut() {
         o.insert("model".into(), json!(b.model.display().to_string()));
+        if let Some(r) = &b.reference {
+            o.insert("reference".into(), json!(r.display().to_string()));
+        }
         o.insert("host_roundtrip_ms".into(), json!(roundtrip_ms));
         o.insert("input_shape".into(), json!(loaded.input_shape));
         o.insert("output_shape".into(), json!(loaded.output_shape));

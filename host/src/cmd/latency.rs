@@ -187,6 +187,13 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
         ),
         _ => "not fitted: fewer than 4 networks".to_string(),
     };
+    // With a reference block, `raw` compares ratio × scale on both sides;
+    // `without_reference` is the same comparison on plain medians.
+    let reference = table
+        .header
+        .noise
+        .reference_block
+        .map(|k| json!({"block": k.to_string(), "scale_ms": table.reference_scale_ms()}));
     let report = json!({
         "format": "padnas-latency-validation",
         "created": now_rfc3339(),
@@ -203,6 +210,8 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
         "samples": a.samples,
         "seconds": v.seconds,
         "raw": v.raw,
+        "reference": reference,
+        "without_reference": v.without_reference,
         "calibrated_loo": v.calibrated_loo,
         "calibration": v.fit,
         "calibration_note": calibration_note,
@@ -244,6 +253,8 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
         "mape": v.raw.mape,
         "bias": v.raw.bias,
         "spearman": v.raw.spearman,
+        "reference": reference,
+        "without_reference": v.without_reference,
         "calibrated_loo": v.calibrated_loo,
         "calibration": v.fit,
         "calibration_stored": stored,

@@ -268,7 +268,10 @@ impl Job {
                     &self.cfg.space,
                     t.table.clone(),
                     &t.tables_dir,
-                    &super::profile::ProfileOptions::default(),
+                    &super::profile::ProfileOptions {
+                        reference: t.reference,
+                        ..super::profile::ProfileOptions::default()
+                    },
                 )?;
                 tracing::info!(
                     "{}: {} entries measured now, {} already there, {:.1} s",

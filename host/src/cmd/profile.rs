@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::latency::LatencyError;
 use crate::latency::measure::{Connection, Link, NoiseSettings};
 use crate::latency::profile::{default_table_path, profile, session_record};
 use crate::latency::table::{Header, SpaceRef, Table};
@@ -49,7 +50,18 @@ pub struct ProfileArgs {
     /// Fresh sessions to try, in a row, when the device drops.
     #[arg(long, default_value_t = ProfileOptions::default().reconnects)]
     pub reconnects: u32,
+    /// Benchmark every block run for run against this reference block and
+    /// store the ratios (for machines whose speed changes every few
+    /// seconds: VMs, boards without a fixed clock). Without a value:
+    /// the default reference block. Fixed for the life of a table.
+    #[arg(long, num_args = 0..=1, default_missing_value = DEFAULT_REFERENCE, value_name = "BLOCK")]
+    pub reference: Option<BlockKey>,
 }
+
+/// The reference block `--reference` uses without a value: small enough
+/// (about 0.2 ms here, 150 kB of activations) to add little time and to
+/// leave the measured block's data in cache, big enough to time well.
+pub const DEFAULT_REFERENCE: &str = "mbconv:k3e3:in16x28x28:out16:s1";
 
 /// A progress bar with an ETA on stderr (hidden when stderr is not a terminal).
 pub fn progress_bar(len: u64) -> ProgressBar {
@@ -95,6 +107,7 @@ pub fn run(a: &ProfileArgs) -> anyhow::Result<()> {
         sentinel_every: a.sentinel_every,
         drift_pct: a.drift_pct,
         reconnects: a.reconnects,
+        reference: a.reference,
     };
     let (_, summary) = profile_space(
         &target,
@@ -124,6 +137,8 @@ pub struct ProfileOptions {
     pub drift_pct: f64,
     /// Reconnections in a row.
     pub reconnects: u32,
+    /// Reference block for a new table (see [`ProfileArgs::reference`]).
+    pub reference: Option<BlockKey>,
 }
 
 impl Default for ProfileOptions {
@@ -134,6 +149,7 @@ impl Default for ProfileOptions {
             sentinel_every: 10,
             drift_pct: 5.0,
             reconnects: 2,
+            reference: None,
         }
     }
 }
@@ -156,6 +172,7 @@ pub fn profile_space(
         sentinel_every: o.sentinel_every,
         sentinel_block: Some(space.stem_block()),
         drift_threshold_pct: o.drift_pct,
+        reference_block: o.reference,
         ..NoiseSettings::from_limits(&target.bench, o.ci_pct, max_runs)
     };
     noise.check()?;
@@ -184,8 +201,34 @@ pub fn profile_space(
     // Drift is always judged against the table's first sentinel, so a
     // resumed table keeps its sentinel block; the other settings are this
     // run's (every entry records its own runs and interval anyway).
+    // The reference block is the table's unit: a table keeps the one it
+    // was started with, and one without cannot gain one (nor the reverse)
+    // once it holds entries.
+    let kept = table.header.noise.reference_block;
+    let reference_block = match (kept, noise.reference_block) {
+        (Some(k), Some(r)) if k != r => {
+            return Err(LatencyError::Mismatch {
+                path: out.clone(),
+                field: "reference_block",
+                table: k.to_string(),
+                now: r.to_string(),
+            }
+            .into());
+        }
+        (None, Some(r)) if !table.entries.is_empty() => {
+            return Err(LatencyError::Mismatch {
+                path: out.clone(),
+                field: "reference_block",
+                table: "none".to_string(),
+                now: r.to_string(),
+            }
+            .into());
+        }
+        (k, r) => k.or(r),
+    };
     table.header.noise = NoiseSettings {
         sentinel_block: table.header.noise.sentinel_block.or(noise.sentinel_block),
+        reference_block,
         ..noise
     };
     let here = SpaceRef::new(space, Some(space_path));

@@ -21,6 +21,7 @@ use crate::config::FASHION_MNIST_DIR;
 use crate::data::{ImageSet, load_fashion_mnist, normalize_u8};
 use crate::latency::predict::{Prediction, predict, space_from_header};
 use crate::latency::table::Table;
+use crate::onnx;
 use crate::session::{self, Session};
 use crate::space::Space;
 use crate::target::Target;
@@ -93,13 +94,24 @@ struct OnTarget {
     load_ms: f64,
 }
 
+/// Runs the model on the target: every input, then a benchmark, run for
+/// run against `reference` (an ONNX block) when given.
 fn on_target(
     s: &mut Session,
     bytes: &[u8],
     shape: &[usize],
     inputs: &[Vec<f32>],
+    reference: Option<&[u8]>,
 ) -> anyhow::Result<OnTarget> {
     let name = s.target.name.clone();
+    let reference = reference
+        .map(|r| {
+            s.client
+                .load_model(r, None)
+                .map(|l| l.handle)
+                .with_context(|| format!("loading the reference block on target {name}"))
+        })
+        .transpose()?;
     let loaded = s
         .client
         .load_model(bytes, Some(shape))
@@ -116,7 +128,7 @@ fn on_target(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let stats = s
         .client
-        .bench(loaded.handle, &s.target.bench)
+        .bench_paired(loaded.handle, reference, &s.target.bench)
         .with_context(|| format!("benchmarking on target {name}"))?;
     s.client.unload(loaded.handle).ok();
     Ok(OnTarget {
@@ -225,9 +237,20 @@ pub fn verify(a: &VerifyArgs) -> anyhow::Result<serde_json::Value> {
         .map(|t| prediction(t, a.space.as_deref(), arch, model_hash))
         .transpose()?;
 
+    let reference_onnx = predicted
+        .as_ref()
+        .and_then(|(t, _)| t.header.noise.reference_block)
+        .map(|k| onnx::write_block(&k, crate::latency::profile::BLOCK_SEED))
+        .transpose()?;
     let mut session = session::open(&target)?;
     let label = session::measurement_label(&target, &session.info);
-    let ran = on_target(&mut session, &bytes, &shape, &inputs);
+    let ran = on_target(
+        &mut session,
+        &bytes,
+        &shape,
+        &inputs,
+        reference_onnx.as_deref(),
+    );
     session.close();
     let ran = ran?;
 
@@ -247,6 +270,16 @@ pub fn verify(a: &VerifyArgs) -> anyhow::Result<serde_json::Value> {
         agree &= argmax(got) == argmax(want);
         correct += usize::from(argmax(got) == test.labels[i] as usize);
     }
+    // A table with a reference block predicts in its units: measure the
+    // same way and compare ratio × scale.
+    let reference = predicted.as_ref().and_then(|(t, _)| {
+        let key = t.header.noise.reference_block?;
+        Some((key, t.reference_scale_ms()?))
+    });
+    let (measured_ms, raw_measured_ms) = match (reference, ran.stats.ratio_median) {
+        (Some((_, scale)), Some(ratio)) => (ratio * scale, Some(ran.stats.median_ms)),
+        _ => (ran.stats.median_ms, None),
+    };
     let (table_target, table_label, predicted_ms, uncalibrated_ms) = match &predicted {
         Some((t, p)) => {
             if t.header.target != target.name {
@@ -276,7 +309,9 @@ pub fn verify(a: &VerifyArgs) -> anyhow::Result<serde_json::Value> {
         "agree": agree,
         "max_abs_diff": max_abs_diff,
         "correct": correct,
-        "measured_ms": ran.stats.median_ms,
+        "measured_ms": measured_ms,
+        "raw_measured_ms": raw_measured_ms,
+        "reference": reference.map(|(k, scale)| json!({"block": k.to_string(), "scale_ms": scale})),
         "p10_ms": ran.stats.p10_ms,
         "p90_ms": ran.stats.p90_ms,
         "runs": ran.stats.runs,

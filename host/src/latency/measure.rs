@@ -45,6 +45,13 @@ pub struct NoiseSettings {
     pub sentinel_block: Option<BlockKey>,
     /// Sentinel change (%) relative to its first measurement that counts as drift.
     pub drift_threshold_pct: f64,
+    /// When set, every model is benchmarked run for run against this block,
+    /// and entries hold the median ratio model / reference as well as their
+    /// own samples. On a machine whose speed changes every few seconds (a
+    /// VM with a busy neighbour, a board stepping its clock) the ratio is
+    /// stable where separate medians are not; see [`super::Table::latency_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_block: Option<BlockKey>,
 }
 
 impl Default for NoiseSettings {
@@ -60,6 +67,7 @@ impl Default for NoiseSettings {
             sentinel_every: 10,
             sentinel_block: None,
             drift_threshold_pct: 5.0,
+            reference_block: None,
         }
     }
 }
@@ -107,8 +115,14 @@ impl NoiseSettings {
 pub trait Device {
     /// Loads an ONNX model with its declared (concrete) input shape.
     fn load_model(&mut self, onnx: &[u8]) -> Result<ModelLoaded, ClientError>;
-    /// Benchmarks a loaded model.
-    fn bench(&mut self, handle: u32, limits: &BenchLimits) -> Result<BenchStats, ClientError>;
+    /// Benchmarks a loaded model, run for run against the loaded model
+    /// `reference` when given.
+    fn bench(
+        &mut self,
+        handle: u32,
+        reference: Option<u32>,
+        limits: &BenchLimits,
+    ) -> Result<BenchStats, ClientError>;
     /// Drops a loaded model.
     fn unload(&mut self, handle: u32) -> Result<(), ClientError>;
     /// Ends the session politely; errors are of no interest by then.
@@ -120,8 +134,13 @@ impl Device for Client {
         Client::load_model(self, onnx, None)
     }
 
-    fn bench(&mut self, handle: u32, limits: &BenchLimits) -> Result<BenchStats, ClientError> {
-        Client::bench(self, handle, limits)
+    fn bench(
+        &mut self,
+        handle: u32,
+        reference: Option<u32>,
+        limits: &BenchLimits,
+    ) -> Result<BenchStats, ClientError> {
+        Client::bench_paired(self, handle, reference, limits)
     }
 
     fn unload(&mut self, handle: u32) -> Result<(), ClientError> {
@@ -282,6 +301,19 @@ pub struct Measured {
     pub converged: bool,
     /// Load time on the agent.
     pub load_ms: f64,
+    /// Against the reference block, when there was one.
+    pub paired: Option<Paired>,
+}
+
+/// A measurement against the reference block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Paired {
+    /// Median of the per-pair ratios model / reference.
+    pub ratio: f64,
+    /// Half-width of that median's 95% interval, in % of it.
+    pub ratio_ci95_halfwidth_pct: Option<f64>,
+    /// Median of the reference's own samples (ms).
+    pub reference_median_ms: f64,
 }
 
 impl Measured {
@@ -302,11 +334,18 @@ impl Measured {
             converged: self.converged,
             load_ms: self.load_ms,
             measured_at,
+            ratio: self.paired.as_ref().map(|p| p.ratio),
+            ratio_ci95_halfwidth_pct: self
+                .paired
+                .as_ref()
+                .and_then(|p| p.ratio_ci95_halfwidth_pct),
+            reference_median_ms: self.paired.as_ref().map(|p| p.reference_median_ms),
         }
     }
 }
 
-/// Loads `onnx`, measures it with [`measure_loaded`], unloads it.
+/// Loads `onnx` (and the reference block, when `noise` names one),
+/// measures it with [`measure_loaded`], unloads them.
 pub fn measure_model(
     dev: &mut dyn Device,
     onnx: &[u8],
@@ -314,25 +353,46 @@ pub fn measure_model(
     base: &BenchLimits,
     noise: &NoiseSettings,
 ) -> Result<Measured, LatencyError> {
+    let reference = match &noise.reference_block {
+        Some(key) => {
+            let bytes =
+                crate::onnx::write_block(key, super::profile::BLOCK_SEED).map_err(|source| {
+                    LatencyError::Onnx {
+                        what: format!("reference {key}"),
+                        source,
+                    }
+                })?;
+            let r = dev
+                .load_model(&bytes)
+                .map_err(|source| LatencyError::Device {
+                    what: format!("loading the reference {key}"),
+                    source,
+                })?;
+            Some(r.handle)
+        }
+        None => None,
+    };
     let loaded = dev
         .load_model(onnx)
         .map_err(|source| LatencyError::Device {
             what: format!("loading {what}"),
             source,
         })?;
-    let mut m = measure_loaded(dev, loaded.handle, what, base, noise)?;
+    let mut m = measure_loaded(dev, loaded.handle, reference, what, base, noise)?;
     m.load_ms = loaded.load_ms;
-    // A failed unload only leaks memory on the agent until the session ends,
-    // but a dropped link must still be noticed here.
-    if let Err(source) = dev.unload(loaded.handle) {
-        let e = LatencyError::Device {
-            what: format!("unloading {what}"),
-            source,
-        };
-        if e.is_link_failure() {
-            return Err(e);
+    for handle in std::iter::once(loaded.handle).chain(reference) {
+        // A failed unload only leaks memory on the agent until the session
+        // ends, but a dropped link must still be noticed here.
+        if let Err(source) = dev.unload(handle) {
+            let e = LatencyError::Device {
+                what: format!("unloading {what}"),
+                source,
+            };
+            if e.is_link_failure() {
+                return Err(e);
+            }
+            tracing::warn!("{e}");
         }
-        tracing::warn!("{e}");
     }
     Ok(m)
 }
@@ -340,10 +400,13 @@ pub fn measure_model(
 /// Benchmarks a loaded model in rounds and pools the samples until the
 /// median's confidence half-width is below `noise.ci_target_pct`, or
 /// `noise.max_runs` samples or `noise.max_time_ms` are reached.
+/// With a `reference` (a loaded model) every run is paired with one of the
+/// reference, and the half-width judged is that of the median ratio.
 /// `base` supplies threads and pinning.
 pub fn measure_loaded(
     dev: &mut dyn Device,
     handle: u32,
+    reference: Option<u32>,
     what: &str,
     base: &BenchLimits,
     noise: &NoiseSettings,
@@ -352,6 +415,8 @@ pub fn measure_loaded(
     let max_runs = noise.max_runs.max(1) as usize;
     let min_runs = (noise.min_runs.max(1) as usize).min(max_runs);
     let mut samples: Vec<f64> = Vec::new();
+    let mut reference_samples: Vec<f64> = Vec::new();
+    let mut ratios: Vec<f64> = Vec::new();
     let mut rounds = 0u32;
     loop {
         let left = max_runs - samples.len();
@@ -378,25 +443,50 @@ pub fn measure_loaded(
             pin_cpu: base.pin_cpu,
             return_samples: true,
         };
-        let stats = dev
-            .bench(handle, &limits)
-            .map_err(|source| LatencyError::Device {
-                what: format!("benchmarking {what}"),
-                source,
-            })?;
-        let got = stats.samples_ms.ok_or_else(|| LatencyError::BadReply {
+        let stats =
+            dev.bench(handle, reference, &limits)
+                .map_err(|source| LatencyError::Device {
+                    what: format!("benchmarking {what}"),
+                    source,
+                })?;
+        let bad = |message: String| LatencyError::BadReply {
             what: format!("benchmarking {what}"),
-            message: "the agent returned no samples although asked to".into(),
-        })?;
-        if got.is_empty() || got.iter().any(|v| !v.is_finite() || *v < 0.0) {
-            return Err(LatencyError::BadReply {
-                what: format!("benchmarking {what}"),
-                message: format!("{} sample(s), not all finite and ≥ 0", got.len()),
-            });
+            message,
+        };
+        let valid = |v: &[f64]| !v.is_empty() && v.iter().all(|x| x.is_finite() && *x >= 0.0);
+        let got = stats
+            .samples_ms
+            .ok_or_else(|| bad("the agent returned no samples although asked to".into()))?;
+        if !valid(&got) {
+            return Err(bad(format!(
+                "{} sample(s), not all finite and ≥ 0",
+                got.len()
+            )));
+        }
+        if reference.is_some() {
+            let refs = stats.reference_samples_ms.ok_or_else(|| {
+                bad("the agent returned no reference samples (an agent older than protocol 1.1 ignores the reference)".into())
+            })?;
+            if refs.len() != got.len() || !valid(&refs) || refs.contains(&0.0) {
+                return Err(bad(format!(
+                    "{} reference sample(s) for {} sample(s), or some not finite and > 0",
+                    refs.len(),
+                    got.len()
+                )));
+            }
+            ratios.extend(got.iter().zip(&refs).map(|(x, r)| x / r));
+            reference_samples.extend(refs);
         }
         samples.extend(got);
         rounds += 1;
-        let mut sorted = samples.clone();
+        // With a reference, the ratio is what the entry stands for, so its
+        // interval decides when to stop.
+        let judged = if reference.is_some() {
+            &ratios
+        } else {
+            &samples
+        };
+        let mut sorted = judged.clone();
         sorted.sort_by(f64::total_cmp);
         let hw = median_ci(&sorted).map(|(_, hw)| hw);
         let converged = samples.len() >= min_runs && hw.is_some_and(|h| h < noise.ci_target_pct);
@@ -409,12 +499,29 @@ pub fn measure_loaded(
                     what: format!("benchmarking {what}"),
                     message: "no samples".into(),
                 })?;
+            let paired = match (
+                reference,
+                padnas_agent::stats::summarize(&ratios),
+                padnas_agent::stats::summarize(&reference_samples),
+            ) {
+                (Some(_), Some(r), Some(refs)) => Some(Paired {
+                    ratio: r.median,
+                    ratio_ci95_halfwidth_pct: hw,
+                    reference_median_ms: refs.median,
+                }),
+                _ => None,
+            };
+            // The raw median's own interval, whatever decided the stop.
+            let mut sorted = samples.clone();
+            sorted.sort_by(f64::total_cmp);
+            let raw_hw = median_ci(&sorted).map(|(_, hw)| hw);
             return Ok(Measured {
                 summary,
                 rounds,
-                ci95_halfwidth_pct: hw,
+                ci95_halfwidth_pct: raw_hw,
                 converged,
                 load_ms: 0.0,
+                paired,
             });
         }
     }
@@ -429,13 +536,17 @@ pub(crate) mod tests {
     use super::*;
 
     /// A fake agent: every bench returns samples from `draw`; it drops the
-    /// link (as a dead child would) after `drop_after` benches.
+    /// link (as a dead child would) after `drop_after` benches. With `cost`,
+    /// a model's samples are instead `cost(its ONNX bytes)` times the
+    /// machine speed `phase(bench number)`, for model and reference alike.
     pub(crate) struct Fake {
         pub draw: Box<dyn FnMut(usize) -> f64>,
         pub drop_after: Option<usize>,
         pub benches: usize,
         pub loads: Vec<Vec<u8>>,
         pub bad_model: bool,
+        pub cost: Option<fn(&[u8]) -> f64>,
+        pub phase: fn(usize) -> f64,
     }
 
     impl Fake {
@@ -446,6 +557,21 @@ pub(crate) mod tests {
                 benches: 0,
                 loads: Vec::new(),
                 bad_model: false,
+                cost: None,
+                phase: |_| 1.0,
+            }
+        }
+
+        fn samples(&mut self, handle: u32, n: usize) -> Vec<f64> {
+            match self.cost {
+                Some(cost) => {
+                    let c = cost(&self.loads[handle as usize - 1]);
+                    let speed = (self.phase)(self.benches);
+                    (0..n)
+                        .map(|i| c * speed * (1.0 + 0.001 * (i % 7) as f64))
+                        .collect()
+                }
+                None => (0..n).map(|i| (self.draw)(i)).collect(),
             }
         }
     }
@@ -477,23 +603,34 @@ pub(crate) mod tests {
             }
             self.loads.push(onnx.to_vec());
             Ok(ModelLoaded {
-                handle: 1,
+                handle: self.loads.len() as u32,
                 input_shape: vec![1],
                 output_shape: vec![1],
                 load_ms: 1.5,
             })
         }
 
-        fn bench(&mut self, _handle: u32, limits: &BenchLimits) -> Result<BenchStats, ClientError> {
+        fn bench(
+            &mut self,
+            handle: u32,
+            reference: Option<u32>,
+            limits: &BenchLimits,
+        ) -> Result<BenchStats, ClientError> {
             if self.drop_after.is_some_and(|n| self.benches >= n) {
                 // What a dead child agent looks like: the stream ends.
                 return Err(ClientError::Closed);
             }
             self.benches += 1;
             assert!(limits.return_samples);
-            let samples: Vec<f64> = (0..limits.max_runs as usize)
-                .map(|i| (self.draw)(i))
-                .collect();
+            let n = limits.max_runs as usize;
+            let samples = self.samples(handle, n);
+            let reference_samples = reference.map(|r| {
+                if self.cost.is_some() {
+                    self.samples(r, n)
+                } else {
+                    vec![1.0; n]
+                }
+            });
             let s = padnas_agent::stats::summarize(&samples).expect("samples");
             Ok(BenchStats {
                 runs: s.n as u32,
@@ -509,6 +646,11 @@ pub(crate) mod tests {
                 threads: 1,
                 pinned_cpu: None,
                 samples_ms: Some(samples),
+                wall_ms: None,
+                timed_wall_ms: None,
+                reference_samples_ms: reference_samples,
+                reference_median_ms: None,
+                ratio_median: None,
             })
         }
 
@@ -573,6 +715,80 @@ pub(crate) mod tests {
         assert!(m.converged, "{m:?}");
         assert!(m.ci95_halfwidth_pct.is_some_and(|h| h < 2.0));
         assert!(m.summary.median > 9.9 && m.summary.median < 10.4, "{m:?}");
+    }
+
+    /// Cost of a fake model: its ONNX size, as if time grew with weights.
+    fn by_size(onnx: &[u8]) -> f64 {
+        onnx.len() as f64 / 1000.0
+    }
+
+    #[test]
+    fn a_reference_cancels_a_machine_that_changes_speed() {
+        // The machine alternates between two speeds 1.45× apart, one per
+        // benchmark request, as this VM did: separate medians of the same
+        // block disagree by 45%, ratios to a reference run alongside agree.
+        let key: BlockKey = "mbconv:k3e3:in8x8x8:out8:s1".parse().expect("key");
+        let block = crate::onnx::write_block(&key, 0).expect("onnx");
+        let mut dev = Fake {
+            cost: Some(by_size),
+            phase: |bench| if bench % 2 == 0 { 1.45 } else { 1.0 },
+            ..Fake::steady(1.0)
+        };
+        let plain = NoiseSettings::default();
+        let a = measure_model(&mut dev, &block, "b", &BenchLimits::default(), &plain).unwrap();
+        let b = measure_model(&mut dev, &block, "b", &BenchLimits::default(), &plain).unwrap();
+        let (hi, lo) = (
+            a.summary.median.max(b.summary.median),
+            a.summary.median.min(b.summary.median),
+        );
+        let spread = hi / lo - 1.0;
+        assert!(spread > 0.4, "{} vs {}", a.summary.median, b.summary.median);
+        assert!(a.paired.is_none());
+
+        let reference: BlockKey = "mbconv:k3e3:in4x8x8:out4:s1".parse().expect("key");
+        let paired = NoiseSettings {
+            reference_block: Some(reference),
+            ..NoiseSettings::default()
+        };
+        let a = measure_model(&mut dev, &block, "b", &BenchLimits::default(), &paired).unwrap();
+        let b = measure_model(&mut dev, &block, "b", &BenchLimits::default(), &paired).unwrap();
+        let (ra, rb) = (a.paired.unwrap(), b.paired.unwrap());
+        assert!((ra.ratio / rb.ratio - 1.0).abs() < 1e-9, "{ra:?} {rb:?}");
+        let ref_onnx = crate::onnx::write_block(&reference, 0).unwrap();
+        let want = by_size(&block) / by_size(&ref_onnx);
+        assert!(
+            (ra.ratio / want - 1.0).abs() < 1e-3,
+            "{} vs {want}",
+            ra.ratio
+        );
+        assert!(a.converged && b.converged);
+        // The reference was loaded and unloaded with each model.
+        assert_eq!(dev.loads.len(), 2 + 2 * 2);
+        assert_eq!(dev.loads[2], ref_onnx);
+
+        // An agent that ignores the reference (older than protocol 1.1) is
+        // a clear error, not a table in mixed units.
+        struct Deaf(Fake);
+        impl Device for Deaf {
+            fn load_model(&mut self, onnx: &[u8]) -> Result<ModelLoaded, ClientError> {
+                self.0.load_model(onnx)
+            }
+            fn bench(
+                &mut self,
+                h: u32,
+                _reference: Option<u32>,
+                l: &BenchLimits,
+            ) -> Result<BenchStats, ClientError> {
+                self.0.bench(h, None, l)
+            }
+            fn unload(&mut self, h: u32) -> Result<(), ClientError> {
+                self.0.unload(h)
+            }
+        }
+        let mut deaf = Deaf(Fake::steady(1.0));
+        let e = measure_model(&mut deaf, &block, "b", &BenchLimits::default(), &paired)
+            .expect_err("no reference samples");
+        assert!(e.to_string().contains("no reference samples"), "{e}");
     }
 
     #[test]

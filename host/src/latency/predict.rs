@@ -33,7 +33,7 @@ pub fn predict(
     let mut missing: Vec<String> = Vec::new();
     let mut sum = 0.0;
     for key in &blocks {
-        match table.median_ms(key) {
+        match table.latency_ms(key) {
             Some(ms) => sum += ms,
             None => {
                 let k = key.to_string();

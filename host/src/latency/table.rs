@@ -171,12 +171,22 @@ pub struct Entry {
     /// Half-width of the 95% distribution-free confidence interval of the
     /// median, in % of the median; `None` with too few runs for one.
     pub ci95_halfwidth_pct: Option<f64>,
-    /// Whether the half-width reached the target before the run cap.
+    /// Whether the half-width reached the target before the run cap (the
+    /// ratio's half-width, in a table with a reference block).
     pub converged: bool,
     /// Load and optimisation time on the agent.
     pub load_ms: f64,
     /// When it was measured (RFC 3339, UTC).
     pub measured_at: String,
+    /// With a reference block: median of the per-pair ratios block / reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    /// With a reference block: 95% half-width of `ratio`, in % of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_ci95_halfwidth_pct: Option<f64>,
+    /// With a reference block: the reference's median during this entry (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_median_ms: Option<f64>,
 }
 
 /// One re-measurement of the sentinel block.
@@ -317,6 +327,7 @@ impl Table {
                 path: path.to_path_buf(),
                 source,
             })?;
+        let referenced = table.header.noise.reference_block.is_some();
         for (key, e) in &table.entries {
             let ok = [e.median_ms, e.p10_ms, e.p90_ms]
                 .iter()
@@ -324,6 +335,14 @@ impl Table {
             if !ok {
                 return Err(format_err(format!(
                     "entry {key}: latencies must be finite and ≥ 0"
+                )));
+            }
+            // Mixing entries with and without a ratio would mix units.
+            let positive = |v: Option<f64>| v.is_some_and(|v| v.is_finite() && v > 0.0);
+            if referenced && !(positive(e.ratio) && positive(e.reference_median_ms)) {
+                return Err(format_err(format!(
+                    "entry {key}: the table has a reference block, so every entry needs a \
+                     positive ratio and reference_median_ms"
                 )));
             }
         }
@@ -343,9 +362,46 @@ impl Table {
         write_atomic(path, text.as_bytes())
     }
 
-    /// Latency of `key`, if measured.
+    /// Measured median of `key`, if measured.
     pub fn median_ms(&self, key: &BlockKey) -> Option<f64> {
         self.entries.get(key).map(|e| e.median_ms)
+    }
+
+    /// The latency the table stands for: the median, or, in a table with a
+    /// reference block, the block's ratio to the reference times
+    /// [`Table::reference_scale_ms`]. Predictions and validations use this.
+    pub fn latency_ms(&self, key: &BlockKey) -> Option<f64> {
+        let e = self.entries.get(key)?;
+        if self.header.noise.reference_block.is_some() {
+            Some(e.ratio? * self.reference_scale_ms()?)
+        } else {
+            Some(e.median_ms)
+        }
+    }
+
+    /// In a table with a reference block, the reference's latency that
+    /// turns ratios into ms: the median over entries of the reference's
+    /// median during each. It is one constant for every block, so it cancels
+    /// out of predicted-vs-measured comparisons made with the same table; it
+    /// only sets the absolute scale, as the typical speed seen while
+    /// profiling.
+    pub fn reference_scale_ms(&self) -> Option<f64> {
+        self.header.noise.reference_block?;
+        let mut v: Vec<f64> = self
+            .entries
+            .values()
+            .filter_map(|e| e.reference_median_ms)
+            .collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        Some(if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        })
     }
 
     /// Checks that this table was measured under the conditions of `now`
@@ -480,7 +536,60 @@ pub(crate) mod tests {
             converged: true,
             load_ms: 3.0,
             measured_at: "2025-01-01T00:00:01.000Z".into(),
+            ratio: None,
+            ratio_ci95_halfwidth_pct: None,
+            reference_median_ms: None,
         }
+    }
+
+    #[test]
+    fn a_referenced_table_answers_in_ratio_times_scale() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.json");
+        let mut t = Table::new(header());
+        t.header.noise.reference_block = Some("mbconv:k3e3:in16x28x28:out16:s1".parse().unwrap());
+        let a: BlockKey = "mbconv:k3e6:in24x56x56:out40:s2".parse().unwrap();
+        let b: BlockKey = "mbconv:k5e3:in24x56x56:out24:s1".parse().unwrap();
+        let c: BlockKey = "mbconv:k7e3:in24x56x56:out24:s1".parse().unwrap();
+        // Measured in different phases: raw medians 1.45× off, ratios not.
+        for (k, raw, ratio, reference) in [
+            (a, 3.0, 10.0, 0.30),
+            (b, 8.7, 20.0, 0.435),
+            (c, 1.0, 4.0, 0.25),
+        ] {
+            t.entries.insert(
+                k,
+                Entry {
+                    ratio: Some(ratio),
+                    reference_median_ms: Some(reference),
+                    ..entry(raw)
+                },
+            );
+        }
+        assert_eq!(
+            t.reference_scale_ms(),
+            Some(0.30),
+            "median of 0.25, 0.30, 0.435"
+        );
+        assert!((t.latency_ms(&b).unwrap() - 6.0).abs() < 1e-12);
+        assert_eq!(t.median_ms(&b), Some(8.7), "the raw median stays on record");
+        t.save(&path).expect("save");
+        assert_eq!(Table::load(&path).expect("load"), t);
+
+        // An entry without a ratio in a referenced table is refused by name.
+        t.entries.insert(a, entry(3.0));
+        t.save(&path).expect("save");
+        let msg = Table::load(&path).expect_err("mixed units").to_string();
+        assert!(
+            msg.contains("r.json") && msg.contains(&a.to_string()) && msg.contains("ratio"),
+            "{msg}"
+        );
+
+        // Without a reference block, latency is the median.
+        let mut plain = Table::new(header());
+        plain.entries.insert(a, entry(3.0));
+        assert_eq!(plain.latency_ms(&a), Some(3.0));
+        assert_eq!(plain.reference_scale_ms(), None);
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub struct Row {
     pub converged: bool,
     /// Agent-side load and optimisation time (ms).
     pub load_ms: f64,
+    /// With a reference block: the measured median itself, before the
+    /// ratio (`measured_ms` is then ratio × the table's reference scale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_measured_ms: Option<f64>,
+    /// With a reference block: the sum of the table's raw medians.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_predicted_ms: Option<f64>,
 }
 
 /// Outcome of a validation.
@@ -54,6 +61,11 @@ pub struct Validation {
     pub calibrated_loo: Option<Metrics>,
     /// The correction fitted on all networks (what `predict` will apply).
     pub fit: Option<LinearFit>,
+    /// With a reference block: the same comparison on raw medians (sum of
+    /// the blocks' medians against the network's median), which the
+    /// machine's speed changes hit unevenly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub without_reference: Option<Metrics>,
     /// Per-network rows.
     pub rows: Vec<Row>,
     /// Wall time of the measurements (s).
@@ -87,6 +99,17 @@ pub fn validate(
     progress: &ProgressBar,
 ) -> Result<Validation, LatencyError> {
     let noise = &table.header.noise;
+    let scale = match noise.reference_block {
+        Some(key) => Some(
+            table
+                .reference_scale_ms()
+                .ok_or_else(|| LatencyError::Format {
+                    path: table_path.to_path_buf(),
+                    message: format!("reference block {key} but no entries to scale it by"),
+                })?,
+        ),
+        None => None,
+    };
     let started = Instant::now();
     let mut missing: Vec<String> = Vec::new();
     let mut predicted = Vec::with_capacity(archs.len());
@@ -124,22 +147,32 @@ pub fn validate(
             })?;
         let m = link.run(|d| measure_model(d, &bytes, &what, limits, noise))?;
         let s = &m.summary;
-        tracing::debug!(
-            "{what}: predicted {pred:.3} ms, measured {:.3} ms",
-            s.median
-        );
+        let (measured, raw_measured, raw_predicted) = match (scale, &m.paired) {
+            (Some(scale), Some(p)) => {
+                let raw_sum: f64 = space
+                    .arch_blocks(arch)?
+                    .iter()
+                    .filter_map(|k| table.median_ms(k))
+                    .sum();
+                (p.ratio * scale, Some(s.median), Some(raw_sum))
+            }
+            _ => (s.median, None, None),
+        };
+        tracing::debug!("{what}: predicted {pred:.3} ms, measured {measured:.3} ms");
         rows.push(Row {
             seed: *seed,
             arch: arch.to_string(),
             predicted_ms: *pred,
             calibrated_loo_ms: None,
-            measured_ms: s.median,
+            measured_ms: measured,
             measured_p10_ms: s.p10,
             measured_p90_ms: s.p90,
             runs: s.n as u32,
             ci95_halfwidth_pct: m.ci95_halfwidth_pct,
             converged: m.converged,
             load_ms: m.load_ms,
+            raw_measured_ms: raw_measured,
+            raw_predicted_ms: raw_predicted,
         });
         progress.inc(1);
     }
@@ -159,10 +192,18 @@ pub fn evaluate(mut rows: Vec<Row>, seconds: f64) -> Validation {
         }
     }
     let fit = loo.as_ref().and_then(|_| fit_linear(&x, &y));
+    let unreferenced: Option<(Vec<f64>, Vec<f64>)> = rows
+        .iter()
+        .map(|r| Some((r.raw_predicted_ms?, r.raw_measured_ms?)))
+        .collect::<Option<Vec<_>>>()
+        .filter(|v| !v.is_empty())
+        .map(|v| v.into_iter().unzip());
+    let without_reference = unreferenced.map(|(x, y)| metrics(&x, &y));
     Validation {
         raw,
         calibrated_loo,
         fit,
+        without_reference,
         rows,
         seconds,
     }
@@ -309,6 +350,8 @@ mod tests {
             ci95_halfwidth_pct: Some(1.0),
             converged: true,
             load_ms: 1.0,
+            raw_measured_ms: None,
+            raw_predicted_ms: None,
         }
     }
 
@@ -401,6 +444,77 @@ mod tests {
             e.to_string().contains(&space.head_block().to_string()),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_referenced_validation_does_not_see_the_machine_change_speed() {
+        // The fake's cost of a model is its ONNX size times the machine's
+        // speed, which changes between requests. Validated twice, on two
+        // machines whose speed changes differently, the referenced figures
+        // agree exactly while the raw medians do not.
+        let space =
+            Space::from_yaml_str(crate::latency::profile::tests::TINY, "tiny.yaml").expect("space");
+        fn size(onnx: &[u8]) -> f64 {
+            onnx.len() as f64 / 1000.0
+        }
+        let fake = |phase: fn(usize) -> f64| Fake {
+            cost: Some(size),
+            phase,
+            ..Fake::steady(1.0)
+        };
+        let mut table = Table::new(header());
+        table.header.noise.reference_block = Some("mbconv:k3e3:in4x8x8:out4:s1".parse().unwrap());
+        let noise = table.header.noise.clone();
+        let mut dev = fake(|b| if b % 3 == 0 { 1.45 } else { 1.0 });
+        for k in space.unique_blocks() {
+            let bytes = crate::onnx::write_block(&k, crate::latency::profile::BLOCK_SEED).unwrap();
+            let m = crate::latency::measure::measure_model(
+                &mut dev,
+                &bytes,
+                "b",
+                &BenchLimits::default(),
+                &noise,
+            )
+            .unwrap();
+            table.entries.insert(k, m.entry("t".into()));
+        }
+        let archs = sample(&space, 6, 3);
+        let run = |phase: fn(usize) -> f64| {
+            let mut link = Link::new(
+                Connection {
+                    device: Box::new(fake(phase)),
+                    info: info(),
+                },
+                Box::new(|| Err(LatencyError::InvalidArgument("no".into()))),
+                0,
+            );
+            validate(
+                &table,
+                Path::new("t.json"),
+                &space,
+                &archs,
+                &mut link,
+                &BenchLimits::default(),
+                &ProgressBar::hidden(),
+            )
+            .expect("validate")
+        };
+        let a = run(|b| if b % 2 == 0 { 1.45 } else { 1.0 });
+        let b = run(|_| 1.0);
+        assert!(a.without_reference.is_some() && b.without_reference.is_some());
+        let mut raw_apart = 0;
+        for (x, y) in a.rows.iter().zip(&b.rows) {
+            assert!(
+                (x.measured_ms / y.measured_ms - 1.0).abs() < 1e-9,
+                "{x:?} {y:?}"
+            );
+            assert_eq!(x.predicted_ms, y.predicted_ms);
+            let (rx, ry) = (x.raw_measured_ms.unwrap(), y.raw_measured_ms.unwrap());
+            if (rx / ry - 1.0).abs() > 0.4 {
+                raw_apart += 1;
+            }
+        }
+        assert!(raw_apart >= 2, "the raw medians saw the speed change");
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl LatencyModel {
     /// block the space needs must be in the table.
     pub fn new(table: &Table, path: &Path, space: &Space) -> Result<LatencyModel, SearchError> {
         let mut missing = Vec::new();
-        let mut get = |key: crate::space::BlockKey| match table.median_ms(&key) {
+        let mut get = |key: crate::space::BlockKey| match table.latency_ms(&key) {
             Some(ms) => ms,
             None => {
                 let k = key.to_string();
