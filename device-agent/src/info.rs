@@ -10,6 +10,9 @@ use std::path::Path;
 
 use crate::proto::{AgentInfo, PROTOCOL_MAJOR, PROTOCOL_MINOR};
 
+/// Hello feature of an agent built with debug assertions (the dev profile).
+pub const UNOPTIMISED: &str = "unoptimised";
+
 /// Version of `tract-onnx` this agent was built with, from the workspace
 /// `Cargo.lock` at build time (see `build.rs`).
 pub const TRACT_VERSION: &str = env!("PADNAS_TRACT_VERSION");
@@ -33,6 +36,12 @@ pub fn gather() -> AgentInfo {
     }
     if cfg!(feature = "serial") {
         features.push("serial".to_string());
+    }
+    // A build with debug assertions (the dev profile) runs our own code
+    // unoptimised: its figures must never pass for a board's latency, so
+    // it says so and the host labels its measurements.
+    if cfg!(debug_assertions) {
+        features.push(UNOPTIMISED.to_string());
     }
     AgentInfo {
         protocol: PROTOCOL_MAJOR,

@@ -91,14 +91,24 @@ pub fn cargo_target_dir() -> Option<PathBuf> {
     Some(profile_dir.parent()?.to_path_buf())
 }
 
+/// Environment variable naming the cargo profile of the agent that targets
+/// on this machine run (`release` when unset). The test command sets it to
+/// `debug`, so CI does not spend minutes on a fat-LTO build whose timings
+/// no test reads; such an agent says so in Hello and every label shows it.
+pub const AGENT_PROFILE_ENV: &str = "PADNAS_AGENT_PROFILE";
+
 /// Cargo profile whose agent build a target runs: `emulated` for qemu
 /// targets (timings meaningless, so built without LTO to save CI minutes),
-/// `release` for everything whose latency counts.
-pub fn agent_profile(target: &Target) -> &'static str {
+/// `release` for everything whose latency counts, unless
+/// [`AGENT_PROFILE_ENV`] names another for targets on this machine.
+pub fn agent_profile(target: &Target) -> String {
     if target.emulated() {
-        "emulated"
+        "emulated".to_string()
     } else {
-        "release"
+        std::env::var(AGENT_PROFILE_ENV)
+            .ok()
+            .filter(|p| !p.trim().is_empty() && target.triple == host_triple())
+            .unwrap_or_else(|| "release".to_string())
     }
 }
 
@@ -108,31 +118,32 @@ pub fn agent_profile(target: &Target) -> &'static str {
 /// optimised code, so a debug agent is never picked up by accident.
 pub fn agent_binary_for(target: &Target) -> Result<PathBuf, SessionError> {
     if let Some(p) = &target.agent_binary {
-        return existing(p.clone(), &target.triple, agent_profile(target));
+        return existing(p.clone(), &target.triple, &agent_profile(target));
     }
     let dir = cargo_target_dir().unwrap_or_else(|| PathBuf::from("target"));
     let profile = agent_profile(target);
     let path = if target.triple == host_triple() {
-        dir.join(profile).join("padnas-agent")
+        dir.join(&profile).join("padnas-agent")
     } else {
-        dir.join(&target.triple).join(profile).join("padnas-agent")
+        dir.join(&target.triple).join(&profile).join("padnas-agent")
     };
-    existing(path, &target.triple, profile)
+    existing(path, &target.triple, &profile)
 }
 
 fn existing(path: PathBuf, triple: &str, profile: &str) -> Result<PathBuf, SessionError> {
     if path.is_file() {
         Ok(path)
     } else {
-        let flag = if profile == "emulated" {
-            " --emulated"
-        } else {
-            ""
+        let hint = match profile {
+            "emulated" => format!("scripts/build-agent.sh --emulated {triple}"),
+            "release" => format!("scripts/build-agent.sh {triple}"),
+            "debug" => "cargo build -p padnas-agent".to_string(),
+            other => format!("cargo build -p padnas-agent --profile {other}"),
         };
         Err(SessionError::AgentMissing {
             triple: triple.to_string(),
             path,
-            hint: format!("scripts/build-agent.sh{flag} {triple}"),
+            hint,
         })
     }
 }
@@ -294,7 +305,16 @@ pub fn measurement_label(target: &Target, info: &AgentInfo) -> String {
             host_cpu_model()
         )
     } else {
-        format!("{} ({} cores, {})", info.cpu, info.cores, info.arch)
+        let label = format!("{} ({} cores, {})", info.cpu, info.cores, info.arch);
+        if info
+            .features
+            .iter()
+            .any(|f| f == padnas_agent::info::UNOPTIMISED)
+        {
+            format!("{label}, unoptimised agent (for tests; not its latency)")
+        } else {
+            label
+        }
     }
 }
 
@@ -309,4 +329,25 @@ pub fn host_cpu_model() -> String {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unoptimised_agent_is_labelled_so() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../targets");
+        let target = Target::resolve("local", &dir).expect("local target");
+        let mut info = crate::latency::measure::tests::info();
+        let plain = measurement_label(&target, &info);
+        assert_eq!(plain, "Test CPU (2 cores, x86_64)");
+        info.features
+            .push(padnas_agent::info::UNOPTIMISED.to_string());
+        let label = measurement_label(&target, &info);
+        assert!(
+            label.starts_with(&plain) && label.contains("unoptimised agent"),
+            "{label}"
+        );
+    }
 }

@@ -27,12 +27,21 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The agent for `triple`: None, this machine's release build; a cross
-/// triple, its `emulated` build run under qemu. The test command
-/// (scripts/test.sh) builds them first; a missing one fails loudly.
+/// The agent for `triple`: None, this machine's build in the profile
+/// `PADNAS_AGENT_PROFILE` names (release when unset; the test command uses
+/// debug), as `padnas` itself picks it; a cross triple, its `emulated` build
+/// run under qemu. The test command (scripts/test.sh) builds them first; a
+/// missing one fails loudly.
 pub fn agent_bin(triple: Option<&str>) -> PathBuf {
+    let profile = std::env::var("PADNAS_AGENT_PROFILE")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| "release".to_string());
     let (p, how) = match triple {
-        None => (target_dir().join("release/padnas-agent"), String::new()),
+        None => (
+            target_dir().join(&profile).join("padnas-agent"),
+            String::new(),
+        ),
         Some(t) => (
             target_dir().join(t).join("emulated/padnas-agent"),
             format!("--emulated {t}"),

@@ -416,8 +416,11 @@ impl Table {
             now,
         };
         let opt = |v: Option<usize>| v.map_or_else(|| "none".to_string(), |c| c.to_string());
-        let checks: [(&'static str, String, String); 8] = [
+        // The label carries what the agent said of itself beyond the CPU
+        // (an unoptimised test build, for one): part of the setup too.
+        let checks: [(&'static str, String, String); 9] = [
             ("target", t.target.clone(), now.target.clone()),
+            ("label", t.label.clone(), now.label.clone()),
             ("threads", t.threads.to_string(), now.threads.to_string()),
             ("pin_cpu", opt(t.pin_cpu), opt(now.pin_cpu)),
             ("emulated", t.emulated.to_string(), now.emulated.to_string()),
