@@ -124,26 +124,18 @@ fn isolated<T: Send + 'static>(
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let (done, result) = mpsc::sync_channel(1);
-    let mut job: Job = Box::new(move || {
+    let job: Job = Box::new(move || {
         let _ = done.send(catch_unwind(AssertUnwindSafe(f)));
     });
-    // A worker that is gone (it cannot be, short of a bug) gets one
-    // replacement.
-    for attempt in 0..2 {
-        let w = match worker.as_ref() {
-            Some(w) => w,
-            None => worker.insert(Worker::spawn()?),
-        };
-        match w.jobs.send(job) {
-            Ok(()) => break,
-            Err(mpsc::SendError(back)) => {
-                *worker = None;
-                job = back;
-                if attempt == 1 {
-                    return Err(BenchError::Internal("the worker thread is gone".into()));
-                }
-            }
-        }
+    let w = match worker.as_ref() {
+        Some(w) => w,
+        None => worker.insert(Worker::spawn()?),
+    };
+    // The worker only ends when its sender is dropped, and every job catches
+    // its own panic, so a refused send would be a bug; it is still an error.
+    if w.jobs.send(job).is_err() {
+        *worker = None;
+        return Err(BenchError::Internal("the worker thread is gone".into()));
     }
     match result.recv() {
         Ok(Ok(r)) => r,

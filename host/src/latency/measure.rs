@@ -511,10 +511,15 @@ pub fn measure_loaded(
                 }),
                 _ => None,
             };
-            // The raw median's own interval, whatever decided the stop.
-            let mut sorted = samples.clone();
-            sorted.sort_by(f64::total_cmp);
-            let raw_hw = median_ci(&sorted).map(|(_, hw)| hw);
+            // The raw median's own interval, whatever decided the stop
+            // (without a reference, the one just computed).
+            let raw_hw = if reference.is_some() {
+                let mut sorted = samples.clone();
+                sorted.sort_by(f64::total_cmp);
+                median_ci(&sorted).map(|(_, hw)| hw)
+            } else {
+                hw
+            };
             return Ok(Measured {
                 summary,
                 rounds,
