@@ -129,6 +129,10 @@ pub struct RawTarget {
     /// --reference`): for machines whose speed changes every few seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<crate::space::BlockKey>,
+    /// Sweeps over the block list for a table profiled by the run
+    /// (`padnas profile --passes`); 1 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passes: Option<u32>,
 }
 
 /// Latency window: either bounds in ms or quantiles of random architectures.
@@ -450,6 +454,8 @@ pub struct TargetConfig {
     pub tables_dir: PathBuf,
     /// Reference block for profiling, if any.
     pub reference: Option<crate::space::BlockKey>,
+    /// Sweeps over the block list when profiling.
+    pub passes: u32,
 }
 
 /// How the latency window is set.
@@ -630,6 +636,7 @@ impl JobConfig {
                 table: self.target.table.as_deref().map(abs),
                 tables_dir: Some(abs(&self.target.tables_dir)),
                 reference: self.target.reference,
+                passes: Some(self.target.passes),
             }),
             search: Some(RawSearch {
                 population: Some(self.search.population),
@@ -816,6 +823,7 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
             table: None,
             tables_dir: PathBuf::from("latency-tables"),
             reference: None,
+            passes: 1,
         },
         Some(r) => {
             if r.name.trim().is_empty() {
@@ -833,6 +841,19 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
                     .as_deref()
                     .map_or_else(|| PathBuf::from("latency-tables"), resolve),
                 reference: r.reference,
+                passes: match r.passes {
+                    None => 1,
+                    Some(p) if (1..=crate::latency::measure::MAX_PASSES).contains(&p) => p,
+                    Some(p) => {
+                        return Err(bad(
+                            "target.passes",
+                            format!(
+                                "must be 1 to {}, got {p}",
+                                crate::latency::measure::MAX_PASSES
+                            ),
+                        ));
+                    }
+                },
             }
         }
     };
@@ -1120,7 +1141,7 @@ train:
         assert_eq!(c.retrain.epochs, 3);
         let text = format!(
             "{GOOD}target: {{ name: rpi4, targets_dir: ../targets, table: t.json, \
-             reference: 'mbconv:k3e3:in16x28x28:out16:s1' }}\n\
+             reference: 'mbconv:k3e3:in16x28x28:out16:s1', passes: 4 }}\n\
              search: {{ population: 16, generations: 5, window: {{ lo_ms: 1.5, hi_ms: 3 }} }}\n\
              prune: {{ finetune_epochs: [4, 2, 1], threshold: 0.05 }}\n\
              retrain: {{ epochs: 9, inherit: true }}\n"
@@ -1139,6 +1160,17 @@ train:
         assert_eq!(back.prune, c.prune);
         assert_eq!(back.retrain, c.retrain);
         assert_eq!(back.target.name, "rpi4");
+        assert_eq!((c.target.passes, back.target.passes), (4, 4));
+        assert_eq!(
+            parse(GOOD).unwrap().target.passes,
+            1,
+            "one pass when absent"
+        );
+        let e = err(&format!("{GOOD}target: {{ name: rpi4, passes: 0 }}\n"));
+        assert!(
+            e.starts_with("job.yaml: target.passes: must be 1 to"),
+            "{e}"
+        );
         assert_eq!(
             back.target.reference.map(|k| k.to_string()).as_deref(),
             Some("mbconv:k3e3:in16x28x28:out16:s1")

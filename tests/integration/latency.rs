@@ -170,6 +170,44 @@ fn profile_predict_and_validate_on_a_tiny_space() {
         "{s}"
     );
 
+    // A second pass: one more visit per entry, the entry is the faster one.
+    let out = run_ok(
+        padnas()
+            .args(["profile", "--passes", "2", "--target"])
+            .arg(&target)
+            .arg("--space")
+            .arg(&space)
+            .arg("--out")
+            .arg(&table),
+    );
+    let s = json_line(&out);
+    assert_eq!(
+        (
+            s["measured_now"].as_u64(),
+            s["skipped"].as_u64(),
+            s["passes"].as_u64()
+        ),
+        (Some(7), Some(0), Some(2)),
+        "{s}"
+    );
+    let t = read_json(&table);
+    assert_eq!(t["header"]["noise"]["passes"], 2);
+    let entries = t["entries"].as_object().expect("entries");
+    for (k, e) in entries {
+        let visits: Vec<f64> = e["visit_medians_ms"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{k}: visit_medians_ms"))
+            .iter()
+            .map(|v| v.as_f64().expect("ms"))
+            .collect();
+        assert_eq!(visits.len(), 2, "{k}: {e}");
+        assert_eq!(
+            e["median_ms"].as_f64(),
+            Some(visits[0].min(visits[1])),
+            "{k}: the faster visit"
+        );
+    }
+
     // predict: the space comes from the header.
     let out = run_ok(
         padnas()
@@ -207,6 +245,7 @@ fn profile_predict_and_validate_on_a_tiny_space() {
     );
     let v = json_line(&out);
     assert_eq!(v["n"], 6, "{v}");
+    assert_eq!(v["passes"], 2, "the table's passes: {v}");
     for k in ["within_5pct", "within_10pct"] {
         let x = v[k].as_f64().expect(k);
         assert!((0.0..=1.0).contains(&x), "{k} = {x}");
@@ -219,6 +258,15 @@ fn profile_predict_and_validate_on_a_tiny_space() {
     let report = read_json(&dir.path().join("tiny.validation.json"));
     assert_eq!(report["rows"].as_array().map(Vec::len), Some(6));
     assert!(report["rows"][0]["measured_ms"].as_f64().expect("measured") > 0.0);
+    for r in report["rows"].as_array().expect("rows") {
+        let visits = r["visit_ms"].as_array().expect("visit_ms");
+        assert_eq!(visits.len(), 2, "{r}");
+        let fastest = visits
+            .iter()
+            .filter_map(|v| v.as_f64())
+            .fold(f64::MAX, f64::min);
+        assert_eq!(r["measured_ms"].as_f64(), Some(fastest), "{r}");
+    }
     let stored = v["calibration_stored"]
         .as_bool()
         .expect("calibration_stored");

@@ -6,6 +6,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::cmd::profile::{link_for, progress_bar};
+use crate::latency::measure::NoiseSettings;
 use crate::latency::predict::{predict, space_from_header};
 use crate::latency::table::{Calibration, Header, Table, write_atomic};
 use crate::latency::validate::{calibration_helps, plot_svg, sample, validate};
@@ -66,6 +67,11 @@ pub struct ValidateArgs {
     /// Report (JSON) [default: beside the table, `<table>.validation.json`].
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Sweeps over the networks, each network standing for its fastest
+    /// visit [default: the table's `noise.passes`, so that networks are
+    /// measured as its entries were].
+    #[arg(long)]
+    pub passes: Option<u32>,
     /// Leave the table's calibration as it is.
     #[arg(long)]
     pub no_calibrate: bool,
@@ -138,8 +144,14 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
     );
     // Networks must run where the table was measured, or the comparison says nothing.
     table.check_compatible(&now, &a.table)?;
+    let passes = a.passes.unwrap_or(table.header.noise.passes);
+    NoiseSettings {
+        passes,
+        ..table.header.noise.clone()
+    }
+    .check()?;
     let archs = sample(&space, a.samples, a.seed);
-    let progress = progress_bar(archs.len() as u64);
+    let progress = progress_bar((archs.len() * passes as usize) as u64);
     let mut link = link_for(&target, first, a.reconnects);
     let result = validate(
         &table,
@@ -148,6 +160,7 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
         &archs,
         &mut link,
         &target.bench,
+        passes,
         &progress,
     );
     progress.finish_and_clear();
@@ -208,6 +221,7 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
         "space": {"name": space.name(), "hash": space.hash(), "path": space_path.display().to_string()},
         "seed": a.seed,
         "samples": a.samples,
+        "passes": passes,
         "seconds": v.seconds,
         "raw": v.raw,
         "reference": reference,
@@ -248,6 +262,7 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
     }
     let line = json!({
         "n": v.raw.n,
+        "passes": passes,
         "within_5pct": v.raw.within_5pct,
         "within_10pct": v.raw.within_10pct,
         "mape": v.raw.mape,

@@ -270,6 +270,7 @@ impl Job {
                     &t.tables_dir,
                     &super::profile::ProfileOptions {
                         reference: t.reference,
+                        passes: t.passes,
                         ..super::profile::ProfileOptions::default()
                     },
                 )?;

@@ -56,6 +56,12 @@ pub struct ProfileArgs {
     /// the default reference block. Fixed for the life of a table.
     #[arg(long, num_args = 0..=1, default_missing_value = DEFAULT_REFERENCE, value_name = "BLOCK")]
     pub reference: Option<BlockKey>,
+    /// Sweeps over the block list; an entry stands for its fastest visit.
+    /// More than one for a machine slowed from outside for seconds at a
+    /// time (a shared VM); rerun with a higher count to add visits to a
+    /// finished table.
+    #[arg(long, default_value_t = ProfileOptions::default().passes)]
+    pub passes: u32,
 }
 
 /// The reference block `--reference` uses without a value: small enough
@@ -108,6 +114,7 @@ pub fn run(a: &ProfileArgs) -> anyhow::Result<()> {
         drift_pct: a.drift_pct,
         reconnects: a.reconnects,
         reference: a.reference,
+        passes: a.passes,
     };
     let (_, summary) = profile_space(
         &target,
@@ -139,6 +146,8 @@ pub struct ProfileOptions {
     pub reconnects: u32,
     /// Reference block for a new table (see [`ProfileArgs::reference`]).
     pub reference: Option<BlockKey>,
+    /// Sweeps over the block list (see [`ProfileArgs::passes`]).
+    pub passes: u32,
 }
 
 impl Default for ProfileOptions {
@@ -150,6 +159,7 @@ impl Default for ProfileOptions {
             drift_pct: 5.0,
             reconnects: 2,
             reference: None,
+            passes: 1,
         }
     }
 }
@@ -173,6 +183,7 @@ pub fn profile_space(
         sentinel_block: Some(space.stem_block()),
         drift_threshold_pct: o.drift_pct,
         reference_block: o.reference,
+        passes: o.passes,
         ..NoiseSettings::from_limits(&target.bench, o.ci_pct, max_runs)
     };
     noise.check()?;

@@ -1,8 +1,9 @@
-//! Building a latency table: every block of a space measured once, the table
-//! rewritten atomically after each entry so a kill loses at most the entry in
-//! flight, entries already in the table skipped, a sentinel block
-//! re-measured now and then to catch drift (thermal throttling, frequency
-//! changes).
+//! Building a latency table: every block of a space measured once per pass
+//! (`noise.passes` sweeps over the block list, an entry standing for its
+//! fastest visit), the table rewritten atomically after each visit so a kill
+//! loses at most the visit in flight, visits already in the table skipped, a
+//! sentinel block re-measured now and then to catch drift (thermal
+//! throttling, frequency changes).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,7 +13,7 @@ use padnas_agent::proto::{AgentInfo, BenchLimits};
 use serde::Serialize;
 
 use super::measure::{Link, measure_model};
-use super::table::{SentinelRecord, SessionRecord, Table};
+use super::table::{Entry, SentinelRecord, SessionRecord, Table};
 use super::{LatencyError, now_rfc3339};
 use crate::onnx;
 use crate::space::BlockKey;
@@ -83,10 +84,12 @@ fn slug(s: &str) -> String {
 pub struct ProfileSummary {
     /// Entries of the space now in the table.
     pub entries: usize,
-    /// Entries measured by this run.
+    /// Visits measured by this run (entries × passes for a fresh table).
     pub measured_now: usize,
-    /// Entries already in the table, not measured again.
+    /// Entries that already had every pass, not measured again.
     pub skipped: usize,
+    /// Passes asked for (`noise.passes`).
+    pub passes: u32,
     /// Sentinel measurements by this run.
     pub sentinels_now: usize,
     /// Whether the table has ever seen drift past the threshold.
@@ -141,8 +144,9 @@ pub fn check_agent(table: &Table, info: &AgentInfo, path: &Path) -> Result<(), L
     Ok(())
 }
 
-/// Measures every block of `blocks` missing from `table` through `link`,
-/// saving `table` to `path` after each. `limits` gives threads and pinning;
+/// Measures every block of `blocks` through `link` until it has
+/// `noise.passes` visits in `table`, saving `table` to `path` after each
+/// visit. `limits` gives threads and pinning;
 /// the noise settings are the table header's.
 pub fn profile(
     table: &mut Table,
@@ -156,12 +160,16 @@ pub fn profile(
     let started = Instant::now();
     let generation_before = link.generation();
     let total = blocks.len();
-    let todo: Vec<BlockKey> = blocks
+    let passes = table.header.noise.passes.max(1);
+    let visits = |t: &Table, k: &BlockKey| t.entries.get(k).map_or(0, Entry::visits);
+    let to_measure: usize = blocks
         .iter()
-        .filter(|k| !table.entries.contains_key(k))
-        .copied()
-        .collect();
-    let skipped = total - todo.len();
+        .map(|k| (passes as usize).saturating_sub(visits(table, k)))
+        .sum();
+    let skipped = blocks
+        .iter()
+        .filter(|k| visits(table, k) >= passes as usize)
+        .count();
     let mut run = Run {
         table,
         path,
@@ -172,46 +180,72 @@ pub fn profile(
     };
     let mut measured_now = 0usize;
     let mut unconverged_now = 0usize;
-    progress.set_length(todo.len() as u64);
+    progress.set_length(to_measure as u64);
     let result = (|| -> Result<(), LatencyError> {
         let every = run.table.header.noise.sentinel_every;
-        if !todo.is_empty() && every > 0 {
+        if to_measure > 0 && every > 0 {
             run.sentinel()?;
         }
-        for (i, key) in todo.iter().enumerate() {
-            let what = key.to_string();
-            progress.set_message(what.clone());
-            let bytes =
-                onnx::write_block(key, BLOCK_SEED).map_err(|source| LatencyError::Onnx {
-                    what: what.clone(),
-                    source,
-                })?;
-            let noise = run.table.header.noise.clone();
-            let m = run
-                .link
-                .run(|d| measure_model(d, &bytes, &what, run.limits, &noise))?;
-            run.record_reconnects()?;
-            let entry = m.entry(now_rfc3339());
-            if !entry.converged {
-                unconverged_now += 1;
-                tracing::warn!(
-                    "{what}: median {:.4} ms known only to ±{} after {} runs (target ±{}%)",
-                    entry.median_ms,
-                    entry
-                        .ci95_halfwidth_pct
-                        .map_or("?".to_string(), |h| format!("{h:.1}%")),
-                    entry.runs,
-                    noise.ci_target_pct
+        // Pass by pass over the whole list, so that the visits to one block
+        // lie a sweep apart rather than back to back: a slow spell of the
+        // machine then spoils one visit of many blocks, not every visit of one.
+        for pass in 1..=passes as usize {
+            let todo: Vec<BlockKey> = blocks
+                .iter()
+                .filter(|k| visits(run.table, k) < pass)
+                .copied()
+                .collect();
+            for key in &todo {
+                let what = key.to_string();
+                progress.set_message(if passes > 1 {
+                    format!("{what} (pass {pass}/{passes})")
+                } else {
+                    what.clone()
+                });
+                let bytes =
+                    onnx::write_block(key, BLOCK_SEED).map_err(|source| LatencyError::Onnx {
+                        what: what.clone(),
+                        source,
+                    })?;
+                let noise = run.table.header.noise.clone();
+                let m = run
+                    .link
+                    .run(|d| measure_model(d, &bytes, &what, run.limits, &noise))?;
+                run.record_reconnects()?;
+                let visit = m.entry(now_rfc3339());
+                if !visit.converged {
+                    unconverged_now += 1;
+                    tracing::warn!(
+                        "{what}: median {:.4} ms known only to ±{} after {} runs (target ±{}%)",
+                        visit.median_ms,
+                        visit
+                            .ci95_halfwidth_pct
+                            .map_or("?".to_string(), |h| format!("{h:.1}%")),
+                        visit.runs,
+                        noise.ci_target_pct
+                    );
+                }
+                tracing::debug!(
+                    "{what}: {:.4} ms ({} runs, pass {pass})",
+                    visit.median_ms,
+                    visit.runs
                 );
-            }
-            tracing::debug!("{what}: {:.4} ms ({} runs)", entry.median_ms, entry.runs);
-            run.table.entries.insert(*key, entry);
-            run.table.header.updated = now_rfc3339();
-            run.table.save(run.path)?;
-            measured_now += 1;
-            progress.inc(1);
-            if every > 0 && measured_now.is_multiple_of(every) && i + 1 < todo.len() {
-                run.sentinel()?;
+                let entry = match run.table.entries.remove(key) {
+                    Some(earlier) => earlier.with_visit(visit),
+                    None if passes > 1 => Entry {
+                        visit_medians_ms: vec![visit.median_ms],
+                        ..visit
+                    },
+                    None => visit,
+                };
+                run.table.entries.insert(*key, entry);
+                run.table.header.updated = now_rfc3339();
+                run.table.save(run.path)?;
+                measured_now += 1;
+                progress.inc(1);
+                if every > 0 && measured_now.is_multiple_of(every) && measured_now < to_measure {
+                    run.sentinel()?;
+                }
             }
         }
         if measured_now > 0 && every > 0 {
@@ -235,6 +269,7 @@ pub fn profile(
         entries: saved,
         measured_now,
         skipped,
+        passes,
         sentinels_now: run.sentinels_now,
         drift_detected: run.table.drift_detected,
         unconverged_now,
@@ -455,6 +490,126 @@ head: { channels: 32 }
         )
         .expect("profile");
         assert_eq!((s.measured_now, s.skipped, s.sentinels_now), (0, 7, 0));
+    }
+
+    #[test]
+    fn passes_keep_the_fastest_visit_and_resume_between_visits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.json");
+        let (space, blocks) = tiny();
+        let n = blocks.len();
+        let pb = ProgressBar::hidden();
+        let cmd = vec!["padnas".to_string()];
+        // A block costs its ONNX size (so every block differs), times the
+        // machine's speed at that request.
+        fn size(onnx: &[u8]) -> f64 {
+            onnx.len() as f64 / 1000.0
+        }
+        let cost = |k: &BlockKey| size(&onnx::write_block(k, BLOCK_SEED).unwrap());
+        let mut table = new_table(&space);
+        table.header.noise.sentinel_every = 0;
+        table.header.noise.passes = 3;
+
+        // The machine is 1.5× slower for the whole first sweep (7 benches,
+        // one per visit), and the agent drops for good after 10 benches:
+        // three blocks have their second visit, four do not.
+        let mut link = link_to(vec![Fake {
+            cost: Some(size),
+            phase: |b| if b <= 7 { 1.5 } else { 1.0 },
+            drop_after: Some(10),
+            ..Fake::steady(1.0)
+        }]);
+        let e = profile(
+            &mut table,
+            &path,
+            &blocks,
+            &BenchLimits::default(),
+            &mut link,
+            &cmd,
+            &pb,
+        )
+        .expect_err("dropped");
+        assert!(
+            matches!(e, LatencyError::Interrupted { saved: 7, .. }),
+            "{e}"
+        );
+        let saved = Table::load(&path).expect("saved");
+        let mut visits: Vec<usize> = saved.entries.values().map(Entry::visits).collect();
+        visits.sort();
+        assert_eq!(visits, [1, 1, 1, 1, 2, 2, 2]);
+        for (k, e) in &saved.entries {
+            assert_eq!(
+                e.visit_medians_ms.len(),
+                e.visits(),
+                "{k}: every visit listed"
+            );
+            let slow = e.visit_medians_ms[0] / cost(k);
+            assert!(
+                (slow - 1.5).abs() < 0.01,
+                "{k}: first sweep {slow}× its cost"
+            );
+        }
+
+        // Resumed on a steady machine: only the missing visits are measured
+        // (four second visits, seven third ones), none twice.
+        let mut table = Table::load(&path).expect("load");
+        let mut link = link_to(vec![Fake {
+            cost: Some(size),
+            phase: |_| 1.0,
+            ..Fake::steady(1.0)
+        }]);
+        let s = profile(
+            &mut table,
+            &path,
+            &blocks,
+            &BenchLimits::default(),
+            &mut link,
+            &cmd,
+            &pb,
+        )
+        .expect("resumed");
+        assert_eq!((s.measured_now, s.skipped, s.passes), (4 + n, 0, 3));
+        let done = Table::load(&path).expect("saved");
+        for (k, e) in &done.entries {
+            assert_eq!(e.visits(), 3, "{k}");
+            // The entry is its fastest visit, not the slow first sweep nor a mean.
+            let r = e.median_ms / cost(k);
+            assert!((r - 1.0).abs() < 0.01, "{k}: entry {r}× its cost");
+            assert!(e.p10_ms <= e.median_ms && e.median_ms <= e.p90_ms);
+        }
+
+        // Finished: nothing measured again; a fourth pass adds one visit each.
+        let mut table = done;
+        let mut link = link_to(vec![Fake::steady(1.0)]);
+        let s = profile(
+            &mut table,
+            &path,
+            &blocks,
+            &BenchLimits::default(),
+            &mut link,
+            &cmd,
+            &pb,
+        )
+        .expect("nothing to do");
+        assert_eq!((s.measured_now, s.skipped), (0, n));
+        table.header.noise.passes = 4;
+        let mut link = link_to(vec![Fake {
+            cost: Some(size),
+            phase: |_| 1.0,
+            ..Fake::steady(1.0)
+        }]);
+        let s = profile(
+            &mut table,
+            &path,
+            &blocks,
+            &BenchLimits::default(),
+            &mut link,
+            &cmd,
+            &pb,
+        )
+        .expect("fourth pass");
+        assert_eq!(s.measured_now, n);
+        assert!(table.entries.values().all(|e| e.visits() == 4));
     }
 
     #[test]

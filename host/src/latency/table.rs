@@ -187,6 +187,42 @@ pub struct Entry {
     /// With a reference block: the reference's median during this entry (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference_median_ms: Option<f64>,
+    /// In a profile of several passes (`noise.passes`): the median of every
+    /// visit, in the order measured. The other fields are those of the
+    /// fastest visit. Empty in a one-pass table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub visit_medians_ms: Vec<f64>,
+}
+
+impl Entry {
+    /// Visits measured so far (an entry of a one-pass table has one).
+    pub fn visits(&self) -> usize {
+        self.visit_medians_ms.len().max(1)
+    }
+
+    /// What decides which visit is the faster: the ratio to the reference
+    /// block in a table with one, else the median.
+    fn speed_key(&self) -> f64 {
+        self.ratio.unwrap_or(self.median_ms)
+    }
+
+    /// This entry with one more visit: the faster of the two supplies the
+    /// statistics, and the visit list grows.
+    pub fn with_visit(self, visit: Entry) -> Entry {
+        let mut medians = if self.visit_medians_ms.is_empty() {
+            vec![self.median_ms]
+        } else {
+            self.visit_medians_ms.clone()
+        };
+        medians.push(visit.median_ms);
+        let mut best = if visit.speed_key() < self.speed_key() {
+            visit
+        } else {
+            self
+        };
+        best.visit_medians_ms = medians;
+        best
+    }
 }
 
 /// One re-measurement of the sentinel block.
@@ -542,7 +578,33 @@ pub(crate) mod tests {
             ratio: None,
             ratio_ci95_halfwidth_pct: None,
             reference_median_ms: None,
+            visit_medians_ms: Vec::new(),
         }
+    }
+
+    #[test]
+    fn an_entry_keeps_its_fastest_visit_and_lists_them_all() {
+        let e = entry(3.0);
+        assert_eq!(e.visits(), 1);
+        let e = e.with_visit(Entry {
+            runs: 40,
+            ..entry(2.0)
+        });
+        assert_eq!((e.median_ms, e.runs, e.visits()), (2.0, 40, 2));
+        let e = e.with_visit(entry(2.5));
+        assert_eq!(
+            e.median_ms, 2.0,
+            "a slower visit changes nothing but the list"
+        );
+        assert_eq!(e.runs, 40);
+        assert_eq!(e.visit_medians_ms, vec![3.0, 2.0, 2.5]);
+        // With a reference block the ratio decides, not the raw median.
+        let r = |raw: f64, ratio: f64| Entry {
+            ratio: Some(ratio),
+            ..entry(raw)
+        };
+        let e = r(2.0, 10.0).with_visit(r(3.0, 9.0));
+        assert_eq!((e.median_ms, e.ratio), (3.0, Some(9.0)));
     }
 
     #[test]
