@@ -465,6 +465,68 @@ fn a_killed_profile_resumes_without_measuring_twice() {
     }
     let sessions = after["header"]["sessions"].as_array().expect("sessions");
     assert_eq!(sessions.len(), 2, "one session per run");
+
+    // A validation killed mid-run keeps its measured networks beside the
+    // report, and the rerun measures only the others.
+    let report = dir.path().join("v.json");
+    let partial = dir.path().join("v.partial.json");
+    let validate = || {
+        let mut c = padnas();
+        c.args(["latency", "validate", "--target"])
+            .arg(&target)
+            .arg("--table")
+            .arg(&table)
+            .args([
+                "--samples",
+                "5",
+                "--seed",
+                "1",
+                "--no-calibrate",
+                "--report",
+            ])
+            .arg(&report)
+            .arg("--plot")
+            .arg(dir.path().join("v.svg"));
+        c
+    };
+    let mut child = validate()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "no progress file appeared");
+        if let Ok(bytes) = std::fs::read(&partial) {
+            let p: Value = serde_json::from_slice(&bytes).expect("never a torn file");
+            if p["rows"].as_array().is_some_and(|r| !r[0].is_null()) {
+                child.kill().expect("kill -9");
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.wait();
+    let kept = read_json(&partial);
+    let kept: Vec<Value> = kept["rows"].as_array().expect("rows").clone();
+    let measured = kept.iter().filter(|r| !r.is_null()).count();
+    assert!(
+        (1..5).contains(&measured),
+        "{measured} of 5 networks measured before the kill; make them slower"
+    );
+    let out = run_ok(&mut validate());
+    assert_eq!(json_line(&out)["n"], 5);
+    assert!(!partial.exists(), "the report replaces the progress file");
+    let rows = read_json(&report)["rows"].as_array().expect("rows").clone();
+    assert_eq!(rows.len(), 5);
+    for (old, new) in kept.iter().zip(&rows) {
+        if !old.is_null() {
+            assert_eq!(
+                old["measured_ms"], new["measured_ms"],
+                "measured before the kill, not again"
+            );
+        }
+    }
 }
 
 #[test]

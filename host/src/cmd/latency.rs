@@ -9,7 +9,7 @@ use crate::cmd::profile::{link_for, progress_bar};
 use crate::latency::measure::NoiseSettings;
 use crate::latency::predict::{predict, space_from_header};
 use crate::latency::table::{Calibration, Header, Table, write_atomic};
-use crate::latency::validate::{calibration_helps, plot_svg, sample, validate};
+use crate::latency::validate::{Progress, calibration_helps, plot_svg, sample, validate};
 use crate::latency::{LatencyError, now_rfc3339};
 use crate::session;
 use crate::space::Space;
@@ -151,8 +151,71 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
     }
     .check()?;
     let archs = sample(&space, a.samples, a.seed);
+    let report_path = a
+        .report
+        .clone()
+        .unwrap_or_else(|| beside(&a.table, "validation.json"));
+    // What was measured so far lives beside the report until the report is
+    // written, so a killed validation resumes instead of starting over.
+    let partial = report_path.with_extension("partial.json");
+    let space_hash = space.hash();
+    let done = match std::fs::read_to_string(&partial) {
+        Ok(text) => match serde_json::from_str::<Progress>(&text) {
+            Ok(p)
+                if p.matches(
+                    &table.header.label,
+                    &table.header.agent_version,
+                    &space_hash,
+                    a.seed,
+                    archs.len(),
+                ) =>
+            {
+                let visits: usize = p.rows.iter().flatten().map(|r| r.visits()).sum();
+                tracing::info!(
+                    "resuming the validation in {}: {visits} visit(s) already measured",
+                    partial.display()
+                );
+                p.rows
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    "{} is from a validation with other settings (target, agent, space, seed \
+                     or sample count); starting afresh, it will be overwritten",
+                    partial.display()
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "{} is unreadable ({e}); starting afresh, it will be overwritten",
+                    partial.display()
+                );
+                Vec::new()
+            }
+        },
+        Err(_) => Vec::new(),
+    };
     let progress = progress_bar((archs.len() * passes as usize) as u64);
     let mut link = link_for(&target, first, a.reconnects);
+    let (label, agent_version) = (
+        table.header.label.clone(),
+        table.header.agent_version.clone(),
+    );
+    let mut save = |rows: &[Option<crate::latency::validate::Row>]| {
+        let p = Progress {
+            label: label.clone(),
+            agent_version: agent_version.clone(),
+            space_hash: space_hash.clone(),
+            seed: a.seed,
+            rows: rows.to_vec(),
+        };
+        let text = serde_json::to_string(&p).map_err(|e| LatencyError::Io {
+            path: partial.clone(),
+            action: "serialise the validation progress for",
+            source: std::io::Error::other(e),
+        })?;
+        write_atomic(&partial, text.as_bytes())
+    };
     let result = validate(
         &table,
         &a.table,
@@ -161,16 +224,19 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
         &mut link,
         &target.bench,
         passes,
+        done,
+        &mut save,
         &progress,
     );
     progress.finish_and_clear();
     link.shutdown();
-    let v = result?;
-
-    let report_path = a
-        .report
-        .clone()
-        .unwrap_or_else(|| beside(&a.table, "validation.json"));
+    let v = result.with_context(|| {
+        format!(
+            "validation stopped; what was measured is kept in {}: run the same command again \
+             to resume",
+            partial.display()
+        )
+    })?;
     let plot_path = a
         .plot
         .clone()
@@ -234,6 +300,10 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
     });
     let text = serde_json::to_string_pretty(&report).context("serialising the report")? + "\n";
     write_atomic(&report_path, text.as_bytes())?;
+    // The report now holds every row.
+    if let Err(e) = std::fs::remove_file(&partial) {
+        tracing::warn!("could not remove {}: {e}", partial.display());
+    }
 
     let mut stored = false;
     if !a.no_calibrate && v.fit.is_some() {

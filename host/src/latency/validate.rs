@@ -57,6 +57,11 @@ pub struct Row {
 }
 
 impl Row {
+    /// Visits measured (a row of a one-pass validation has one).
+    pub fn visits(&self) -> usize {
+        self.visit_ms.len().max(1)
+    }
+
     /// This row with one more visit, as [`super::Entry::with_visit`]: the
     /// faster visit supplies the figures, the list grows.
     fn with_visit(self, visit: Row) -> Row {
@@ -96,6 +101,46 @@ pub struct Validation {
     pub seconds: f64,
 }
 
+/// What a validation has measured so far, saved beside its report after
+/// every visit so that a killed run, or one whose device dropped for good,
+/// resumes where it stopped instead of measuring for an hour again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Progress {
+    /// Where the networks ran (the table's label) and with which agent:
+    /// rows measured elsewhere are not reused.
+    pub label: String,
+    /// Agent version.
+    pub agent_version: String,
+    /// Hash of the space the networks were drawn from.
+    pub space_hash: String,
+    /// Seed of the draw.
+    pub seed: u64,
+    /// One slot per network; `None` until its first visit.
+    pub rows: Vec<Option<Row>>,
+}
+
+impl Progress {
+    /// Whether these rows belong to a validation with these settings.
+    pub fn matches(
+        &self,
+        label: &str,
+        agent_version: &str,
+        space_hash: &str,
+        seed: u64,
+        n: usize,
+    ) -> bool {
+        self.label == label
+            && self.agent_version == agent_version
+            && self.space_hash == space_hash
+            && self.seed == seed
+            && self.rows.len() == n
+    }
+}
+
+/// Receives a validation's rows after every visit (see [`Progress`]).
+pub type SaveRows<'a> = dyn FnMut(&[Option<Row>]) -> Result<(), LatencyError> + 'a;
+
 /// The `n` architectures a validation with `seed` draws: network `i` uses
 /// seed `seed + i` for both its ops and its weights, so one row can be
 /// rebuilt on its own.
@@ -112,9 +157,11 @@ pub fn sample(space: &Space, n: usize, seed: u64) -> Vec<(u64, Arch)> {
 /// are measured with the table's own noise settings, so both sides of the
 /// comparison are estimated the same way; `passes` sweeps over the list
 /// (the table's `noise.passes` unless a caller overrides it), each network
-/// standing for its fastest visit, as entries do. Every prediction is made
-/// before anything is measured, so a table that lacks blocks fails at once,
-/// listing them all.
+/// standing for its fastest visit, as entries do. `done` holds rows already
+/// measured (from [`Progress`], one slot per network): only their missing
+/// visits are measured, and `save` receives the rows after every visit.
+/// Every prediction is made before anything is measured, so a table that
+/// lacks blocks fails at once, listing them all.
 #[allow(clippy::too_many_arguments)]
 pub fn validate(
     table: &Table,
@@ -124,6 +171,8 @@ pub fn validate(
     link: &mut Link<'_>,
     limits: &BenchLimits,
     passes: u32,
+    done: Vec<Option<Row>>,
+    save: &mut SaveRows<'_>,
     progress: &ProgressBar,
 ) -> Result<Validation, LatencyError> {
     let noise = &table.header.noise;
@@ -162,10 +211,21 @@ pub fn validate(
         });
     }
     let passes = passes.max(1) as usize;
-    progress.set_length((archs.len() * passes) as u64);
-    let mut rows: Vec<Option<Row>> = vec![None; archs.len()];
+    let mut rows: Vec<Option<Row>> = if done.len() == archs.len() {
+        done
+    } else {
+        vec![None; archs.len()]
+    };
+    let visits = |r: &Option<Row>| r.as_ref().map_or(0, Row::visits);
+    let to_measure: usize = rows.iter().map(|r| passes.saturating_sub(visits(r))).sum();
+    progress.set_length(to_measure as u64);
     for pass in 1..=passes {
-        for (slot, ((seed, arch), pred)) in rows.iter_mut().zip(archs.iter().zip(&predicted)) {
+        for i in 0..archs.len() {
+            if visits(&rows[i]) >= pass {
+                continue;
+            }
+            let ((seed, arch), pred) = (&archs[i], &predicted[i]);
+            let slot = &mut rows[i];
             let what = format!("network {arch}");
             progress.set_message(if passes > 1 {
                 format!("seed {seed} (pass {pass}/{passes})")
@@ -218,10 +278,21 @@ pub fn validate(
                 },
                 None => visit,
             });
+            save(&rows)?;
             progress.inc(1);
         }
     }
-    let rows: Vec<Row> = rows.into_iter().flatten().collect();
+    // Rows carried over from an earlier run were predicted by the table as it
+    // was then; compare them with the table as it is now.
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .flatten()
+        .zip(&predicted)
+        .map(|(r, p)| Row {
+            predicted_ms: *p,
+            ..r
+        })
+        .collect();
     Ok(evaluate(rows, started.elapsed().as_secs_f64()))
 }
 
@@ -485,6 +556,8 @@ mod tests {
             &mut link,
             &BenchLimits::default(),
             1,
+            Vec::new(),
+            &mut |_| Ok(()),
             &ProgressBar::hidden(),
         )
         .expect_err("missing head");
@@ -544,6 +617,8 @@ mod tests {
                 &mut link,
                 &BenchLimits::default(),
                 1,
+                Vec::new(),
+                &mut |_| Ok(()),
                 &ProgressBar::hidden(),
             )
             .expect("validate")
@@ -599,6 +674,8 @@ mod tests {
                 &mut link,
                 &BenchLimits::default(),
                 passes,
+                Vec::new(),
+                &mut |_| Ok(()),
                 &ProgressBar::hidden(),
             )
             .expect("validate")
@@ -616,6 +693,63 @@ mod tests {
             assert!((t.visit_ms[0] / s.measured_ms - 1.5).abs() < 1e-9);
             assert!((t.measured_ms / s.measured_ms - 1.0).abs() < 1e-9, "{t:?}");
             assert_eq!((&t.arch, t.predicted_ms), (&s.arch, s.predicted_ms));
+        }
+    }
+
+    #[test]
+    fn a_stopped_validation_resumes_without_measuring_twice() {
+        let space =
+            Space::from_yaml_str(crate::latency::profile::tests::TINY, "tiny.yaml").expect("space");
+        let mut table = Table::new(header());
+        for k in space.unique_blocks() {
+            table.entries.insert(k, entry(1.0));
+        }
+        let archs = sample(&space, 5, 4);
+        // 5 networks × 2 passes = 10 visits, one bench each.
+        let run = |drop_after: usize, done: Vec<Option<Row>>, saved: &mut Vec<Option<Row>>| {
+            let mut link = Link::new(
+                Connection {
+                    device: Box::new(Fake {
+                        drop_after: Some(drop_after),
+                        ..Fake::steady(2.0)
+                    }),
+                    info: info(),
+                },
+                Box::new(|| Err(LatencyError::InvalidArgument("no agent".into()))),
+                0,
+            )
+            .with_backoff(Duration::ZERO);
+            validate(
+                &table,
+                Path::new("t.json"),
+                &space,
+                &archs,
+                &mut link,
+                &BenchLimits::default(),
+                2,
+                done,
+                &mut |rows| {
+                    *saved = rows.to_vec();
+                    Ok(())
+                },
+                &ProgressBar::hidden(),
+            )
+        };
+        let mut saved = Vec::new();
+        run(7, Vec::new(), &mut saved).expect_err("the device dropped");
+        let visits: Vec<usize> = saved
+            .iter()
+            .map(|r| r.as_ref().map_or(0, Row::visits))
+            .collect();
+        assert_eq!(visits, [2, 2, 1, 1, 1], "7 visits saved");
+        // The second device would drop on a 4th bench: only the 3 missing
+        // visits may be measured.
+        let mut again = Vec::new();
+        let v = run(3, saved, &mut again).expect("resumed");
+        assert_eq!(v.rows.len(), 5);
+        for (r, (seed, arch)) in v.rows.iter().zip(&archs) {
+            assert_eq!((r.seed, r.visits()), (*seed, 2), "{r:?}");
+            assert_eq!(r.arch, arch.to_string());
         }
     }
 
@@ -645,6 +779,8 @@ mod tests {
             &mut link,
             &BenchLimits::default(),
             1,
+            Vec::new(),
+            &mut |_| Ok(()),
             &ProgressBar::hidden(),
         )
         .expect("validate");
