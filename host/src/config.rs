@@ -841,19 +841,8 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
                     .as_deref()
                     .map_or_else(|| PathBuf::from("latency-tables"), resolve),
                 reference: r.reference,
-                passes: match r.passes {
-                    None => 1,
-                    Some(p) if (1..=crate::latency::measure::MAX_PASSES).contains(&p) => p,
-                    Some(p) => {
-                        return Err(bad(
-                            "target.passes",
-                            format!(
-                                "must be 1 to {}, got {p}",
-                                crate::latency::measure::MAX_PASSES
-                            ),
-                        ));
-                    }
-                },
+                passes: crate::latency::measure::check_passes(r.passes.unwrap_or(1))
+                    .map_err(|m| bad("target.passes", m))?,
             }
         }
     };

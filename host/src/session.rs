@@ -104,12 +104,20 @@ pub const AGENT_PROFILE_ENV: &str = "PADNAS_AGENT_PROFILE";
 pub fn agent_profile(target: &Target) -> String {
     if target.emulated() {
         "emulated".to_string()
+    } else if target.triple == host_triple() {
+        host_agent_profile()
     } else {
-        std::env::var(AGENT_PROFILE_ENV)
-            .ok()
-            .filter(|p| !p.trim().is_empty() && target.triple == host_triple())
-            .unwrap_or_else(|| "release".to_string())
+        "release".to_string()
     }
+}
+
+/// Cargo profile of the agent that targets on this machine run: what
+/// [`AGENT_PROFILE_ENV`] names, `release` when it is unset or blank.
+pub fn host_agent_profile() -> String {
+    std::env::var(AGENT_PROFILE_ENV)
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| "release".to_string())
 }
 
 /// Where the agent for `target` is built on this machine.

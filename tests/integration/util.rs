@@ -33,10 +33,7 @@ pub fn target_dir() -> PathBuf {
 /// run under qemu. The test command (scripts/test.sh) builds them first; a
 /// missing one fails loudly.
 pub fn agent_bin(triple: Option<&str>) -> PathBuf {
-    let profile = std::env::var("PADNAS_AGENT_PROFILE")
-        .ok()
-        .filter(|p| !p.trim().is_empty())
-        .unwrap_or_else(|| "release".to_string());
+    let profile = padnas::session::host_agent_profile();
     let (p, how) = match triple {
         None => (
             target_dir().join(&profile).join("padnas-agent"),

@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::cmd::profile::{link_for, progress_bar};
-use crate::latency::measure::NoiseSettings;
+use crate::latency::measure::check_passes;
 use crate::latency::predict::{predict, space_from_header};
 use crate::latency::table::{Calibration, Header, Table, write_atomic};
 use crate::latency::validate::{Progress, calibration_helps, plot_svg, sample, validate};
@@ -144,12 +144,8 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
     );
     // Networks must run where the table was measured, or the comparison says nothing.
     table.check_compatible(&now, &a.table)?;
-    let passes = a.passes.unwrap_or(table.header.noise.passes);
-    NoiseSettings {
-        passes,
-        ..table.header.noise.clone()
-    }
-    .check()?;
+    let passes = check_passes(a.passes.unwrap_or(table.header.noise.passes))
+        .map_err(|m| LatencyError::InvalidArgument(format!("--passes {m}")))?;
     let archs = sample(&space, a.samples, a.seed);
     let report_path = a
         .report

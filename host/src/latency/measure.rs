@@ -24,6 +24,16 @@ use crate::space::BlockKey;
 /// More visits than this add time without changing the fastest one.
 pub const MAX_PASSES: u32 = 100;
 
+/// Checks a number of passes (command line or job config); the error says
+/// what is allowed, for the caller to prefix with where it came from.
+pub fn check_passes(passes: u32) -> Result<u32, String> {
+    if (1..=MAX_PASSES).contains(&passes) {
+        Ok(passes)
+    } else {
+        Err(format!("must be 1 to {MAX_PASSES}, got {passes}"))
+    }
+}
+
 /// How entries are measured; stored in the table header.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NoiseSettings {
@@ -115,12 +125,8 @@ impl NoiseSettings {
                 self.ci_target_pct
             )));
         }
-        if !(1..=MAX_PASSES).contains(&self.passes) {
-            return Err(LatencyError::InvalidArgument(format!(
-                "--passes must be 1 to {MAX_PASSES}, got {}",
-                self.passes
-            )));
-        }
+        check_passes(self.passes)
+            .map_err(|m| LatencyError::InvalidArgument(format!("--passes {m}")))?;
         if self.max_runs == 0 {
             return Err(LatencyError::InvalidArgument(
                 "--max-runs must be at least 1".into(),
