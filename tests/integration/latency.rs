@@ -98,16 +98,22 @@ fn profile_predict_and_validate_on_a_tiny_space() {
     let space = dir.path().join("tiny.yaml");
     std::fs::write(&space, TINY).expect("space");
     let table = dir.path().join("tiny.json");
+    // `padnas profile [EXTRA…]` of the tiny space into the table.
+    let profile = |extra: &[&str]| {
+        run_ok(
+            padnas()
+                .arg("profile")
+                .args(extra)
+                .arg("--target")
+                .arg(&target)
+                .arg("--space")
+                .arg(&space)
+                .arg("--out")
+                .arg(&table),
+        )
+    };
 
-    let out = run_ok(
-        padnas()
-            .args(["profile", "--target"])
-            .arg(&target)
-            .arg("--space")
-            .arg(&space)
-            .arg("--out")
-            .arg(&table),
-    );
+    let out = profile(&[]);
     let s = json_line(&out);
     assert_eq!(s["entries"], 7, "{s}");
     assert_eq!(s["measured_now"], 7, "{s}");
@@ -154,15 +160,7 @@ fn profile_predict_and_validate_on_a_tiny_space() {
     assert!(!t["sentinels"].as_array().expect("sentinels").is_empty());
 
     // A second run has nothing to do.
-    let out = run_ok(
-        padnas()
-            .args(["profile", "--target"])
-            .arg(&target)
-            .arg("--space")
-            .arg(&space)
-            .arg("--out")
-            .arg(&table),
-    );
+    let out = profile(&[]);
     let s = json_line(&out);
     assert_eq!(
         (s["measured_now"].as_u64(), s["skipped"].as_u64()),
@@ -171,15 +169,7 @@ fn profile_predict_and_validate_on_a_tiny_space() {
     );
 
     // A second pass: one more visit per entry, the entry is the faster one.
-    let out = run_ok(
-        padnas()
-            .args(["profile", "--passes", "2", "--target"])
-            .arg(&target)
-            .arg("--space")
-            .arg(&space)
-            .arg("--out")
-            .arg(&table),
-    );
+    let out = profile(&["--passes", "2"]);
     let s = json_line(&out);
     assert_eq!(
         (

@@ -382,6 +382,26 @@ head: { channels: 32 }
         (space, blocks)
     }
 
+    /// [`profile`] with default limits, a fixed command and no progress bar.
+    fn run(
+        table: &mut Table,
+        path: &Path,
+        blocks: &[BlockKey],
+        link: &mut Link<'_>,
+    ) -> Result<ProfileSummary, LatencyError> {
+        let cmd = ["padnas".to_string()];
+        let pb = ProgressBar::hidden();
+        profile(
+            table,
+            path,
+            blocks,
+            &BenchLimits::default(),
+            link,
+            &cmd,
+            &pb,
+        )
+    }
+
     fn new_table(space: &Space) -> Table {
         let mut h = header();
         h.noise.sentinel_every = 3;
@@ -432,20 +452,9 @@ head: { channels: 32 }
         let (space, blocks) = tiny();
         assert_eq!(blocks.len(), 7);
         let mut table = new_table(&space);
-        let pb = ProgressBar::hidden();
-        let cmd = vec!["padnas".to_string()];
         // Build only the first four entries (as if killed after them).
         let mut link = link_to(vec![Fake::steady(1.0)]);
-        let s = profile(
-            &mut table,
-            &path,
-            &blocks[..4],
-            &BenchLimits::default(),
-            &mut link,
-            &cmd,
-            &pb,
-        )
-        .expect("profile");
+        let s = run(&mut table, &path, &blocks[..4], &mut link).expect("profile");
         assert_eq!((s.entries, s.measured_now, s.skipped), (4, 4, 0));
         assert_eq!(s.sentinels_now, 3, "start, after 3, end");
         let first = Table::load(&path).expect("saved");
@@ -454,16 +463,7 @@ head: { channels: 32 }
         // Resume on the whole space: the four are skipped and kept as they were.
         let mut table = Table::load(&path).expect("load");
         let mut link = link_to(vec![Fake::steady(1.0)]);
-        let s = profile(
-            &mut table,
-            &path,
-            &blocks,
-            &BenchLimits::default(),
-            &mut link,
-            &cmd,
-            &pb,
-        )
-        .expect("profile");
+        let s = run(&mut table, &path, &blocks, &mut link).expect("profile");
         assert_eq!((s.entries, s.measured_now, s.skipped), (7, 3, 4));
         assert_eq!(s.measured_now, s.entries - s.skipped);
         let done = Table::load(&path).expect("saved");
@@ -479,16 +479,7 @@ head: { channels: 32 }
 
         // Nothing left: a third run measures nothing, not even the sentinel.
         let mut link = link_to(vec![Fake::steady(1.0)]);
-        let s = profile(
-            &mut table,
-            &path,
-            &blocks,
-            &BenchLimits::default(),
-            &mut link,
-            &cmd,
-            &pb,
-        )
-        .expect("profile");
+        let s = run(&mut table, &path, &blocks, &mut link).expect("profile");
         assert_eq!((s.measured_now, s.skipped, s.sentinels_now), (0, 7, 0));
     }
 
@@ -498,8 +489,6 @@ head: { channels: 32 }
         let path = dir.path().join("t.json");
         let (space, blocks) = tiny();
         let n = blocks.len();
-        let pb = ProgressBar::hidden();
-        let cmd = vec!["padnas".to_string()];
         // A block costs its ONNX size (so every block differs), times the
         // machine's speed at that request.
         fn size(onnx: &[u8]) -> f64 {
@@ -519,16 +508,7 @@ head: { channels: 32 }
             drop_after: Some(10),
             ..Fake::steady(1.0)
         }]);
-        let e = profile(
-            &mut table,
-            &path,
-            &blocks,
-            &BenchLimits::default(),
-            &mut link,
-            &cmd,
-            &pb,
-        )
-        .expect_err("dropped");
+        let e = run(&mut table, &path, &blocks, &mut link).expect_err("dropped");
         assert!(
             matches!(e, LatencyError::Interrupted { saved: 7, .. }),
             "{e}"
@@ -558,16 +538,7 @@ head: { channels: 32 }
             phase: |_| 1.0,
             ..Fake::steady(1.0)
         }]);
-        let s = profile(
-            &mut table,
-            &path,
-            &blocks,
-            &BenchLimits::default(),
-            &mut link,
-            &cmd,
-            &pb,
-        )
-        .expect("resumed");
+        let s = run(&mut table, &path, &blocks, &mut link).expect("resumed");
         assert_eq!((s.measured_now, s.skipped, s.passes), (4 + n, 0, 3));
         let done = Table::load(&path).expect("saved");
         for (k, e) in &done.entries {
@@ -581,16 +552,7 @@ head: { channels: 32 }
         // Finished: nothing measured again; a fourth pass adds one visit each.
         let mut table = done;
         let mut link = link_to(vec![Fake::steady(1.0)]);
-        let s = profile(
-            &mut table,
-            &path,
-            &blocks,
-            &BenchLimits::default(),
-            &mut link,
-            &cmd,
-            &pb,
-        )
-        .expect("nothing to do");
+        let s = run(&mut table, &path, &blocks, &mut link).expect("nothing to do");
         assert_eq!((s.measured_now, s.skipped), (0, n));
         table.header.noise.passes = 4;
         let mut link = link_to(vec![Fake {
@@ -598,16 +560,7 @@ head: { channels: 32 }
             phase: |_| 1.0,
             ..Fake::steady(1.0)
         }]);
-        let s = profile(
-            &mut table,
-            &path,
-            &blocks,
-            &BenchLimits::default(),
-            &mut link,
-            &cmd,
-            &pb,
-        )
-        .expect("fourth pass");
+        let s = run(&mut table, &path, &blocks, &mut link).expect("fourth pass");
         assert_eq!(s.measured_now, n);
         assert!(table.entries.values().all(|e| e.visits() == 4));
     }
@@ -617,8 +570,6 @@ head: { channels: 32 }
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("t.json");
         let (space, blocks) = tiny();
-        let pb = ProgressBar::hidden();
-        let cmd = vec!["padnas".to_string()];
 
         // Drops after 3 benches; the second agent finishes the job.
         let mut table = new_table(&space);
@@ -629,16 +580,7 @@ head: { channels: 32 }
             },
             Fake::steady(1.0),
         ]);
-        let s = profile(
-            &mut table,
-            &path,
-            &blocks,
-            &BenchLimits::default(),
-            &mut link,
-            &cmd,
-            &pb,
-        )
-        .expect("reconnected");
+        let s = run(&mut table, &path, &blocks, &mut link).expect("reconnected");
         assert_eq!((s.entries, s.reconnects), (7, 1));
         assert!(table.header.sessions.iter().any(|r| r.reconnect));
 
@@ -655,16 +597,7 @@ head: { channels: 32 }
                 ..Fake::steady(1.0)
             },
         ]);
-        let e = profile(
-            &mut table,
-            &path2,
-            &blocks,
-            &BenchLimits::default(),
-            &mut link,
-            &cmd,
-            &pb,
-        )
-        .expect_err("lost");
+        let e = run(&mut table, &path2, &blocks, &mut link).expect_err("lost");
         let saved = Table::load(&path2).expect("saved").entries.len();
         assert!((1..7).contains(&saved), "{saved}");
         match &e {
@@ -706,16 +639,7 @@ head: { channels: 32 }
             2,
         )
         .with_backoff(Duration::ZERO);
-        let e = profile(
-            &mut table,
-            &path,
-            &blocks,
-            &BenchLimits::default(),
-            &mut link,
-            &[],
-            &ProgressBar::hidden(),
-        )
-        .expect_err("mismatch");
+        let e = run(&mut table, &path, &blocks, &mut link).expect_err("mismatch");
         assert!(e.to_string().contains("agent_version"), "{e}");
     }
 
@@ -735,16 +659,7 @@ head: { channels: 32 }
             slow * (1.0 + 0.001 * (i % 5) as f64)
         });
         let mut link = link_to(vec![fake]);
-        let s = profile(
-            &mut table,
-            &path,
-            &blocks,
-            &BenchLimits::default(),
-            &mut link,
-            &[],
-            &ProgressBar::hidden(),
-        )
-        .expect("profile");
+        let s = run(&mut table, &path, &blocks, &mut link).expect("profile");
         assert!(s.drift_detected);
         let t = Table::load(&path).expect("load");
         assert!(t.drift_detected);

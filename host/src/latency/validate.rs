@@ -526,41 +526,62 @@ mod tests {
         );
     }
 
-    #[test]
-    fn missing_blocks_fail_before_measuring() {
+    /// The tiny space and a table whose every block takes 1 ms.
+    fn tiny_table() -> (Space, Table) {
         let space =
             Space::from_yaml_str(crate::latency::profile::tests::TINY, "tiny.yaml").expect("space");
         let mut table = Table::new(header());
         for k in space.unique_blocks() {
             table.entries.insert(k, entry(1.0));
         }
-        table.entries.remove(&space.head_block());
-        let archs = sample(&space, 3, 7);
-        let mut link = Link::new(
+        (space, table)
+    }
+
+    /// A link to `fake` that does not reconnect.
+    fn link_to(fake: Fake) -> Link<'static> {
+        Link::new(
             Connection {
-                device: Box::new(Fake {
-                    drop_after: Some(0),
-                    ..Fake::steady(1.0)
-                }),
+                device: Box::new(fake),
                 info: info(),
             },
-            Box::new(|| Err(LatencyError::InvalidArgument("no".into()))),
+            Box::new(|| Err(LatencyError::InvalidArgument("no agent".into()))),
             0,
         )
-        .with_backoff(Duration::ZERO);
-        let e = validate(
-            &table,
+        .with_backoff(Duration::ZERO)
+    }
+
+    /// [`validate`] of `archs` on `fake` from scratch, saving nothing.
+    fn run(
+        table: &Table,
+        space: &Space,
+        archs: &[(u64, Arch)],
+        fake: Fake,
+        passes: u32,
+    ) -> Result<Validation, LatencyError> {
+        validate(
+            table,
             Path::new("t.json"),
-            &space,
-            &archs,
-            &mut link,
+            space,
+            archs,
+            &mut link_to(fake),
             &BenchLimits::default(),
-            1,
+            passes,
             Vec::new(),
             &mut |_| Ok(()),
             &ProgressBar::hidden(),
         )
-        .expect_err("missing head");
+    }
+
+    #[test]
+    fn missing_blocks_fail_before_measuring() {
+        let (space, mut table) = tiny_table();
+        table.entries.remove(&space.head_block());
+        let archs = sample(&space, 3, 7);
+        let fake = Fake {
+            drop_after: Some(0),
+            ..Fake::steady(1.0)
+        };
+        let e = run(&table, &space, &archs, fake, 1).expect_err("missing head");
         assert!(
             e.to_string().contains(&space.head_block().to_string()),
             "{e}"
@@ -600,31 +621,11 @@ mod tests {
             table.entries.insert(k, m.entry("t".into()));
         }
         let archs = sample(&space, 6, 3);
-        let run = |phase: fn(usize) -> f64| {
-            let mut link = Link::new(
-                Connection {
-                    device: Box::new(fake(phase)),
-                    info: info(),
-                },
-                Box::new(|| Err(LatencyError::InvalidArgument("no".into()))),
-                0,
-            );
-            validate(
-                &table,
-                Path::new("t.json"),
-                &space,
-                &archs,
-                &mut link,
-                &BenchLimits::default(),
-                1,
-                Vec::new(),
-                &mut |_| Ok(()),
-                &ProgressBar::hidden(),
-            )
-            .expect("validate")
+        let validated = |phase: fn(usize) -> f64| {
+            run(&table, &space, &archs, fake(phase), 1).expect("validate")
         };
-        let a = run(|b| if b % 2 == 0 { 1.45 } else { 1.0 });
-        let b = run(|_| 1.0);
+        let a = validated(|b| if b % 2 == 0 { 1.45 } else { 1.0 });
+        let b = validated(|_| 1.0);
         assert!(a.without_reference.is_some() && b.without_reference.is_some());
         let mut raw_apart = 0;
         for (x, y) in a.rows.iter().zip(&b.rows) {
@@ -643,49 +644,25 @@ mod tests {
 
     #[test]
     fn passes_measure_every_network_again_and_keep_its_fastest_visit() {
-        let space =
-            Space::from_yaml_str(crate::latency::profile::tests::TINY, "tiny.yaml").expect("space");
         fn size(onnx: &[u8]) -> f64 {
             onnx.len() as f64 / 1000.0
         }
-        let mut table = Table::new(header());
-        for k in space.unique_blocks() {
-            table.entries.insert(k, entry(1.0));
-        }
+        let (space, table) = tiny_table();
         let archs = sample(&space, 5, 11);
-        let run = |phase: fn(usize) -> f64, passes: u32| {
-            let mut link = Link::new(
-                Connection {
-                    device: Box::new(Fake {
-                        cost: Some(size),
-                        phase,
-                        ..Fake::steady(1.0)
-                    }),
-                    info: info(),
-                },
-                Box::new(|| Err(LatencyError::InvalidArgument("no".into()))),
-                0,
-            );
-            validate(
-                &table,
-                Path::new("t.json"),
-                &space,
-                &archs,
-                &mut link,
-                &BenchLimits::default(),
-                passes,
-                Vec::new(),
-                &mut |_| Ok(()),
-                &ProgressBar::hidden(),
-            )
-            .expect("validate")
+        let validated = |phase: fn(usize) -> f64, passes: u32| {
+            let fake = Fake {
+                cost: Some(size),
+                phase,
+                ..Fake::steady(1.0)
+            };
+            run(&table, &space, &archs, fake, passes).expect("validate")
         };
         // Slowed 1.5× from outside during the first sweep over the 5 networks.
         // (The fake counts benches from 1.)
         let first_sweep_slow: fn(usize) -> f64 = |b| if b <= 5 { 1.5 } else { 1.0 };
-        let steady = run(|_| 1.0, 1);
-        let one = run(first_sweep_slow, 1);
-        let three = run(first_sweep_slow, 3);
+        let steady = validated(|_| 1.0, 1);
+        let one = validated(first_sweep_slow, 1);
+        let three = validated(first_sweep_slow, 3);
         for ((s, o), t) in steady.rows.iter().zip(&one.rows).zip(&three.rows) {
             assert!(s.visit_ms.is_empty() && o.visit_ms.is_empty());
             assert!((o.measured_ms / s.measured_ms - 1.5).abs() < 1e-9, "{o:?}");
@@ -698,27 +675,14 @@ mod tests {
 
     #[test]
     fn a_stopped_validation_resumes_without_measuring_twice() {
-        let space =
-            Space::from_yaml_str(crate::latency::profile::tests::TINY, "tiny.yaml").expect("space");
-        let mut table = Table::new(header());
-        for k in space.unique_blocks() {
-            table.entries.insert(k, entry(1.0));
-        }
+        let (space, table) = tiny_table();
         let archs = sample(&space, 5, 4);
         // 5 networks × 2 passes = 10 visits, one bench each.
         let run = |drop_after: usize, done: Vec<Option<Row>>, saved: &mut Vec<Option<Row>>| {
-            let mut link = Link::new(
-                Connection {
-                    device: Box::new(Fake {
-                        drop_after: Some(drop_after),
-                        ..Fake::steady(2.0)
-                    }),
-                    info: info(),
-                },
-                Box::new(|| Err(LatencyError::InvalidArgument("no agent".into()))),
-                0,
-            )
-            .with_backoff(Duration::ZERO);
+            let mut link = link_to(Fake {
+                drop_after: Some(drop_after),
+                ..Fake::steady(2.0)
+            });
             validate(
                 &table,
                 Path::new("t.json"),
@@ -755,35 +719,10 @@ mod tests {
 
     #[test]
     fn fake_networks_validate() {
-        let space =
-            Space::from_yaml_str(crate::latency::profile::tests::TINY, "tiny.yaml").expect("space");
-        let mut table = Table::new(header());
-        for k in space.unique_blocks() {
-            table.entries.insert(k, entry(1.0));
-        }
+        let (space, table) = tiny_table();
         let archs = sample(&space, 6, 7);
         assert_eq!(sample(&space, 6, 7), archs, "reproducible");
-        let mut link = Link::new(
-            Connection {
-                device: Box::new(Fake::steady(4.0)),
-                info: info(),
-            },
-            Box::new(|| Err(LatencyError::InvalidArgument("no".into()))),
-            0,
-        );
-        let v = validate(
-            &table,
-            Path::new("t.json"),
-            &space,
-            &archs,
-            &mut link,
-            &BenchLimits::default(),
-            1,
-            Vec::new(),
-            &mut |_| Ok(()),
-            &ProgressBar::hidden(),
-        )
-        .expect("validate");
+        let v = run(&table, &space, &archs, Fake::steady(4.0), 1).expect("validate");
         assert_eq!(v.rows.len(), 6);
         assert!(
             v.rows
