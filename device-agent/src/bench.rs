@@ -511,14 +511,22 @@ impl LoadedModel {
     }
 
     /// Benchmarks the model under `limits`, alternating run for run with
-    /// `reference` when given (see `BenchRequest::reference`).
+    /// `reference` when given (see `BenchRequest::reference`), and timing the
+    /// contention sensor between every `sensor_every` runs
+    /// (`BenchRequest::sensor_every`).
     pub fn bench(
         &self,
         reference: Option<&LoadedModel>,
+        sensor_every: Option<u32>,
         limits: &BenchLimits,
     ) -> Result<BenchStats, BenchError> {
         let started = Instant::now();
         check_limits(limits)?;
+        if sensor_every == Some(0) {
+            return Err(BenchError::BadLimits(
+                "sensor_every must be at least 1".to_string(),
+            ));
+        }
         let threads = limits.threads.unwrap_or(1).max(1) as usize;
         let executor = if threads > 1 {
             executor_for(threads)?
@@ -538,8 +546,9 @@ impl LoadedModel {
                 }
             });
             let pinned_cpu = pin.as_ref().map(|p| p.cpu);
-            let runs =
-                multithread_tract_scope(executor, || model.timed_runs(reference.as_ref(), &limits));
+            let runs = multithread_tract_scope(executor, || {
+                model.timed_runs(reference.as_ref(), sensor_every, &limits)
+            });
             drop(pin);
             let runs = runs?;
             let samples = runs.samples;
@@ -580,15 +589,19 @@ impl LoadedModel {
                 reference_samples_ms: runs.reference_samples.filter(|_| limits.return_samples),
                 reference_median_ms,
                 ratio_median,
+                sensor_samples_ms: runs.sensor_samples,
             })
         })
     }
 
     /// Warm-up, then timed runs, each followed by a run of `reference` when
-    /// given.
+    /// given, and with `sensor_every` = k a sensor reading before the first
+    /// timed run, after every k and after the last, each followed by an
+    /// untimed run.
     fn timed_runs(
         &self,
         reference: Option<&LoadedModel>,
+        sensor_every: Option<u32>,
         limits: &BenchLimits,
     ) -> Result<TimedRuns, BenchError> {
         let run_failed = |e: TractError| BenchError::BadModel(format!("run failed: {e:#}"));
@@ -602,6 +615,9 @@ impl LoadedModel {
             None => None,
         };
         let input = self.input.clone();
+        // Allocated before the warm-up, so the timed loop allocates nothing
+        // the model's runs would not.
+        let mut sensor = sensor_every.map(|k| (crate::sensor::Sensor::new(), k.max(1) as usize));
 
         let warmup_time = Duration::from_millis(limits.warmup_ms);
         let warmup_start = Instant::now();
@@ -613,6 +629,9 @@ impl LoadedModel {
                     .run(tvec![ref_input.clone()])
                     .map_err(reference_failed)?;
             }
+            if let Some((s, _)) = &mut sensor {
+                s.time_one();
+            }
             warmup_runs = warmup_runs.saturating_add(1);
         }
 
@@ -622,10 +641,28 @@ impl LoadedModel {
         let capacity = max_runs.min(1 << 16);
         let mut samples = Vec::with_capacity(capacity);
         let mut reference_samples = reference.as_ref().map(|_| Vec::with_capacity(capacity));
+        let mut sensor_samples = sensor.as_mut().map(|(s, k)| {
+            let mut v = Vec::with_capacity(capacity / *k + 2);
+            v.push(s.time_one());
+            v
+        });
+        // Timed runs since the last reading.
+        let mut since = 0usize;
         let timed_start = Instant::now();
         while samples.len() < max_runs {
             if samples.len() >= min_runs.max(1) && timed_start.elapsed() >= max_time {
                 break;
+            }
+            if let (Some((s, k)), Some(out)) = (&mut sensor, &mut sensor_samples) {
+                if since == *k {
+                    out.push(s.time_one());
+                    since = 0;
+                }
+                if since == 0 {
+                    // The sensor used the caches the model's data was in.
+                    state.run(tvec![input.clone()]).map_err(run_failed)?;
+                }
+                since += 1;
             }
             samples.push(time_one(&mut state, &input).map_err(run_failed)?);
             if let (Some((ref_state, ref_input)), Some(out)) =
@@ -634,10 +671,14 @@ impl LoadedModel {
                 out.push(time_one(ref_state, ref_input).map_err(reference_failed)?);
             }
         }
+        if let (Some((s, _)), Some(out)) = (&mut sensor, &mut sensor_samples) {
+            out.push(s.time_one());
+        }
         Ok(TimedRuns {
             warmup_runs,
             samples,
             reference_samples,
+            sensor_samples,
             timed_wall: timed_start.elapsed(),
         })
     }
@@ -650,6 +691,8 @@ struct TimedRuns {
     samples: Vec<f64>,
     /// The reference's samples, ms, paired index by index.
     reference_samples: Option<Vec<f64>>,
+    /// The sensor's readings (see `BenchStats::sensor_samples_ms`).
+    sensor_samples: Option<Vec<f64>>,
     /// Wall time of the timed loop.
     timed_wall: Duration,
 }

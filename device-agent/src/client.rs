@@ -197,11 +197,17 @@ impl Client {
         reference: Option<u32>,
         limits: &BenchLimits,
     ) -> Result<BenchStats, ClientError> {
-        let request = Request::Bench(BenchRequest {
+        self.bench_request(BenchRequest {
             handle,
             limits: limits.clone(),
             reference,
-        });
+            sensor_every: None,
+        })
+    }
+
+    /// Sends any Bench request (reference, sensor: see [`BenchRequest`]).
+    pub fn bench_request(&mut self, request: BenchRequest) -> Result<BenchStats, ClientError> {
+        let request = Request::Bench(request);
         match self.call(request, Kind::Stats)? {
             Response::Stats(stats) => Ok(stats),
             other => Err(unexpected(Kind::Stats, &other)),

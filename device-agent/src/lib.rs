@@ -10,6 +10,7 @@
 //! - [`client`]: the host's typed calls;
 //! - [`server`]: the agent's request loop;
 //! - `bench` (feature `bench`): tract loading, warm-up, timed runs;
+//! - `sensor` (feature `bench`): the contention sensor timed between runs;
 //! - [`stats`], [`info`]: latency statistics and board description.
 
 #![warn(missing_docs)]
@@ -21,6 +22,8 @@ pub mod info;
 #[cfg(feature = "bench")]
 pub mod onnx_fixture;
 pub mod proto;
+#[cfg(feature = "bench")]
+pub mod sensor;
 pub mod server;
 pub mod stats;
 pub mod transport;

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 /// Major protocol version: a host and an agent with different majors refuse to talk.
 pub const PROTOCOL_MAJOR: u16 = 1;
 /// Minor protocol version: grows when message kinds or optional fields are added.
-pub const PROTOCOL_MINOR: u16 = 1;
+pub const PROTOCOL_MINOR: u16 = 2;
 /// Frame magic, chosen to be unlikely in text a shell or login banner prints.
 pub const MAGIC: [u8; 4] = *b"PDNA";
 /// Hard cap on a frame's payload. Large enough for any ImageNet-scale MBConv
@@ -240,6 +240,16 @@ pub struct BenchRequest {
     /// separate windows can (added in 1.1).
     #[serde(default)]
     pub reference: Option<u32>,
+    /// Time a fixed contention sensor (see `sensor`) before the first timed
+    /// run and after every `sensor_every` timed runs (and after the last),
+    /// so each sample lies between two sensor readings; after each reading
+    /// the model runs once untimed, so the sensor's use of the caches does
+    /// not slow the timed run that follows. On a machine slowed from outside
+    /// for seconds at a time the host keeps only the samples whose readings
+    /// were quiet (added in 1.2; an older agent ignores it and returns no
+    /// readings). Zero is a malformed request.
+    #[serde(default)]
+    pub sensor_every: Option<u32>,
 }
 
 /// Latency statistics of one benchmark, all in milliseconds.
@@ -293,6 +303,11 @@ pub struct BenchStats {
     /// With a reference: the median of the per-pair ratios model / reference.
     #[serde(default)]
     pub ratio_median: Option<f64>,
+    /// With `sensor_every` = k: the sensor's times, ⌈runs / k⌉ + 1 of
+    /// them: sample `i` ran between readings `i / k` and `i / k + 1`
+    /// (added in 1.2).
+    #[serde(default)]
+    pub sensor_samples_ms: Option<Vec<f64>>,
 }
 
 /// Header of a tensor; the data follows in the blob as f32 little-endian.
@@ -1396,11 +1411,13 @@ mod tests {
                 handle: 1,
                 limits: BenchLimits::default(),
                 reference: None,
+                sensor_every: None,
             }),
             Request::Bench(BenchRequest {
                 handle: 1,
                 limits: BenchLimits::default(),
                 reference: Some(2),
+                sensor_every: Some(4),
             }),
             Request::Infer {
                 header: InferRequest {

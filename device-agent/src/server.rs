@@ -211,7 +211,7 @@ impl Session {
                 Next::Continue,
             ),
             Request::Bench(req) => (
-                self.bench(req.handle, req.reference, &req.limits),
+                self.bench(req.handle, req.reference, req.sensor_every, &req.limits),
                 Next::Continue,
             ),
             Request::Infer { header, data } => (
@@ -301,6 +301,7 @@ impl Session {
         &mut self,
         handle: u32,
         reference: Option<u32>,
+        sensor_every: Option<u32>,
         limits: &crate::proto::BenchLimits,
     ) -> Response {
         let Some(model) = self.models.get(&handle) else {
@@ -319,7 +320,7 @@ impl Session {
                 None => return self.unknown_handle(r),
             },
         };
-        let result = model.bench(reference, limits);
+        let result = model.bench(reference, sensor_every, limits);
         match result {
             Ok(stats) => Response::Stats(stats),
             Err(e) => self.after_error(handle, &e),
@@ -343,6 +344,7 @@ impl Session {
         &mut self,
         handle: u32,
         _reference: Option<u32>,
+        _sensor_every: Option<u32>,
         _limits: &crate::proto::BenchLimits,
     ) -> Response {
         match self.models.get(&handle) {
@@ -937,6 +939,55 @@ mod tests {
                 ErrorCode::UnknownHandle
             );
             assert!(client.bench(model.handle, &quick()).is_ok());
+            client.shutdown().unwrap();
+            server.join().unwrap().unwrap();
+        }
+
+        #[test]
+        fn the_sensor_is_read_between_every_k_runs() {
+            let (mut client, server) = start(ServerConfig::default());
+            client.hello(None).unwrap();
+            let model = client
+                .load_model(&ConvClip::default().encode(), None)
+                .unwrap();
+            let request = |every: u32, return_samples: bool| crate::proto::BenchRequest {
+                handle: model.handle,
+                limits: BenchLimits {
+                    min_runs: 7,
+                    max_runs: 7,
+                    return_samples,
+                    ..quick()
+                },
+                reference: None,
+                sensor_every: Some(every),
+            };
+            // Before run 0, after runs 3 and 6, after the last: ⌈7/3⌉ + 1.
+            let s = client.bench_request(request(3, true)).unwrap();
+            let readings = s.sensor_samples_ms.clone().expect("readings");
+            assert_eq!((s.runs, readings.len()), (7, 4));
+            assert!(
+                readings.iter().all(|r| r.is_finite() && *r > 0.0),
+                "{readings:?}"
+            );
+            // Readings after the first (and the untimed run after each) lie
+            // outside the model's samples but inside the timed loop.
+            let (timed, sensed) = (s.timed_wall_ms.unwrap(), readings[1..].iter().sum::<f64>());
+            assert!(
+                timed >= s.total_ms + sensed,
+                "{timed} {} {sensed}",
+                s.total_ms
+            );
+            // Every run: one more reading than runs. Readings come with the
+            // request, samples or not; without the sensor there are none.
+            let s = client.bench_request(request(1, false)).unwrap();
+            assert_eq!(s.sensor_samples_ms.map(|r| r.len()), Some(8));
+            let plain = client.bench(model.handle, &quick()).unwrap();
+            assert!(plain.sensor_samples_ms.is_none());
+            assert_eq!(
+                code(client.bench_request(request(0, true))),
+                ErrorCode::BadMessage,
+                "a reading every 0 runs"
+            );
             client.shutdown().unwrap();
             server.join().unwrap().unwrap();
         }

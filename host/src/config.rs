@@ -133,6 +133,10 @@ pub struct RawTarget {
     /// (`padnas profile --passes`); 1 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passes: Option<u32>,
+    /// Sensor gate (%) for a table profiled by the run (`padnas profile
+    /// --sensor-gate`): for a machine slowed from outside for seconds at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor_gate: Option<f64>,
 }
 
 /// Latency window: either bounds in ms or quantiles of random architectures.
@@ -456,6 +460,8 @@ pub struct TargetConfig {
     pub reference: Option<crate::space::BlockKey>,
     /// Sweeps over the block list when profiling.
     pub passes: u32,
+    /// Sensor gate (%) when profiling, if any.
+    pub sensor_gate: Option<f64>,
 }
 
 /// How the latency window is set.
@@ -637,6 +643,7 @@ impl JobConfig {
                 tables_dir: Some(abs(&self.target.tables_dir)),
                 reference: self.target.reference,
                 passes: Some(self.target.passes),
+                sensor_gate: self.target.sensor_gate,
             }),
             search: Some(RawSearch {
                 population: Some(self.search.population),
@@ -824,6 +831,7 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
             tables_dir: PathBuf::from("latency-tables"),
             reference: None,
             passes: 1,
+            sensor_gate: None,
         },
         Some(r) => {
             if r.name.trim().is_empty() {
@@ -843,6 +851,21 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
                 reference: r.reference,
                 passes: crate::latency::measure::check_passes(r.passes.unwrap_or(1))
                     .map_err(|m| bad("target.passes", m))?,
+                sensor_gate: match r.sensor_gate {
+                    Some(g) if !(g.is_finite() && g > 0.0 && g <= 100.0) => {
+                        return Err(bad(
+                            "target.sensor_gate",
+                            format!("must be above 0 and at most 100 (%), got {g}"),
+                        ));
+                    }
+                    Some(_) if r.reference.is_some() => {
+                        return Err(bad(
+                            "target.sensor_gate",
+                            "does not combine with target.reference".into(),
+                        ));
+                    }
+                    g => g,
+                },
             }
         }
     };
@@ -1158,6 +1181,24 @@ train:
         let e = err(&format!("{GOOD}target: {{ name: rpi4, passes: 0 }}\n"));
         assert!(
             e.starts_with("job.yaml: target.passes: must be 1 to"),
+            "{e}"
+        );
+        let gated = parse(&format!("{GOOD}target: {{ name: vm, sensor_gate: 10 }}\n")).unwrap();
+        assert_eq!(gated.target.sensor_gate, Some(10.0));
+        let again =
+            JobConfig::from_yaml_str(&gated.to_yaml(), "job.yaml", Path::new("/x")).unwrap();
+        assert_eq!(again.target.sensor_gate, Some(10.0));
+        assert_eq!(back.target.sensor_gate, None);
+        let e = err(&format!("{GOOD}target: {{ name: vm, sensor_gate: 0 }}\n"));
+        assert!(
+            e.starts_with("job.yaml: target.sensor_gate: must be above 0"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{GOOD}target: {{ name: vm, sensor_gate: 10, reference: 'mbconv:k3e3:in16x28x28:out16:s1' }}\n"
+        ));
+        assert!(
+            e.starts_with("job.yaml: target.sensor_gate: does not combine"),
             "{e}"
         );
         assert_eq!(

@@ -146,6 +146,7 @@ fn conformance(link: &mut Link, transport: &str) {
         handle: loaded.handle,
         limits: quick_limits(5),
         reference: None,
+        sensor_every: None,
     })
     .into_frame()
     .expect("frame")
@@ -191,6 +192,7 @@ fn conformance(link: &mut Link, transport: &str) {
         handle: loaded.handle,
         limits: quick_limits(2),
         reference: None,
+        sensor_every: None,
     }));
     assert!(
         matches!(r, Response::Stats(_)),
@@ -205,6 +207,7 @@ fn conformance(link: &mut Link, transport: &str) {
             ..quick_limits(3)
         },
         reference: Some(other.handle),
+        sensor_every: None,
     })) {
         Response::Stats(s) => {
             let refs = s.reference_samples_ms.expect("reference samples");
@@ -259,6 +262,7 @@ fn conformance(link: &mut Link, transport: &str) {
             handle: 12345,
             limits: quick_limits(1),
             reference: None,
+            sensor_every: None,
         })),
         ErrorCode::UnknownHandle,
         "unknown handle",
@@ -279,6 +283,7 @@ fn conformance(link: &mut Link, transport: &str) {
             handle: loaded.handle,
             limits: quick_limits(2),
             reference: None,
+            sensor_every: None,
         })),
         Response::Stats(_)
     ));
@@ -444,6 +449,7 @@ fn qemu_agent(triple: &str, arch: &str) {
             handle: loaded.handle,
             limits: quick_limits(3),
             reference: None,
+            sensor_every: None,
         })) {
             Response::Stats(s) => check_stats(&s, 3),
             other => panic!("{triple}: expected Stats, got {other:?}"),

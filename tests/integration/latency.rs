@@ -377,6 +377,78 @@ fn a_reference_block_pairs_every_measurement() {
 }
 
 #[test]
+fn the_sensor_gate_measures_through_the_real_agent() {
+    require_agent();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = write_target(dir.path(), 0);
+    let space = dir.path().join("tiny.yaml");
+    std::fs::write(&space, TINY).expect("space");
+    let table = dir.path().join("tiny.json");
+    let profile = |extra: &[&str]| {
+        let mut c = padnas();
+        c.args(["profile", "--target"])
+            .arg(&target)
+            .arg("--space")
+            .arg(&space)
+            .arg("--out")
+            .arg(&table)
+            .args(extra);
+        c
+    };
+    run_ok(&mut profile(&["--sensor-gate", "50"]));
+    let t = read_json(&table);
+    let noise = &t["header"]["noise"];
+    assert_eq!(noise["sensor_gate_pct"], 50.0, "{noise}");
+    let level = noise["sensor_floor_ms"]
+        .as_f64()
+        .expect("a learned quiet level");
+    assert!(level > 0.0, "{noise}");
+    let entries = t["entries"].as_object().expect("entries");
+    assert_eq!(entries.len(), 7);
+    for (k, e) in entries {
+        let q = &e["quiet"];
+        let (kept, of) = (
+            q["kept"].as_u64().expect("kept"),
+            q["of"].as_u64().expect("of"),
+        );
+        // The statistics describe the kept runs, judged against a level no
+        // lower than the one the table learned.
+        assert!(kept >= 1 && kept <= of, "{k}: {e}");
+        assert_eq!(e["runs"].as_u64(), Some(kept), "{k}: {e}");
+        assert!(q["floor_ms"].as_f64().expect("floor") >= level, "{k}: {e}");
+        assert!(q["found"].is_boolean(), "{k}: {e}");
+    }
+
+    // validate gates networks the same way, against the table's level.
+    let out = run_ok(
+        padnas()
+            .args(["latency", "validate", "--target"])
+            .arg(&target)
+            .arg("--table")
+            .arg(&table)
+            .args(["--samples", "3", "--seed", "2", "--no-calibrate"]),
+    );
+    let v = json_line(&out);
+    assert_eq!(v["n"], 3, "{v}");
+
+    // The gate is fixed for the life of a table; it does not combine with
+    // a reference block.
+    let out = profile(&["--sensor-gate", "20"]).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sensor_gate_pct") && err.contains("tiny.json"),
+        "{err}"
+    );
+    let out = profile(&["--sensor-gate", "20", "--reference"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--reference"), "{err}");
+}
+
+#[test]
 fn a_killed_profile_resumes_without_measuring_twice() {
     require_agent();
     let dir = tempfile::tempdir().expect("tempdir");

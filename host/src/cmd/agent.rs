@@ -59,6 +59,11 @@ pub struct BenchArgs {
     /// pair), which cancels machine-wide speed changes.
     #[arg(long)]
     reference: Option<PathBuf>,
+    /// Time the agent's contention sensor before the first run and after
+    /// every N runs, each reading followed by an untimed run (protocol
+    /// 1.2); the readings come back in `sensor_samples_ms`.
+    #[arg(long, value_name = "N")]
+    sensor_every: Option<u32>,
 }
 
 /// Runs an `agent` subcommand.
@@ -141,7 +146,12 @@ fn bench(b: &BenchArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let stats = s
         .client
-        .bench_paired(loaded.handle, reference, &limits)
+        .bench_request(padnas_agent::proto::BenchRequest {
+            handle: loaded.handle,
+            limits,
+            reference,
+            sensor_every: b.sensor_every,
+        })
         .with_context(|| {
             format!(
                 "benchmarking {} on target {}",

@@ -271,6 +271,7 @@ impl Job {
                     &super::profile::ProfileOptions {
                         reference: t.reference,
                         passes: t.passes,
+                        sensor_gate_pct: t.sensor_gate,
                         ..super::profile::ProfileOptions::default()
                     },
                 )?;

@@ -62,6 +62,13 @@ pub struct ProfileArgs {
     /// finished table.
     #[arg(long, default_value_t = ProfileOptions::default().passes)]
     pub passes: u32,
+    /// Time the agent's contention sensor around every run and keep only
+    /// the runs whose readings are within this many % of the machine's
+    /// quiet reading (for a machine slowed from outside for seconds at a
+    /// time: a shared VM). `latency validate` measures networks the same
+    /// way. Fixed for the life of a table; needs agent protocol 1.2.
+    #[arg(long, value_name = "PCT", conflicts_with = "reference")]
+    pub sensor_gate: Option<f64>,
 }
 
 /// The reference block `--reference` uses without a value: small enough
@@ -115,6 +122,7 @@ pub fn run(a: &ProfileArgs) -> anyhow::Result<()> {
         reconnects: a.reconnects,
         reference: a.reference,
         passes: a.passes,
+        sensor_gate_pct: a.sensor_gate,
     };
     let (_, summary) = profile_space(
         &target,
@@ -148,6 +156,8 @@ pub struct ProfileOptions {
     pub reference: Option<BlockKey>,
     /// Sweeps over the block list (see [`ProfileArgs::passes`]).
     pub passes: u32,
+    /// Sensor gate for a new table (see [`ProfileArgs::sensor_gate`]).
+    pub sensor_gate_pct: Option<f64>,
 }
 
 impl Default for ProfileOptions {
@@ -160,6 +170,7 @@ impl Default for ProfileOptions {
             reconnects: 2,
             reference: None,
             passes: 1,
+            sensor_gate_pct: None,
         }
     }
 }
@@ -184,6 +195,7 @@ pub fn profile_space(
         drift_threshold_pct: o.drift_pct,
         reference_block: o.reference,
         passes: o.passes,
+        sensor_gate_pct: o.sensor_gate_pct,
         ..NoiseSettings::from_limits(&target.bench, o.ci_pct, max_runs)
     };
     noise.check()?;
@@ -237,6 +249,22 @@ pub fn profile_space(
         }
         (k, r) => k.or(r),
     };
+    // The sensor gate decides what an entry stands for, so it is fixed for
+    // the life of a table too; the quiet level a table learned is kept.
+    let kept_gate = table.header.noise.sensor_gate_pct;
+    if !table.entries.is_empty() && kept_gate != noise.sensor_gate_pct {
+        let show = |g: Option<f64>| g.map_or_else(|| "none".to_string(), |g| format!("{g}%"));
+        return Err(LatencyError::Mismatch {
+            path: out.clone(),
+            field: "sensor_gate_pct",
+            table: show(kept_gate),
+            now: show(noise.sensor_gate_pct),
+        }
+        .into());
+    }
+    if let Some(level) = table.header.noise.sensor_floor_ms.get() {
+        noise.sensor_floor_ms.lower_to(level);
+    }
     table.header.noise = NoiseSettings {
         sentinel_block: table.header.noise.sentinel_block.or(noise.sentinel_block),
         reference_block,

@@ -9,6 +9,7 @@
 //! well enough: quick, steady blocks finish after one round, noisy ones get
 //! more runs.
 
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -77,10 +78,121 @@ pub struct NoiseSettings {
     /// networks the same way.
     #[serde(default = "one_pass")]
     pub passes: u32,
+    /// When set, the agent times its contention sensor (a fixed kernel,
+    /// protocol 1.2) between every few runs (about every
+    /// `SENSOR_BRACKET_MS` of them, each reading followed by an untimed
+    /// run), and only the runs whose two neighbouring readings are within
+    /// this many % of the
+    /// machine's quiet reading count: the entry stands for the machine
+    /// when nothing else slows it. Measured on this VM, the sensor and the
+    /// blocks jump together between a quiet speed and one 1.5–1.9× slower,
+    /// for seconds at a time; a whole-visit statistic (`passes`) only catches
+    /// a quiet spell when it covers the whole visit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor_gate_pct: Option<f64>,
+    /// With the gate: how long one measurement waits for enough quiet runs
+    /// before it settles for the quietest it saw (ms).
+    #[serde(default = "default_sensor_wait_ms")]
+    pub sensor_wait_ms: u64,
+    /// With the gate and no quiet level known yet: the least time the
+    /// measurement lasts (ms), so that it likely spans a quiet spell (they
+    /// came every few seconds on the VM measured) before its readings set
+    /// the level.
+    #[serde(default = "default_sensor_calibrate_ms")]
+    pub sensor_calibrate_ms: u64,
+    /// With the gate: the machine's quiet sensor reading (ms), learned from
+    /// the measurements so far (the lowest 5th percentile of one
+    /// measurement's readings) and shared by every clone of these settings;
+    /// stored so that `validate` gates networks against the level the
+    /// table's blocks were gated against.
+    #[serde(default, skip_serializing_if = "QuietLevel::is_unknown")]
+    pub sensor_floor_ms: QuietLevel,
 }
 
 fn one_pass() -> u32 {
     1
+}
+
+fn default_sensor_wait_ms() -> u64 {
+    20_000
+}
+
+fn default_sensor_calibrate_ms() -> u64 {
+    5_000
+}
+
+/// The machine's quiet sensor reading, learned as measurements go and shared
+/// between clones (a profile clones its settings per entry). Serialised as a
+/// plain number.
+#[derive(Clone, Debug, Default)]
+pub struct QuietLevel(Arc<Mutex<Option<f64>>>);
+
+impl QuietLevel {
+    /// A known level (a table's, a test's).
+    pub fn known(ms: f64) -> QuietLevel {
+        QuietLevel(Arc::new(Mutex::new(Some(ms))))
+    }
+
+    /// The level, when one is known.
+    pub fn get(&self) -> Option<f64> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether no level is known yet.
+    pub fn is_unknown(&self) -> bool {
+        self.get().is_none()
+    }
+
+    /// Lowers the level to `ms` (a quieter spell than any seen before).
+    pub fn lower_to(&self, ms: f64) {
+        let mut level = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if ms.is_finite() && ms > 0.0 && level.is_none_or(|l| ms < l) {
+            *level = Some(ms);
+        }
+    }
+}
+
+impl PartialEq for QuietLevel {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Serialize for QuietLevel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for QuietLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Option::<f64>::deserialize(d)?;
+        let level = QuietLevel::default();
+        if let Some(ms) = v {
+            level.lower_to(ms);
+        }
+        Ok(level)
+    }
+}
+
+/// With the gate, the agent reads the sensor about this often (ms of the
+/// model's runs between two readings): rarely enough that the reading and
+/// the untimed run after it add little to a small block's time, often
+/// enough that a reading still describes the runs next to it (the state of
+/// the VM measured held for seconds).
+const SENSOR_BRACKET_MS: f64 = 10.0;
+
+/// Fewest sensor readings whose 5th percentile is taken for a quiet level.
+const FLOOR_MIN_READINGS: usize = 20;
+
+/// The 5th percentile of the readings, once there are enough of them.
+fn low_level(readings: &[f64]) -> Option<f64> {
+    if readings.len() < FLOOR_MIN_READINGS {
+        return None;
+    }
+    let mut v = readings.to_vec();
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 20])
 }
 
 impl Default for NoiseSettings {
@@ -98,6 +210,10 @@ impl Default for NoiseSettings {
             drift_threshold_pct: 5.0,
             reference_block: None,
             passes: 1,
+            sensor_gate_pct: None,
+            sensor_wait_ms: default_sensor_wait_ms(),
+            sensor_calibrate_ms: default_sensor_calibrate_ms(),
+            sensor_floor_ms: QuietLevel::default(),
         }
     }
 }
@@ -127,6 +243,18 @@ impl NoiseSettings {
         }
         check_passes(self.passes)
             .map_err(|m| LatencyError::InvalidArgument(format!("--passes {m}")))?;
+        if let Some(g) = self.sensor_gate_pct {
+            if !(g.is_finite() && g > 0.0 && g <= 100.0) {
+                return Err(LatencyError::InvalidArgument(format!(
+                    "--sensor-gate must be above 0 and at most 100 (%), got {g}"
+                )));
+            }
+            if self.reference_block.is_some() {
+                return Err(LatencyError::InvalidArgument(
+                    "--sensor-gate and --reference do not combine: the sensor replaces the reference block".into(),
+                ));
+            }
+        }
         if self.max_runs == 0 {
             return Err(LatencyError::InvalidArgument(
                 "--max-runs must be at least 1".into(),
@@ -148,11 +276,13 @@ pub trait Device {
     /// Loads an ONNX model with its declared (concrete) input shape.
     fn load_model(&mut self, onnx: &[u8]) -> Result<ModelLoaded, ClientError>;
     /// Benchmarks a loaded model, run for run against the loaded model
-    /// `reference` when given.
+    /// `reference` when given, with a sensor reading every `sensor_every`
+    /// runs when given (see [`NoiseSettings::sensor_gate_pct`]).
     fn bench(
         &mut self,
         handle: u32,
         reference: Option<u32>,
+        sensor_every: Option<u32>,
         limits: &BenchLimits,
     ) -> Result<BenchStats, ClientError>;
     /// Drops a loaded model.
@@ -170,9 +300,18 @@ impl Device for Client {
         &mut self,
         handle: u32,
         reference: Option<u32>,
+        sensor_every: Option<u32>,
         limits: &BenchLimits,
     ) -> Result<BenchStats, ClientError> {
-        Client::bench_paired(self, handle, reference, limits)
+        Client::bench_request(
+            self,
+            padnas_agent::proto::BenchRequest {
+                handle,
+                limits: limits.clone(),
+                reference,
+                sensor_every,
+            },
+        )
     }
 
     fn unload(&mut self, handle: u32) -> Result<(), ClientError> {
@@ -335,6 +474,23 @@ pub struct Measured {
     pub load_ms: f64,
     /// Against the reference block, when there was one.
     pub paired: Option<Paired>,
+    /// With the sensor gate: which runs were kept.
+    pub quiet: Option<QuietRuns>,
+}
+
+/// What the sensor gate kept of one measurement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuietRuns {
+    /// Runs kept (those the statistics describe).
+    pub kept: u32,
+    /// Runs timed.
+    pub of: u32,
+    /// The quiet sensor level they were judged against (ms).
+    pub floor_ms: f64,
+    /// False when no run was quiet against the known level before the wait
+    /// ran out: the entry then holds the runs quietest against this
+    /// measurement's own readings, and is not converged.
+    pub found: bool,
 }
 
 /// A measurement against the reference block.
@@ -372,6 +528,7 @@ impl Measured {
                 .as_ref()
                 .and_then(|p| p.ratio_ci95_halfwidth_pct),
             reference_median_ms: self.paired.as_ref().map(|p| p.reference_median_ms),
+            quiet: self.quiet.clone(),
             visit_medians_ms: Vec::new(),
         }
     }
@@ -435,6 +592,9 @@ pub fn measure_model(
 /// `noise.max_runs` samples or `noise.max_time_ms` are reached.
 /// With a `reference` (a loaded model) every run is paired with one of the
 /// reference, and the half-width judged is that of the median ratio.
+/// With `noise.sensor_gate_pct` only the quiet runs count (see there): for
+/// the stop, the run cap and the statistics; the time cap is then
+/// `noise.sensor_wait_ms`.
 /// `base` supplies threads and pinning.
 pub fn measure_loaded(
     dev: &mut dyn Device,
@@ -447,12 +607,30 @@ pub fn measure_loaded(
     let started = Instant::now();
     let max_runs = noise.max_runs.max(1) as usize;
     let min_runs = (noise.min_runs.max(1) as usize).min(max_runs);
+    let gate = noise.sensor_gate_pct;
+    let time_cap_ms = match gate {
+        Some(_) => noise.sensor_wait_ms.max(noise.max_time_ms),
+        None => noise.max_time_ms,
+    }
+    .max(1);
     let mut samples: Vec<f64> = Vec::new();
     let mut reference_samples: Vec<f64> = Vec::new();
     let mut ratios: Vec<f64> = Vec::new();
+    // With the gate: every sensor reading, and per sample the slower of
+    // the two readings around it.
+    let mut readings: Vec<f64> = Vec::new();
+    let mut around: Vec<f64> = Vec::new();
     let mut rounds = 0u32;
+    let bad = |message: String| LatencyError::BadReply {
+        what: format!("benchmarking {what}"),
+        message,
+    };
     loop {
-        let left = max_runs - samples.len();
+        let counted = match gate {
+            Some(g) => quiet_runs(&samples, &around, quiet_limit(noise, &readings, g)).len(),
+            None => samples.len(),
+        };
+        let left = max_runs.saturating_sub(counted).max(1);
         let want = if samples.is_empty() {
             min_runs
         } else {
@@ -471,21 +649,29 @@ pub fn measure_loaded(
             warmup_ms: if first { noise.warmup_ms } else { 0 },
             min_runs: want as u32,
             max_runs: want as u32,
-            max_time_ms: noise.max_time_ms.max(1),
+            max_time_ms: time_cap_ms,
             threads: base.threads,
             pin_cpu: base.pin_cpu,
             return_samples: true,
         };
-        let stats =
-            dev.bench(handle, reference, &limits)
-                .map_err(|source| LatencyError::Device {
-                    what: format!("benchmarking {what}"),
-                    source,
-                })?;
-        let bad = |message: String| LatencyError::BadReply {
-            what: format!("benchmarking {what}"),
-            message,
-        };
+        // The first round reads the sensor around every run; later ones
+        // bracket about `SENSOR_BRACKET_MS` of runs.
+        let every = gate.map(|_| {
+            if samples.is_empty() {
+                1
+            } else {
+                let median = padnas_agent::stats::summarize(&samples).map_or(1.0, |s| s.median);
+                (SENSOR_BRACKET_MS / median.max(1e-3))
+                    .floor()
+                    .clamp(1.0, 1_000.0) as u32
+            }
+        });
+        let stats = dev
+            .bench(handle, reference, every, &limits)
+            .map_err(|source| LatencyError::Device {
+                what: format!("benchmarking {what}"),
+                source,
+            })?;
         let valid = |v: &[f64]| !v.is_empty() && v.iter().all(|x| x.is_finite() && *x >= 0.0);
         let got = stats
             .samples_ms
@@ -510,59 +696,175 @@ pub fn measure_loaded(
             ratios.extend(got.iter().zip(&refs).map(|(x, r)| x / r));
             reference_samples.extend(refs);
         }
+        if let Some(k) = every {
+            let r = stats.sensor_samples_ms.ok_or_else(|| {
+                bad("the agent returned no sensor readings (an agent older than protocol 1.2 ignores the sensor)".into())
+            })?;
+            let k = k as usize;
+            let want = got.len().div_ceil(k) + 1;
+            if r.len() != want || !valid(&r) {
+                return Err(bad(format!(
+                    "{} sensor reading(s) for {} sample(s) read every {k} ({want} expected), or some not finite and ≥ 0",
+                    r.len(),
+                    got.len()
+                )));
+            }
+            around.extend((0..got.len()).map(|i| r[i / k].max(r[i / k + 1])));
+            readings.extend(r);
+        }
         samples.extend(got);
         rounds += 1;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
         // With a reference, the ratio is what the entry stands for, so its
-        // interval decides when to stop.
-        let judged = if reference.is_some() {
-            &ratios
-        } else {
-            &samples
+        // interval decides when to stop; with the gate, the quiet runs.
+        let (judged, calibrating) = match gate {
+            Some(g) => (
+                quiet_runs(&samples, &around, quiet_limit(noise, &readings, g)),
+                noise.sensor_floor_ms.is_unknown() && elapsed_ms < noise.sensor_calibrate_ms,
+            ),
+            None if reference.is_some() => (ratios.clone(), false),
+            None => (samples.clone(), false),
         };
-        let mut sorted = judged.clone();
+        let mut sorted = judged;
         sorted.sort_by(f64::total_cmp);
         let hw = median_ci(&sorted).map(|(_, hw)| hw);
-        let converged = samples.len() >= min_runs && hw.is_some_and(|h| h < noise.ci_target_pct);
-        let capped = samples.len() >= max_runs
-            || (samples.len() >= min_runs
-                && started.elapsed().as_millis() as u64 >= noise.max_time_ms);
+        let converged = !calibrating
+            && sorted.len() >= min_runs
+            && samples.len() >= min_runs
+            && hw.is_some_and(|h| h < noise.ci_target_pct);
+        let capped = !calibrating
+            && (sorted.len() >= max_runs
+                || (samples.len() >= min_runs && elapsed_ms >= time_cap_ms));
         if converged || capped {
-            let summary =
-                padnas_agent::stats::summarize(&samples).ok_or_else(|| LatencyError::BadReply {
-                    what: format!("benchmarking {what}"),
-                    message: "no samples".into(),
-                })?;
-            let paired = match (
+            return finish(Finish {
+                what,
+                noise,
+                samples,
+                ratios,
+                reference_samples,
+                readings,
+                around,
                 reference,
-                padnas_agent::stats::summarize(&ratios),
-                padnas_agent::stats::summarize(&reference_samples),
-            ) {
-                (Some(_), Some(r), Some(refs)) => Some(Paired {
-                    ratio: r.median,
-                    ratio_ci95_halfwidth_pct: hw,
-                    reference_median_ms: refs.median,
-                }),
-                _ => None,
-            };
-            // The raw median's own interval, whatever decided the stop
-            // (without a reference, the one just computed).
-            let raw_hw = if reference.is_some() {
-                let mut sorted = samples.clone();
-                sorted.sort_by(f64::total_cmp);
-                median_ci(&sorted).map(|(_, hw)| hw)
-            } else {
-                hw
-            };
-            return Ok(Measured {
-                summary,
                 rounds,
-                ci95_halfwidth_pct: raw_hw,
                 converged,
-                load_ms: 0.0,
-                paired,
             });
         }
     }
+}
+
+/// The quiet limit for the sensor readings: the quiet level (the known
+/// one, or this measurement's own when lower or the only one) plus the gate.
+fn quiet_limit(noise: &NoiseSettings, readings: &[f64], gate_pct: f64) -> Option<f64> {
+    let floor = match (noise.sensor_floor_ms.get(), low_level(readings)) {
+        (Some(k), Some(l)) => Some(k.min(l)),
+        (k, l) => k.or(l),
+    };
+    floor.map(|f| f * (1.0 + gate_pct / 100.0))
+}
+
+/// The samples whose neighbouring readings are both within `limit`.
+fn quiet_runs(samples: &[f64], around: &[f64], limit: Option<f64>) -> Vec<f64> {
+    let Some(limit) = limit else {
+        return Vec::new();
+    };
+    samples
+        .iter()
+        .zip(around)
+        .filter(|(_, r)| **r <= limit)
+        .map(|(x, _)| *x)
+        .collect()
+}
+
+/// Everything [`finish`] turns into a [`Measured`].
+struct Finish<'a> {
+    what: &'a str,
+    noise: &'a NoiseSettings,
+    samples: Vec<f64>,
+    ratios: Vec<f64>,
+    reference_samples: Vec<f64>,
+    readings: Vec<f64>,
+    around: Vec<f64>,
+    reference: Option<u32>,
+    rounds: u32,
+    converged: bool,
+}
+
+fn finish(f: Finish<'_>) -> Result<Measured, LatencyError> {
+    let no_samples = || LatencyError::BadReply {
+        what: format!("benchmarking {}", f.what),
+        message: "no samples".into(),
+    };
+    let mut converged = f.converged;
+    // With the gate, the statistics are those of the quiet runs.
+    let (described, quiet) = match f.noise.sensor_gate_pct {
+        Some(g) => {
+            let known = f.noise.sensor_floor_ms.get();
+            let local = low_level(&f.readings);
+            let limit = quiet_limit(f.noise, &f.readings, g);
+            let kept = quiet_runs(&f.samples, &f.around, limit);
+            let (kept, floor, found) = if !kept.is_empty() {
+                (
+                    kept,
+                    known.into_iter().chain(local).fold(f64::INFINITY, f64::min),
+                    true,
+                )
+            } else {
+                // Nothing was quiet against the known level: keep the runs
+                // quietest against this measurement's own readings (its
+                // lowest reading when there are too few for a percentile).
+                let own = local.or_else(|| f.readings.iter().copied().reduce(f64::min));
+                let kept = quiet_runs(&f.samples, &f.around, own.map(|l| l * (1.0 + g / 100.0)));
+                let kept = if kept.is_empty() {
+                    f.samples.clone()
+                } else {
+                    kept
+                };
+                (kept, own.unwrap_or_default(), false)
+            };
+            converged &= found;
+            if let Some(l) = local {
+                f.noise.sensor_floor_ms.lower_to(l);
+            }
+            let q = QuietRuns {
+                kept: kept.len() as u32,
+                of: f.samples.len() as u32,
+                floor_ms: floor,
+                found,
+            };
+            (kept, Some(q))
+        }
+        None => (f.samples.clone(), None),
+    };
+    let summary = padnas_agent::stats::summarize(&described).ok_or_else(no_samples)?;
+    let paired = match (
+        f.reference,
+        padnas_agent::stats::summarize(&f.ratios),
+        padnas_agent::stats::summarize(&f.reference_samples),
+    ) {
+        (Some(_), Some(r), Some(refs)) => {
+            let mut sorted = f.ratios.clone();
+            sorted.sort_by(f64::total_cmp);
+            Some(Paired {
+                ratio: r.median,
+                ratio_ci95_halfwidth_pct: median_ci(&sorted).map(|(_, hw)| hw),
+                reference_median_ms: refs.median,
+            })
+        }
+        _ => None,
+    };
+    // The described median's own interval, whatever decided the stop.
+    let mut sorted = described;
+    sorted.sort_by(f64::total_cmp);
+    let hw = median_ci(&sorted).map(|(_, hw)| hw);
+    Ok(Measured {
+        summary,
+        rounds: f.rounds,
+        ci95_halfwidth_pct: hw,
+        converged,
+        load_ms: 0.0,
+        paired,
+        quiet,
+    })
 }
 
 #[cfg(test)]
@@ -585,6 +887,13 @@ pub(crate) mod tests {
         pub bad_model: bool,
         pub cost: Option<fn(&[u8]) -> f64>,
         pub phase: fn(usize) -> f64,
+        /// The machine's slowdown at each tick (one tick per timed run
+        /// and one per sensor reading), for model and sensor alike: a
+        /// neighbour that comes and goes. The sensor reads 0.4 ms × it.
+        pub machine: fn(usize) -> f64,
+        pub ticks: usize,
+        /// Sensor requests seen.
+        pub sensed: usize,
     }
 
     impl Fake {
@@ -597,6 +906,9 @@ pub(crate) mod tests {
                 bad_model: false,
                 cost: None,
                 phase: |_| 1.0,
+                machine: |_| 1.0,
+                ticks: 0,
+                sensed: 0,
             }
         }
 
@@ -652,6 +964,7 @@ pub(crate) mod tests {
             &mut self,
             handle: u32,
             reference: Option<u32>,
+            sensor_every: Option<u32>,
             limits: &BenchLimits,
         ) -> Result<BenchStats, ClientError> {
             if self.drop_after.is_some_and(|n| self.benches >= n) {
@@ -661,7 +974,26 @@ pub(crate) mod tests {
             self.benches += 1;
             assert!(limits.return_samples);
             let n = limits.max_runs as usize;
-            let samples = self.samples(handle, n);
+            let mut samples = self.samples(handle, n);
+            // Reading, k runs, reading, …, reading: one tick each.
+            let k = sensor_every.unwrap_or(1) as usize;
+            let mut readings = Vec::with_capacity(n / k + 2);
+            let mut tick = || {
+                self.ticks += 1;
+                (self.machine)(self.ticks - 1)
+            };
+            readings.push(0.4 * tick());
+            for (i, x) in samples.iter_mut().enumerate() {
+                if i > 0 && i % k == 0 {
+                    readings.push(0.4 * tick());
+                }
+                *x *= tick();
+            }
+            readings.push(0.4 * tick());
+            if sensor_every.is_some() {
+                self.sensed += 1;
+            }
+            let sensor_samples_ms = sensor_every.map(|_| readings);
             let reference_samples = reference.map(|r| {
                 if self.cost.is_some() {
                     self.samples(r, n)
@@ -689,6 +1021,7 @@ pub(crate) mod tests {
                 reference_samples_ms: reference_samples,
                 reference_median_ms: None,
                 ratio_median: None,
+                sensor_samples_ms,
             })
         }
 
@@ -760,6 +1093,158 @@ pub(crate) mod tests {
         onnx.len() as f64 / 1000.0
     }
 
+    /// A neighbour that is busy 40 ticks out of every 50 and slows
+    /// everything 1.8× meanwhile.
+    fn mostly_busy(tick: usize) -> f64 {
+        if tick % 50 < 10 { 1.0 } else { 1.8 }
+    }
+
+    fn gated(gate: f64, floor: Option<f64>) -> NoiseSettings {
+        NoiseSettings {
+            min_runs: 10,
+            max_runs: 40,
+            max_time_ms: 10,
+            sensor_gate_pct: Some(gate),
+            sensor_wait_ms: 50,
+            sensor_calibrate_ms: 20,
+            sensor_floor_ms: floor.map(QuietLevel::known).unwrap_or_default(),
+            ..NoiseSettings::default()
+        }
+    }
+
+    #[test]
+    fn the_sensor_gate_keeps_only_the_quiet_runs() {
+        let busy = || Fake {
+            machine: mostly_busy,
+            ..Fake::steady(2.0)
+        };
+        let limits = BenchLimits::default();
+        // Without the gate the median is the busy machine's.
+        let plain = measure_model(&mut busy(), b"x", "b", &limits, &NoiseSettings::default())
+            .expect("plain");
+        assert!(plain.summary.median > 3.0, "{:?}", plain.summary);
+        assert!(plain.quiet.is_none());
+
+        let mut dev = busy();
+        let m =
+            measure_model(&mut dev, b"x", "b", &limits, &gated(10.0, Some(0.4))).expect("gated");
+        assert!(dev.sensed > 0, "the sensor was asked for");
+        let q = m.quiet.clone().expect("gate report");
+        assert!(q.found && m.converged, "{q:?}");
+        assert!(
+            (m.summary.median / 2.0 - 1.0).abs() < 0.01,
+            "{:?}",
+            m.summary
+        );
+        assert!(m.summary.max < 2.1, "no busy run kept: {:?}", m.summary);
+        assert_eq!(m.summary.n as u32, q.kept);
+        assert!(q.kept >= 10 && q.kept < q.of, "{q:?}");
+        assert_eq!(q.floor_ms, 0.4);
+        // The entry carries the report.
+        assert_eq!(m.entry("t".into()).quiet, Some(q));
+    }
+
+    #[test]
+    fn the_quiet_level_is_learned_and_shared_by_clones() {
+        let noise = gated(10.0, None);
+        let copy = noise.clone();
+        let mut dev = Fake {
+            machine: mostly_busy,
+            ..Fake::steady(2.0)
+        };
+        let m = measure_model(&mut dev, b"x", "b", &BenchLimits::default(), &noise).expect("m");
+        assert!(
+            (m.summary.median / 2.0 - 1.0).abs() < 0.01,
+            "{:?}",
+            m.summary
+        );
+        // The 5th percentile of readings that are quiet 20% of the time.
+        let level = copy
+            .sensor_floor_ms
+            .get()
+            .expect("learned through the clone");
+        assert!((level - 0.4).abs() < 1e-9, "{level}");
+        // A busier reading never raises it; a quieter one lowers it.
+        copy.sensor_floor_ms.lower_to(0.5);
+        assert_eq!(noise.sensor_floor_ms.get(), Some(0.4));
+        copy.sensor_floor_ms.lower_to(0.3);
+        assert_eq!(noise.sensor_floor_ms.get(), Some(0.3));
+        // Stored as a plain number, read back as a level.
+        let json = serde_json::to_value(&noise).unwrap();
+        assert_eq!(json["sensor_floor_ms"], serde_json::json!(0.3));
+        let back: NoiseSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back, noise);
+        let none = serde_json::to_value(NoiseSettings::default()).unwrap();
+        assert!(none.get("sensor_floor_ms").is_none() && none.get("sensor_gate_pct").is_none());
+    }
+
+    #[test]
+    fn a_measurement_without_a_quiet_run_says_so() {
+        let mut dev = Fake {
+            machine: |_| 1.8,
+            ..Fake::steady(2.0)
+        };
+        let noise = gated(10.0, Some(0.4));
+        let m = measure_model(&mut dev, b"x", "b", &BenchLimits::default(), &noise).expect("m");
+        let q = m.quiet.expect("report");
+        assert!(!q.found && !m.converged, "{q:?}");
+        // It settles for the runs quietest against its own readings.
+        assert!(
+            (m.summary.median / 3.6 - 1.0).abs() < 0.01,
+            "{:?}",
+            m.summary
+        );
+        assert!((q.floor_ms - 0.72).abs() < 1e-9, "{q:?}");
+        // And it does not pretend the machine's quiet level is its own.
+        assert_eq!(noise.sensor_floor_ms.get(), Some(0.4));
+    }
+
+    #[test]
+    fn an_agent_without_the_sensor_is_a_clear_error() {
+        struct Old(Fake);
+        impl Device for Old {
+            fn load_model(&mut self, onnx: &[u8]) -> Result<ModelLoaded, ClientError> {
+                self.0.load_model(onnx)
+            }
+            fn bench(
+                &mut self,
+                h: u32,
+                r: Option<u32>,
+                _sensor_every: Option<u32>,
+                l: &BenchLimits,
+            ) -> Result<BenchStats, ClientError> {
+                self.0.bench(h, r, None, l)
+            }
+            fn unload(&mut self, h: u32) -> Result<(), ClientError> {
+                self.0.unload(h)
+            }
+        }
+        let e = measure_model(
+            &mut Old(Fake::steady(1.0)),
+            b"x",
+            "b",
+            &BenchLimits::default(),
+            &gated(10.0, Some(0.4)),
+        )
+        .expect_err("no readings");
+        assert!(e.to_string().contains("protocol 1.2"), "{e}");
+    }
+
+    #[test]
+    fn gate_settings_are_checked() {
+        assert!(gated(10.0, None).check().is_ok());
+        for bad in [0.0, -5.0, 101.0, f64::NAN] {
+            let e = gated(bad, None).check().expect_err("bad gate");
+            assert!(e.to_string().contains("--sensor-gate"), "{e}");
+        }
+        let both = NoiseSettings {
+            reference_block: Some("mbconv:k3e3:in4x8x8:out4:s1".parse().unwrap()),
+            ..gated(10.0, None)
+        };
+        let e = both.check().expect_err("gate and reference");
+        assert!(e.to_string().contains("--reference"), "{e}");
+    }
+
     #[test]
     fn a_reference_cancels_a_machine_that_changes_speed() {
         // The machine alternates between two speeds 1.45× apart, one per
@@ -815,9 +1300,10 @@ pub(crate) mod tests {
                 &mut self,
                 h: u32,
                 _reference: Option<u32>,
+                sensor_every: Option<u32>,
                 l: &BenchLimits,
             ) -> Result<BenchStats, ClientError> {
-                self.0.bench(h, None, l)
+                self.0.bench(h, None, sensor_every, l)
             }
             fn unload(&mut self, h: u32) -> Result<(), ClientError> {
                 self.0.unload(h)

@@ -187,6 +187,11 @@ pub struct Entry {
     /// With a reference block: the reference's median during this entry (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference_median_ms: Option<f64>,
+    /// With the sensor gate (`noise.sensor_gate_pct`): how many runs were
+    /// quiet, against which level, and whether any was; the statistics
+    /// above are those of the quiet runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet: Option<super::measure::QuietRuns>,
     /// In a profile of several passes (`noise.passes`): the median of every
     /// visit, in the order measured. The other fields are those of the
     /// fastest visit. Empty in a one-pass table.
@@ -200,10 +205,12 @@ impl Entry {
         self.visit_medians_ms.len().max(1)
     }
 
-    /// What decides which visit is the faster: the ratio to the reference
-    /// block in a table with one, else the median.
-    fn speed_key(&self) -> f64 {
-        self.ratio.unwrap_or(self.median_ms)
+    /// What decides which visit is the faster: a visit in which the sensor
+    /// gate found quiet runs beats one in which it found none; then the
+    /// ratio to the reference block in a table with one, else the median.
+    fn speed_key(&self) -> (bool, f64) {
+        let unquiet = self.quiet.as_ref().is_some_and(|q| !q.found);
+        (unquiet, self.ratio.unwrap_or(self.median_ms))
     }
 
     /// This entry with one more visit: the faster of the two supplies the
@@ -527,6 +534,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LatencyError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::latency::measure::QuietRuns;
 
     /// A header for tests.
     pub(crate) fn header() -> Header {
@@ -578,6 +586,7 @@ pub(crate) mod tests {
             ratio: None,
             ratio_ci95_halfwidth_pct: None,
             reference_median_ms: None,
+            quiet: None,
             visit_medians_ms: Vec::new(),
         }
     }
@@ -605,6 +614,35 @@ pub(crate) mod tests {
         };
         let e = r(2.0, 10.0).with_visit(r(3.0, 9.0));
         assert_eq!((e.median_ms, e.ratio), (3.0, Some(9.0)));
+        // With the sensor gate, a visit that found quiet runs beats one that
+        // found none, even a faster one; among either kind the median decides.
+        let g = |median: f64, found: bool| Entry {
+            quiet: Some(QuietRuns {
+                kept: 10,
+                of: 50,
+                floor_ms: 0.4,
+                found,
+            }),
+            ..entry(median)
+        };
+        let e = g(3.0, true).with_visit(g(2.0, false));
+        assert_eq!(
+            (e.median_ms, e.visit_medians_ms.clone()),
+            (3.0, vec![3.0, 2.0])
+        );
+        let e = e.with_visit(g(2.9, true));
+        assert_eq!(e.median_ms, 2.9);
+        let e = g(3.0, false).with_visit(g(2.5, false));
+        assert_eq!(e.median_ms, 2.5);
+        // Serialised with the entry, absent without the gate.
+        let json = serde_json::to_value(g(1.0, true)).unwrap();
+        assert_eq!(json["quiet"]["found"], serde_json::json!(true));
+        assert!(
+            serde_json::to_value(entry(1.0))
+                .unwrap()
+                .get("quiet")
+                .is_none()
+        );
     }
 
     #[test]
