@@ -183,6 +183,36 @@ fn retrain_export_and_verify_on_local_and_qemu() {
     assert!(!label.contains("emulated"), "{label}");
     assert_eq!(v["arch"], ARCH);
     assert!(v["correct"].as_u64().is_some_and(|c| c <= 8), "{v}");
+    assert!(v["quiet"].is_null(), "no sensor gate in this table: {v}");
+
+    // With a table profiled through the sensor gate, the network is
+    // measured the same way: only runs the sensor found quiet count.
+    let gated = dir.path().join("gated.json");
+    ok(&[
+        "profile",
+        "--target",
+        "local",
+        "--space",
+        s(&dir.path().join("space.yaml")),
+        "--out",
+        s(&gated),
+        "--max-runs",
+        "20",
+        "--ci-pct",
+        "50",
+        "--sentinel-every",
+        "0",
+        "--sensor-gate",
+        "50",
+    ]);
+    let v = verify("local", &model, &gated, "2");
+    assert_eq!(v["agree"], true, "{v}");
+    let kept = v["quiet"]["kept"].as_u64().expect("the gate's report");
+    assert!(
+        kept >= 1 && kept <= v["quiet"]["of"].as_u64().expect("of"),
+        "{v}"
+    );
+    assert_eq!(v["runs"].as_u64(), Some(kept), "{v}");
 
     // aarch64 tract under qemu: other kernels, so not bit-identical, but
     // the same network; its timing is labelled emulated, never device latency.
