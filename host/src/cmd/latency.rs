@@ -269,6 +269,19 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
         .noise
         .reference_block
         .map(|k| json!({"block": k.to_string(), "scale_ms": table.reference_scale_ms()}));
+    // With the sensor gate: its setting, the quiet level the networks were
+    // judged against, and how many networks found no quiet run in time.
+    let sensor_gate = table.header.noise.sensor_gate_pct.map(|pct| {
+        json!({
+            "pct": pct,
+            "floor_ms": table.header.noise.sensor_floor_ms.get(),
+            "networks_without_quiet_runs": v
+                .rows
+                .iter()
+                .filter(|r| r.quiet.as_ref().is_some_and(|q| !q.found))
+                .count(),
+        })
+    });
     let report = json!({
         "format": "padnas-latency-validation",
         "created": now_rfc3339(),
@@ -284,6 +297,7 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
         "seed": a.seed,
         "samples": a.samples,
         "passes": passes,
+        "sensor_gate": sensor_gate,
         "seconds": v.seconds,
         "raw": v.raw,
         "reference": reference,
@@ -329,6 +343,7 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
     let line = json!({
         "n": v.raw.n,
         "passes": passes,
+        "sensor_gate": sensor_gate,
         "within_5pct": v.raw.within_5pct,
         "within_10pct": v.raw.within_10pct,
         "mape": v.raw.mape,
