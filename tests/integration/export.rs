@@ -53,15 +53,17 @@ fn tiny_run(dir: &Path) -> PathBuf {
     dir.join("run")
 }
 
-/// A latency table of the tiny space on `local`, quick and rough.
-fn local_table(dir: &Path) -> PathBuf {
-    let table = dir.join("table.json");
-    ok(&[
+/// A latency table of the tiny space on `local`, quick and rough, written
+/// to `dir/name` (with `extra` profile arguments).
+fn local_table(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let table = dir.join(name);
+    let space = dir.join("space.yaml");
+    let mut args = vec![
         "profile",
         "--target",
         "local",
         "--space",
-        s(&dir.join("space.yaml")),
+        s(&space),
         "--out",
         s(&table),
         "--max-runs",
@@ -70,7 +72,9 @@ fn local_table(dir: &Path) -> PathBuf {
         "50",
         "--sentinel-every",
         "0",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
     table
 }
 
@@ -168,7 +172,7 @@ fn retrain_export_and_verify_on_local_and_qemu() {
     agent_bin(Some("aarch64-unknown-linux-gnu"));
     let dir = tempfile::tempdir().expect("tempdir");
     let run = tiny_run(dir.path());
-    let table = local_table(dir.path());
+    let table = local_table(dir.path(), "table.json", &[]);
     let model = retrained_model(dir.path(), &run, &table);
 
     let v = verify("local", &model, &table, "8");
@@ -187,24 +191,7 @@ fn retrain_export_and_verify_on_local_and_qemu() {
 
     // With a table profiled through the sensor gate, the network is
     // measured the same way: only runs the sensor found quiet count.
-    let gated = dir.path().join("gated.json");
-    ok(&[
-        "profile",
-        "--target",
-        "local",
-        "--space",
-        s(&dir.path().join("space.yaml")),
-        "--out",
-        s(&gated),
-        "--max-runs",
-        "20",
-        "--ci-pct",
-        "50",
-        "--sentinel-every",
-        "0",
-        "--sensor-gate",
-        "50",
-    ]);
+    let gated = local_table(dir.path(), "gated.json", &["--sensor-gate", "50"]);
     let v = verify("local", &model, &gated, "2");
     assert_eq!(v["agree"], true, "{v}");
     let kept = v["quiet"]["kept"].as_u64().expect("the gate's report");

@@ -90,28 +90,52 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json")
 }
 
+/// A fresh directory with a `local` target, a space and a table path in it:
+/// where every profile test starts.
+struct Setup {
+    dir: tempfile::TempDir,
+    target: PathBuf,
+    space: PathBuf,
+    table: PathBuf,
+}
+
+impl Setup {
+    /// `name.yaml` holds `space_yaml`; the table is `name.json`.
+    fn new(name: &str, space_yaml: &str, warmup_ms: u64) -> Setup {
+        require_agent();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = write_target(dir.path(), warmup_ms);
+        let space = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&space, space_yaml).expect("space");
+        let table = dir.path().join(format!("{name}.json"));
+        Setup {
+            dir,
+            target,
+            space,
+            table,
+        }
+    }
+
+    /// `padnas profile` of the space into `out`, with `extra` arguments.
+    fn profile(&self, out: &Path, extra: &[&str]) -> Command {
+        let mut c = padnas();
+        c.args(["profile", "--target"])
+            .arg(&self.target)
+            .arg("--space")
+            .arg(&self.space)
+            .arg("--out")
+            .arg(out)
+            .args(extra);
+        c
+    }
+}
+
 #[test]
 fn profile_predict_and_validate_on_a_tiny_space() {
-    require_agent();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let target = write_target(dir.path(), 0);
-    let space = dir.path().join("tiny.yaml");
-    std::fs::write(&space, TINY).expect("space");
-    let table = dir.path().join("tiny.json");
+    let setup = Setup::new("tiny", TINY, 0);
+    let (dir, target, table) = (&setup.dir, &setup.target, &setup.table);
     // `padnas profile [EXTRA…]` of the tiny space into the table.
-    let profile = |extra: &[&str]| {
-        run_ok(
-            padnas()
-                .arg("profile")
-                .args(extra)
-                .arg("--target")
-                .arg(&target)
-                .arg("--space")
-                .arg(&space)
-                .arg("--out")
-                .arg(&table),
-        )
-    };
+    let profile = |extra: &[&str]| run_ok(&mut setup.profile(table, extra));
 
     let out = profile(&[]);
     let s = json_line(&out);
@@ -120,7 +144,7 @@ fn profile_predict_and_validate_on_a_tiny_space() {
     assert_eq!(s["skipped"], 0, "{s}");
     assert_eq!(s["out"], table.display().to_string());
 
-    let t = read_json(&table);
+    let t = read_json(table);
     let h = &t["header"];
     assert_eq!(h["target"], "local-test");
     assert_eq!(h["emulated"], false);
@@ -180,7 +204,7 @@ fn profile_predict_and_validate_on_a_tiny_space() {
         (Some(7), Some(0), Some(2)),
         "{s}"
     );
-    let t = read_json(&table);
+    let t = read_json(table);
     assert_eq!(t["header"]["noise"]["passes"], 2);
     let entries = t["entries"].as_object().expect("entries");
     for (k, e) in entries {
@@ -202,7 +226,7 @@ fn profile_predict_and_validate_on_a_tiny_space() {
     let out = run_ok(
         padnas()
             .args(["latency", "predict", "--table"])
-            .arg(&table)
+            .arg(table)
             .args(["--arch", "k3e1,k5e3,id"]),
     );
     let p = json_line(&out);
@@ -227,9 +251,9 @@ fn profile_predict_and_validate_on_a_tiny_space() {
     let out = run_ok(
         padnas()
             .args(["latency", "validate", "--target"])
-            .arg(&target)
+            .arg(target)
             .arg("--table")
-            .arg(&table)
+            .arg(table)
             .args(["--samples", "6", "--seed", "3", "--plot"])
             .arg(&plot),
     );
@@ -265,13 +289,13 @@ fn profile_predict_and_validate_on_a_tiny_space() {
     assert_eq!(stored, loo_better, "{v}");
     assert!(report["calibration_note"].is_string());
     assert_eq!(
-        read_json(&table)["header"]["calibration"]["slope"].is_number(),
+        read_json(table)["header"]["calibration"]["slope"].is_number(),
         stored
     );
     let out = run_ok(
         padnas()
             .args(["latency", "predict", "--table"])
-            .arg(&table)
+            .arg(table)
             .args(["--arch", "k3e1,k5e3,id"]),
     );
     assert_eq!(json_line(&out)["calibrated_ms"].is_number(), stored);
@@ -279,28 +303,15 @@ fn profile_predict_and_validate_on_a_tiny_space() {
 
 #[test]
 fn a_reference_block_pairs_every_measurement() {
-    require_agent();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let target = write_target(dir.path(), 0);
-    let space = dir.path().join("tiny.yaml");
-    std::fs::write(&space, TINY).expect("space");
-    let table = dir.path().join("tiny.json");
+    let setup = Setup::new("tiny", TINY, 0);
+    let (dir, target, table) = (&setup.dir, &setup.target, &setup.table);
     let reference = "mbconv:k3e3:in8x8x8:out8:s1";
-    let profile = |reference: Option<&str>| {
-        let mut c = padnas();
-        c.args(["profile", "--target"])
-            .arg(&target)
-            .arg("--space")
-            .arg(&space)
-            .arg("--out")
-            .arg(&table);
-        if let Some(r) = reference {
-            c.args(["--reference", r]);
-        }
-        c
+    let profile = |reference: Option<&str>| match reference {
+        Some(r) => setup.profile(table, &["--reference", r]),
+        None => setup.profile(table, &[]),
     };
     run_ok(&mut profile(Some(reference)));
-    let t = read_json(&table);
+    let t = read_json(table);
     assert_eq!(t["header"]["noise"]["reference_block"], reference);
     let entries = t["entries"].as_object().expect("entries");
     assert_eq!(entries.len(), 7);
@@ -322,7 +333,7 @@ fn a_reference_block_pairs_every_measurement() {
     let out = run_ok(
         padnas()
             .args(["latency", "predict", "--table"])
-            .arg(&table)
+            .arg(table)
             .args(["--arch", "k3e1,k5e3,id"]),
     );
     let want: f64 = ["stem:", "head:", "mbconv:k3e1:", "mbconv:k5e3:in8x8x8"]
@@ -340,9 +351,9 @@ fn a_reference_block_pairs_every_measurement() {
     let out = run_ok(
         padnas()
             .args(["latency", "validate", "--target"])
-            .arg(&target)
+            .arg(target)
             .arg("--table")
-            .arg(&table)
+            .arg(table)
             .args(["--samples", "4", "--seed", "1", "--no-calibrate"]),
     );
     let v = json_line(&out);
@@ -371,34 +382,20 @@ fn a_reference_block_pairs_every_measurement() {
     );
     run_ok(&mut profile(None));
     assert_eq!(
-        read_json(&table)["header"]["noise"]["reference_block"],
+        read_json(table)["header"]["noise"]["reference_block"],
         reference
     );
 }
 
 #[test]
 fn the_sensor_gate_measures_through_the_real_agent() {
-    require_agent();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let target = write_target(dir.path(), 0);
-    let space = dir.path().join("tiny.yaml");
-    std::fs::write(&space, TINY).expect("space");
-    let table = dir.path().join("tiny.json");
-    let profile = |extra: &[&str]| {
-        let mut c = padnas();
-        c.args(["profile", "--target"])
-            .arg(&target)
-            .arg("--space")
-            .arg(&space)
-            .arg("--out")
-            .arg(&table)
-            .args(extra);
-        c
-    };
+    let setup = Setup::new("tiny", TINY, 0);
+    let (dir, target, table) = (&setup.dir, &setup.target, &setup.table);
+    let profile = |extra: &[&str]| setup.profile(table, extra);
     // A loose confidence target: this test is about what the gate keeps,
     // not about how long a noisy machine takes to converge.
     run_ok(&mut profile(&["--sensor-gate", "50", "--ci-pct", "50"]));
-    let t = read_json(&table);
+    let t = read_json(table);
     let noise = &t["header"]["noise"];
     assert_eq!(noise["sensor_gate_pct"], 50.0, "{noise}");
     let level = noise["sensor_floor_ms"]
@@ -425,9 +422,9 @@ fn the_sensor_gate_measures_through_the_real_agent() {
     let out = run_ok(
         padnas()
             .args(["latency", "validate", "--target"])
-            .arg(&target)
+            .arg(target)
             .arg("--table")
-            .arg(&table)
+            .arg(table)
             .args(["--samples", "3", "--seed", "2", "--no-calibrate"]),
     );
     let v = json_line(&out);
@@ -460,26 +457,13 @@ fn the_sensor_gate_measures_through_the_real_agent() {
 
 #[test]
 fn a_killed_profile_resumes_without_measuring_twice() {
-    require_agent();
-    let dir = tempfile::tempdir().expect("tempdir");
     // Each entry takes ≥ 120 ms of warm-up, so the run is still going when
     // the first entry lands.
-    let target = write_target(dir.path(), 120);
-    let space = dir.path().join("wider.yaml");
-    std::fs::write(&space, WIDER).expect("space");
-    let table = dir.path().join("wider.json");
-    let profile = |t: &Path| {
-        let mut c = padnas();
-        c.args(["profile", "--target"])
-            .arg(&target)
-            .arg("--space")
-            .arg(&space)
-            .arg("--out")
-            .arg(t);
-        c
-    };
+    let setup = Setup::new("wider", WIDER, 120);
+    let (dir, target, table) = (&setup.dir, &setup.target, &setup.table);
+    let profile = |t: &Path| setup.profile(t, &[]);
 
-    let mut child = profile(&table)
+    let mut child = profile(table)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -491,7 +475,7 @@ fn a_killed_profile_resumes_without_measuring_twice() {
             "no entry appeared in {}",
             table.display()
         );
-        if let Ok(bytes) = std::fs::read(&table) {
+        if let Ok(bytes) = std::fs::read(table) {
             // The file is replaced atomically, so any read is a whole table.
             let t: Value = serde_json::from_slice(&bytes).expect("never a torn table");
             if t["entries"].as_object().is_some_and(|e| !e.is_empty()) {
@@ -504,7 +488,7 @@ fn a_killed_profile_resumes_without_measuring_twice() {
     let _ = child.wait();
     // Entries may have landed between the read and the kill: compare with
     // the table as the kill left it.
-    let before = read_json(&table);
+    let before = read_json(table);
     let saved = before["entries"].as_object().expect("entries").clone();
     assert!(!saved.is_empty());
     assert!(
@@ -515,7 +499,7 @@ fn a_killed_profile_resumes_without_measuring_twice() {
         assert_eq!(saved.get(k), Some(e));
     }
 
-    let out = run_ok(&mut profile(&table));
+    let out = run_ok(&mut profile(table));
     let s = json_line(&out);
     let total = s["entries"].as_u64().expect("entries");
     assert_eq!(total, 19, "{s}");
@@ -525,7 +509,7 @@ fn a_killed_profile_resumes_without_measuring_twice() {
         Some(total - saved.len() as u64),
         "nothing measured twice: {s}"
     );
-    let after = read_json(&table);
+    let after = read_json(table);
     let all = after["entries"].as_object().expect("entries");
     assert_eq!(all.len(), 19);
     for (k, e) in &saved {
@@ -545,9 +529,9 @@ fn a_killed_profile_resumes_without_measuring_twice() {
     let validate = || {
         let mut c = padnas();
         c.args(["latency", "validate", "--target"])
-            .arg(&target)
+            .arg(target)
             .arg("--table")
-            .arg(&table)
+            .arg(table)
             .args([
                 "--samples",
                 "5",

@@ -926,6 +926,34 @@ pub(crate) mod tests {
         }
     }
 
+    /// An agent of protocol 1.`minor`: it ignores the Bench fields later
+    /// versions added (the reference in 1.1, the sensor in 1.2), as its
+    /// serde defaults would.
+    struct OldAgent {
+        fake: Fake,
+        minor: u16,
+    }
+
+    impl Device for OldAgent {
+        fn load_model(&mut self, onnx: &[u8]) -> Result<ModelLoaded, ClientError> {
+            self.fake.load_model(onnx)
+        }
+        fn bench(
+            &mut self,
+            h: u32,
+            reference: Option<u32>,
+            sensor_every: Option<u32>,
+            l: &BenchLimits,
+        ) -> Result<BenchStats, ClientError> {
+            let reference = reference.filter(|_| self.minor >= 1);
+            let sensor_every = sensor_every.filter(|_| self.minor >= 2);
+            self.fake.bench(h, reference, sensor_every, l)
+        }
+        fn unload(&mut self, h: u32) -> Result<(), ClientError> {
+            self.fake.unload(h)
+        }
+    }
+
     pub(crate) fn info() -> AgentInfo {
         AgentInfo {
             protocol: 1,
@@ -1201,26 +1229,11 @@ pub(crate) mod tests {
 
     #[test]
     fn an_agent_without_the_sensor_is_a_clear_error() {
-        struct Old(Fake);
-        impl Device for Old {
-            fn load_model(&mut self, onnx: &[u8]) -> Result<ModelLoaded, ClientError> {
-                self.0.load_model(onnx)
-            }
-            fn bench(
-                &mut self,
-                h: u32,
-                r: Option<u32>,
-                _sensor_every: Option<u32>,
-                l: &BenchLimits,
-            ) -> Result<BenchStats, ClientError> {
-                self.0.bench(h, r, None, l)
-            }
-            fn unload(&mut self, h: u32) -> Result<(), ClientError> {
-                self.0.unload(h)
-            }
-        }
         let e = measure_model(
-            &mut Old(Fake::steady(1.0)),
+            &mut OldAgent {
+                fake: Fake::steady(1.0),
+                minor: 1,
+            },
             b"x",
             "b",
             &BenchLimits::default(),
@@ -1291,25 +1304,10 @@ pub(crate) mod tests {
 
         // An agent that ignores the reference (older than protocol 1.1) is
         // a clear error, not a table in mixed units.
-        struct Deaf(Fake);
-        impl Device for Deaf {
-            fn load_model(&mut self, onnx: &[u8]) -> Result<ModelLoaded, ClientError> {
-                self.0.load_model(onnx)
-            }
-            fn bench(
-                &mut self,
-                h: u32,
-                _reference: Option<u32>,
-                sensor_every: Option<u32>,
-                l: &BenchLimits,
-            ) -> Result<BenchStats, ClientError> {
-                self.0.bench(h, None, sensor_every, l)
-            }
-            fn unload(&mut self, h: u32) -> Result<(), ClientError> {
-                self.0.unload(h)
-            }
-        }
-        let mut deaf = Deaf(Fake::steady(1.0));
+        let mut deaf = OldAgent {
+            fake: Fake::steady(1.0),
+            minor: 0,
+        };
         let e = measure_model(&mut deaf, &block, "b", &BenchLimits::default(), &paired)
             .expect_err("no reference samples");
         assert!(e.to_string().contains("no reference samples"), "{e}");
