@@ -851,13 +851,12 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
                 reference: r.reference,
                 passes: crate::latency::measure::check_passes(r.passes.unwrap_or(1))
                     .map_err(|m| bad("target.passes", m))?,
-                sensor_gate: match r.sensor_gate {
-                    Some(g) if !(g.is_finite() && g > 0.0 && g <= 100.0) => {
-                        return Err(bad(
-                            "target.sensor_gate",
-                            format!("must be above 0 and at most 100 (%), got {g}"),
-                        ));
-                    }
+                sensor_gate: match r
+                    .sensor_gate
+                    .map(crate::latency::measure::check_sensor_gate)
+                    .transpose()
+                    .map_err(|m| bad("target.sensor_gate", m))?
+                {
                     Some(_) if r.reference.is_some() => {
                         return Err(bad(
                             "target.sensor_gate",

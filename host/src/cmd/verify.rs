@@ -145,8 +145,7 @@ impl Latency {
     /// The order in which visits compete, as for table entries: a visit in
     /// which the gate found quiet runs first, then the lower ratio or median.
     fn speed_key(&self) -> (bool, f64) {
-        let unquiet = self.quiet.as_ref().is_some_and(|q| !q.found);
-        (unquiet, self.ratio.unwrap_or(self.median_ms))
+        QuietRuns::visit_key(self.quiet.as_ref(), self.ratio.unwrap_or(self.median_ms))
     }
 }
 

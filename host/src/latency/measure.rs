@@ -35,6 +35,15 @@ pub fn check_passes(passes: u32) -> Result<u32, String> {
     }
 }
 
+/// Checks a sensor gate (command line or job config), as [`check_passes`].
+pub fn check_sensor_gate(pct: f64) -> Result<f64, String> {
+    if pct.is_finite() && pct > 0.0 && pct <= 100.0 {
+        Ok(pct)
+    } else {
+        Err(format!("must be above 0 and at most 100 (%), got {pct}"))
+    }
+}
+
 /// How entries are measured; stored in the table header.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NoiseSettings {
@@ -244,11 +253,8 @@ impl NoiseSettings {
         check_passes(self.passes)
             .map_err(|m| LatencyError::InvalidArgument(format!("--passes {m}")))?;
         if let Some(g) = self.sensor_gate_pct {
-            if !(g.is_finite() && g > 0.0 && g <= 100.0) {
-                return Err(LatencyError::InvalidArgument(format!(
-                    "--sensor-gate must be above 0 and at most 100 (%), got {g}"
-                )));
-            }
+            check_sensor_gate(g)
+                .map_err(|m| LatencyError::InvalidArgument(format!("--sensor-gate {m}")))?;
             if self.reference_block.is_some() {
                 return Err(LatencyError::InvalidArgument(
                     "--sensor-gate and --reference do not combine: the sensor replaces the reference block".into(),
@@ -493,6 +499,15 @@ pub struct QuietRuns {
     pub found: bool,
 }
 
+impl QuietRuns {
+    /// How visits of one model compete (table entries, validation rows,
+    /// `verify`): a visit in which the gate found quiet runs beats one in
+    /// which it found none, then the lower `value` wins. Compare the keys.
+    pub fn visit_key(quiet: Option<&QuietRuns>, value: f64) -> (bool, f64) {
+        (quiet.is_some_and(|q| !q.found), value)
+    }
+}
+
 /// A measurement against the reference block.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Paired {
@@ -621,23 +636,20 @@ pub fn measure_loaded(
     let mut readings: Vec<f64> = Vec::new();
     let mut around: Vec<f64> = Vec::new();
     let mut rounds = 0u32;
+    // The runs that count towards the cap: the judged ones of the last round.
+    let mut counted = 0usize;
     let bad = |message: String| LatencyError::BadReply {
         what: format!("benchmarking {what}"),
         message,
     };
     loop {
-        let counted = match gate {
-            Some(g) => quiet_runs(&samples, &around, quiet_limit(noise, &readings, g)).len(),
-            None => samples.len(),
-        };
         let left = max_runs.saturating_sub(counted).max(1);
-        let want = if samples.is_empty() {
-            min_runs
-        } else {
+        let median = padnas_agent::stats::summarize(&samples).map(|s| s.median.max(1e-3));
+        let want = match median {
+            None => min_runs,
             // Size later rounds by time, so a 50 ms network and a 0.2 ms
             // block both pay about one round trip per `round_ms`.
-            let median = padnas_agent::stats::summarize(&samples).map_or(1.0, |s| s.median);
-            ((noise.round_ms as f64 / median.max(1e-3)).ceil() as usize).clamp(5, 1_000)
+            Some(m) => ((noise.round_ms as f64 / m).ceil() as usize).clamp(5, 1_000),
         }
         .min(left)
         .max(1);
@@ -656,15 +668,9 @@ pub fn measure_loaded(
         };
         // The first round reads the sensor around every run; later ones
         // bracket about `SENSOR_BRACKET_MS` of runs.
-        let every = gate.map(|_| {
-            if samples.is_empty() {
-                1
-            } else {
-                let median = padnas_agent::stats::summarize(&samples).map_or(1.0, |s| s.median);
-                (SENSOR_BRACKET_MS / median.max(1e-3))
-                    .floor()
-                    .clamp(1.0, 1_000.0) as u32
-            }
+        let every = gate.map(|_| match median {
+            None => 1,
+            Some(m) => (SENSOR_BRACKET_MS / m).floor().clamp(1.0, 1_000.0) as u32,
         });
         let stats = dev
             .bench(handle, reference, every, &limits)
@@ -727,6 +733,7 @@ pub fn measure_loaded(
         };
         let mut sorted = judged;
         sorted.sort_by(f64::total_cmp);
+        counted = sorted.len();
         let hw = median_ci(&sorted).map(|(_, hw)| hw);
         let converged = !calibrating
             && sorted.len() >= min_runs
@@ -739,6 +746,7 @@ pub fn measure_loaded(
             return finish(Finish {
                 what,
                 noise,
+                quiet: if gate.is_some() { sorted } else { Vec::new() },
                 samples,
                 ratios,
                 reference_samples,
@@ -752,14 +760,18 @@ pub fn measure_loaded(
     }
 }
 
-/// The quiet limit for the sensor readings: the quiet level (the known
-/// one, or this measurement's own when lower or the only one) plus the gate.
-fn quiet_limit(noise: &NoiseSettings, readings: &[f64], gate_pct: f64) -> Option<f64> {
-    let floor = match (noise.sensor_floor_ms.get(), low_level(readings)) {
+/// The quiet level: the known one, or this measurement's own when lower or
+/// the only one.
+fn quiet_floor(noise: &NoiseSettings, readings: &[f64]) -> Option<f64> {
+    match (noise.sensor_floor_ms.get(), low_level(readings)) {
         (Some(k), Some(l)) => Some(k.min(l)),
         (k, l) => k.or(l),
-    };
-    floor.map(|f| f * (1.0 + gate_pct / 100.0))
+    }
+}
+
+/// The quiet limit for the sensor readings: the quiet level plus the gate.
+fn quiet_limit(noise: &NoiseSettings, readings: &[f64], gate_pct: f64) -> Option<f64> {
+    quiet_floor(noise, readings).map(|f| f * (1.0 + gate_pct / 100.0))
 }
 
 /// The samples whose neighbouring readings are both within `limit`.
@@ -779,6 +791,8 @@ fn quiet_runs(samples: &[f64], around: &[f64], limit: Option<f64>) -> Vec<f64> {
 struct Finish<'a> {
     what: &'a str,
     noise: &'a NoiseSettings,
+    /// With the gate: the runs the last round judged quiet.
+    quiet: Vec<f64>,
     samples: Vec<f64>,
     ratios: Vec<f64>,
     reference_samples: Vec<f64>,
@@ -798,16 +812,10 @@ fn finish(f: Finish<'_>) -> Result<Measured, LatencyError> {
     // With the gate, the statistics are those of the quiet runs.
     let (described, quiet) = match f.noise.sensor_gate_pct {
         Some(g) => {
-            let known = f.noise.sensor_floor_ms.get();
             let local = low_level(&f.readings);
-            let limit = quiet_limit(f.noise, &f.readings, g);
-            let kept = quiet_runs(&f.samples, &f.around, limit);
-            let (kept, floor, found) = if !kept.is_empty() {
-                (
-                    kept,
-                    known.into_iter().chain(local).fold(f64::INFINITY, f64::min),
-                    true,
-                )
+            let floor = quiet_floor(f.noise, &f.readings);
+            let (kept, floor, found) = if let (false, Some(floor)) = (f.quiet.is_empty(), floor) {
+                (f.quiet, floor, true)
             } else {
                 // Nothing was quiet against the known level: keep the runs
                 // quietest against this measurement's own readings (its

@@ -209,8 +209,10 @@ impl Entry {
     /// gate found quiet runs beats one in which it found none; then the
     /// ratio to the reference block in a table with one, else the median.
     fn speed_key(&self) -> (bool, f64) {
-        let unquiet = self.quiet.as_ref().is_some_and(|q| !q.found);
-        (unquiet, self.ratio.unwrap_or(self.median_ms))
+        super::measure::QuietRuns::visit_key(
+            self.quiet.as_ref(),
+            self.ratio.unwrap_or(self.median_ms),
+        )
     }
 
     /// This entry with one more visit: the faster of the two supplies the

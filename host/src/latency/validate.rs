@@ -77,10 +77,7 @@ impl Row {
         list.push(visit.measured_ms);
         // As for table entries: a visit in which the gate found quiet runs
         // beats one in which it found none.
-        let key = |r: &Row| {
-            let unquiet = r.quiet.as_ref().is_some_and(|q| !q.found);
-            (unquiet, r.measured_ms)
-        };
+        let key = |r: &Row| super::measure::QuietRuns::visit_key(r.quiet.as_ref(), r.measured_ms);
         let mut best = if key(&visit) < key(&self) {
             visit
         } else {
