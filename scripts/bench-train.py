@@ -5,7 +5,12 @@ optimiser as padnas, on the same torch wheel, timed the same way (wall time
 of all steps, loss and accuracy read back every step).
 
 Usage: bench-train.py SPACE.yaml PATHS.txt FMNIST_DIR --threads N
-                      --batch-size B [--channels-last]
+                      --batch-size B [--channels-last] [--shards S]
+
+--shards S cuts each batch into S shards run by S Python threads, each with
+threads/S intra-op threads (what padnas's train.shards does; here the GIL
+serialises the Python side of every op, and BN running statistics are
+updated by all shards).
 Prints one JSON line: {"images_per_s": ..., "steps": ..., ...}.
 """
 
@@ -14,6 +19,7 @@ import gzip
 import json
 import math
 import os
+import threading
 import time
 
 import torch
@@ -123,9 +129,10 @@ def main():
     ap.add_argument("--batch-size", type=int, required=True)
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--shards", type=int, default=1)
     args = ap.parse_args()
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(max(1, args.threads // args.shards))
     torch.manual_seed(1)
     with open(args.space) as f:
         space = yaml.safe_load(f)
@@ -157,18 +164,37 @@ def main():
         y = labels.index_select(0, idx)
         for g in opt.param_groups:
             g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        logits = net(x, arch)
-        loss = F.cross_entropy(logits, y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if args.shards == 1:
+            logits = net(x, arch)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            lv = loss.item()
+            hits = (logits.argmax(-1) == y).sum().item()
+        else:
+            results = [None] * args.shards
+
+            def shard(k, xs, ys):
+                out = net(xs, arch)
+                loss = F.cross_entropy(out, ys) * (len(ys) / bs)
+                loss.backward()  # autograd accumulates across threads safely
+                results[k] = (loss.item(), (out.argmax(-1) == ys).sum().item())
+
+            parts = list(zip(x.chunk(args.shards), y.chunk(args.shards)))
+            workers = [threading.Thread(target=shard, args=(k, *parts[k])) for k in range(1, len(parts))]
+            for w in workers:
+                w.start()
+            shard(0, *parts[0])
+            for w in workers:
+                w.join()
+            lv = sum(r[0] for r in results)
+            hits = sum(r[1] for r in results)
         opt.step()
-        lv = loss.item()
-        hits = (logits.argmax(-1) == y).sum().item()
         if os.environ.get("BENCH_VERBOSE"):
             print(f"step {step} loss {lv:.3f} acc {hits / bs:.3f}", flush=True)
     seconds = time.perf_counter() - start
     print(json.dumps({"images_per_s": steps * bs / seconds, "steps": steps, "seconds": seconds,
-                      "threads": args.threads, "channels_last": args.channels_last,
+                      "threads": args.threads, "channels_last": args.channels_last, "shards": args.shards,
                       "torch": torch.__version__}))
 
 

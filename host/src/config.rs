@@ -268,9 +268,14 @@ pub struct RawTrain {
     /// Label smoothing ε; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_smoothing: Option<f64>,
-    /// Intra-op threads; libtorch's default (all cores) when absent.
+    /// Threads in all; libtorch's default (all cores) when absent. With
+    /// shards, each shard's intra-op pool gets `threads / shards`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    /// Data-parallel shards per batch, each on its own thread with its own
+    /// BN batch statistics; 1 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<usize>,
     /// Also checkpoint every N steps (always at each epoch's end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every_steps: Option<usize>,
@@ -416,8 +421,10 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     /// Label smoothing ε.
     pub label_smoothing: f64,
-    /// Intra-op threads, or libtorch's default.
+    /// Threads in all, or libtorch's default.
     pub threads: Option<usize>,
+    /// Data-parallel shards per batch (see `supernet::shards`).
+    pub shards: usize,
     /// Extra checkpoint every N steps.
     pub checkpoint_every_steps: Option<usize>,
     /// Subset of the training split.
@@ -439,6 +446,7 @@ impl Default for TrainConfig {
             schedule: Schedule::Cosine,
             label_smoothing: 0.0,
             threads: None,
+            shards: 1,
             checkpoint_every_steps: None,
             max_train_samples: None,
         }
@@ -633,6 +641,7 @@ impl JobConfig {
                 schedule: Some(t.schedule),
                 label_smoothing: Some(t.label_smoothing),
                 threads: t.threads,
+                shards: (t.shards > 1).then_some(t.shards),
                 checkpoint_every_steps: t.checkpoint_every_steps,
                 max_train_samples: t.max_train_samples,
             },
@@ -811,6 +820,14 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
     if let Some(n) = t.threads {
         positive("train.threads", n)?;
     }
+    let shards = t.shards.unwrap_or(1);
+    positive("train.shards", shards)?;
+    if shards > t.batch_size {
+        return Err(bad(
+            "train.shards",
+            format!("{shards} is more than the batch size ({})", t.batch_size),
+        ));
+    }
     if let Some(n) = t.checkpoint_every_steps {
         positive("train.checkpoint_every_steps", n)?;
     }
@@ -935,6 +952,7 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
             schedule: t.schedule.unwrap_or(Schedule::Cosine),
             label_smoothing,
             threads: t.threads,
+            shards,
             checkpoint_every_steps: t.checkpoint_every_steps,
             max_train_samples: t.max_train_samples,
         },
@@ -1090,6 +1108,9 @@ train:
         assert!(c.train.nesterov);
         assert_eq!(c.train.schedule, Schedule::Linear);
         assert_eq!(c.train.threads, None);
+        assert_eq!(c.train.shards, 1);
+        let c = parse(&format!("{GOOD}  shards: 2\n")).unwrap();
+        assert_eq!(c.train.shards, 2);
     }
 
     #[test]
@@ -1135,6 +1156,13 @@ train:
         );
         let e = err(&format!("{GOOD}  max_train_samples: 10\n"));
         assert!(e.starts_with("job.yaml: train.max_train_samples:"), "{e}");
+        let e = err(&format!("{GOOD}  shards: 0\n"));
+        assert!(e.starts_with("job.yaml: train.shards: must be ≥ 1"), "{e}");
+        let e = err(&format!("{GOOD}  shards: 1000\n"));
+        assert!(
+            e.starts_with("job.yaml: train.shards: 1000 is more than the batch size"),
+            "{e}"
+        );
         let e = err(&format!("{GOOD}  momentum: 0\n  nesterov: true\n"));
         assert!(
             e.starts_with("job.yaml: train.nesterov: needs momentum"),

@@ -15,6 +15,7 @@ mod device;
 mod eval;
 mod model;
 mod sgd;
+mod shards;
 #[cfg(test)]
 pub(crate) mod tests;
 mod train;
@@ -65,6 +66,9 @@ pub enum SupernetError {
     /// settings vs checkpoint).
     #[error("{0}")]
     Mismatch(String),
+    /// A data-parallel shard's thread could not start or has stopped.
+    #[error("training shard: {0}")]
+    Shard(String),
     /// Training diverged (loss not finite).
     #[error("training diverged at step {step}: loss is {loss}")]
     Diverged {

@@ -58,6 +58,9 @@ pub enum BnMode {
         /// Weight of this batch in the running statistics.
         momentum: f64,
     },
+    /// Batch statistics; running statistics untouched (the shards after
+    /// the first of a data-parallel step: one buffer, one writer).
+    BatchOnly,
     /// Running statistics (evaluation).
     Eval,
 }
@@ -338,6 +341,32 @@ impl Supernet {
         })
     }
 
+    /// Another handle to the same tensors (same storage, same autograd
+    /// leaves), for another thread: tch tensors are `Send` but not `Sync`.
+    pub(crate) fn share(&self) -> Supernet {
+        Supernet {
+            space: self.space.clone(),
+            device: self.device,
+            params: self
+                .params
+                .iter()
+                .map(|p| Param {
+                    name: p.name.clone(),
+                    tensor: p.tensor.shallow_clone(),
+                    kind: p.kind,
+                })
+                .collect(),
+            by_name: self.by_name.clone(),
+            stem: self.stem,
+            stem_act: self.stem_act,
+            layers: self.layers.clone(),
+            head: self.head,
+            head_act: self.head_act,
+            fc_weight: self.fc_weight,
+            fc_bias: self.fc_bias,
+        }
+    }
+
     /// The space whose every candidate this supernet holds.
     pub fn space(&self) -> &Space {
         &self.space
@@ -451,16 +480,17 @@ impl Supernet {
             [1, 1],
             cb.groups,
         )?;
-        let (training, momentum) = match mode {
-            BnMode::Train => (true, BN_MOMENTUM),
-            BnMode::Recalibrate { momentum } => (true, momentum),
-            BnMode::Eval => (false, 0.0),
+        let (training, momentum, stats) = match mode {
+            BnMode::Train => (true, BN_MOMENTUM, true),
+            BnMode::Recalibrate { momentum } => (true, momentum, true),
+            BnMode::BatchOnly => (true, 0.0, false),
+            BnMode::Eval => (false, 0.0, true),
         };
         Ok(y.f_batch_norm(
             Some(p(cb.bn.weight)),
             Some(p(cb.bn.bias)),
-            Some(p(cb.bn.mean)),
-            Some(p(cb.bn.var)),
+            stats.then(|| p(cb.bn.mean)),
+            stats.then(|| p(cb.bn.var)),
             training,
             momentum,
             f64::from(BN_EPS),

@@ -38,18 +38,17 @@ impl Sgd {
         }
     }
 
-    /// One update of the parameters `indices` of `net` at learning rate `lr`,
-    /// then their gradients are zeroed for the next backward pass.
+    /// One update at learning rate `lr` of the parameters given with their
+    /// gradients (parameter index into `net`, gradient).
     pub(crate) fn step(
         &mut self,
         net: &Supernet,
-        indices: &[usize],
+        grads: Vec<(usize, Tensor)>,
         lr: f64,
     ) -> Result<(), SupernetError> {
         let _guard = tch::no_grad_guard();
-        for &i in indices {
+        for (i, mut grad) in grads {
             let p = &net.params()[i];
-            let mut grad = p.tensor.grad();
             if !grad.defined() {
                 continue;
             }
@@ -70,11 +69,10 @@ impl Sgd {
                     buf.shallow_clone()
                 }
             } else {
-                grad.shallow_clone()
+                grad
             };
             let mut t = p.tensor.shallow_clone();
             let _ = t.f_sub_(&dir.f_mul_scalar(lr)?)?;
-            let _ = grad.f_zero_()?;
         }
         Ok(())
     }

@@ -186,6 +186,18 @@ fn pruned_ops_keep_their_weights_through_training() {
 #[test]
 fn resume_reaches_the_same_weights() {
     one_thread();
+    resume_case(1);
+}
+
+/// Two shards: bitwise reproducible (gradients summed in shard order, not
+/// by whichever thread finishes first) and exactly resumable.
+#[test]
+fn sharded_training_repeats_and_resumes_exactly() {
+    one_thread();
+    resume_case(2);
+}
+
+fn resume_case(shards: usize) {
     let space = tiny();
     let set = synthetic(100, 2);
     let dir = tempfile::tempdir().unwrap();
@@ -198,6 +210,7 @@ fn resume_reaches_the_same_weights() {
         label_smoothing: 0.1,
         weight_decay: 1e-3,
         checkpoint_every_steps: Some(2),
+        shards,
         ..TrainConfig::default()
     };
     let augment = Augment {
@@ -221,6 +234,11 @@ fn resume_reaches_the_same_weights() {
     )
     .unwrap();
     assert_eq!((s.step, s.total_steps, s.finished), (12, 12, true));
+    let again = Supernet::new(&space, Device::Cpu, 5).unwrap();
+    train(&again, &sampler, &set, &opts("c.safetensors", None, false)).unwrap();
+    if let Err(e) = all_equal(&again, &straight) {
+        panic!("{shards} shards: a second run differs: {e}");
+    }
 
     // First half, then a fresh supernet (as in a new process) resumes.
     let first = Supernet::new(&space, Device::Cpu, 5).unwrap();
@@ -240,7 +258,7 @@ fn resume_reaches_the_same_weights() {
     let rest = train(&second, &sampler, &set, &opts("b.safetensors", None, true)).unwrap();
     assert_eq!((rest.start_step, rest.step, rest.finished), (5, 12, true));
     if let Err(e) = all_equal(&second, &straight) {
-        panic!("resumed run differs from the straight one: {e}");
+        panic!("{shards} shards: resumed run differs from the straight one: {e}");
     }
 
     // A resume with other settings is refused.
@@ -254,6 +272,72 @@ fn resume_reaches_the_same_weights() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("other settings"), "{e}");
+    // So is one with another shard count: batch statistics differ.
+    let mut other = opts("b.safetensors", None, true);
+    other.config.shards = 3 - shards;
+    let e = train(
+        &Supernet::new(&space, Device::Cpu, 5).unwrap(),
+        &sampler,
+        &set,
+        &other,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("other settings"), "{e}");
+}
+
+/// Two shards of a batch made of one half twice see the same batch
+/// statistics as the whole batch, so loss and gradients must agree with
+/// the unsharded step: checks the loss weights and the gradient sum.
+#[test]
+fn two_shards_of_a_doubled_batch_match_one() {
+    one_thread();
+    let space = tiny();
+    let net = Supernet::new(&space, Device::Cpu, 3).unwrap();
+    let half = tch::Tensor::randn([8, 1, 8, 8], (tch::Kind::Float, Device::Cpu));
+    let labels = tch::Tensor::from_slice(&[0i64, 1, 2, 0, 1, 2, 2, 1]);
+    let images = tch::Tensor::cat(&[&half, &half], 0);
+    let labels = tch::Tensor::cat(&[&labels, &labels], 0);
+    let path = [1, 0, 1];
+    let params = net.trainable_of(&path);
+    let one = shards::Shards::new(&net, 1)
+        .unwrap()
+        .step(&net, &images, &labels, &path, &params, 0.1)
+        .unwrap();
+    let two = shards::Shards::new(&net, 2)
+        .unwrap()
+        .step(&net, &images, &labels, &path, &params, 0.1)
+        .unwrap();
+    assert!(
+        (one.loss - two.loss).abs() < 1e-5,
+        "{} vs {}",
+        one.loss,
+        two.loss
+    );
+    assert_eq!(one.hits, two.hits);
+    assert_eq!(one.grads.len(), params.len());
+    for (i, (a, b)) in one.grads.iter().zip(&two.grads).enumerate() {
+        let diff = (a - b).abs().max().double_value(&[]);
+        let scale = a.abs().max().double_value(&[]);
+        assert!(
+            diff <= 1e-4 * scale.max(1e-3),
+            "{}: gradients differ by {diff} (scale {scale})",
+            net.params()[params[i]].name
+        );
+    }
+    // A batch whose halves differ normalises each half on its own: the
+    // sharded gradient is then a different one.
+    let other = tch::Tensor::randn([8, 1, 8, 8], (tch::Kind::Float, Device::Cpu));
+    let images = tch::Tensor::cat(&[&half, &other], 0);
+    let one = shards::Shards::new(&net, 1)
+        .unwrap()
+        .step(&net, &images, &labels, &path, &params, 0.1)
+        .unwrap();
+    let two = shards::Shards::new(&net, 2)
+        .unwrap()
+        .step(&net, &images, &labels, &path, &params, 0.1)
+        .unwrap();
+    let w = &one.grads[0] - &two.grads[0];
+    assert!(w.abs().max().double_value(&[]) > 1e-6, "stem gradient");
 }
 
 #[test]

@@ -11,16 +11,15 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use tch::{Kind, Reduction, Tensor};
-
 use super::checkpoint::{TrainState, load_checkpoint, save_checkpoint};
-use super::{BnMode, Sgd, Supernet, SupernetError, learning_rate};
+use super::shards::Shards;
+use super::{Sgd, Supernet, SupernetError, learning_rate};
 use crate::config::{Augment, TrainConfig};
 use crate::data::{ImageSet, Loader, derive_seed};
 use crate::space::{Arch, Space};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 /// Draws the path of each step from a sampling space: the supernet's own
 /// space or a pruned copy of it (same layers, fewer candidates), so pruned
@@ -160,16 +159,20 @@ pub struct TrainSummary {
 
 /// Settings that change the result; a resume refuses a checkpoint whose
 /// fingerprint differs. Threads and checkpoint interval are left out: they
-/// do not change what is computed.
+/// do not change what is computed. Shards do (batch statistics per shard).
 fn fingerprint(opts: &TrainOptions, set: &ImageSet) -> String {
     let c = &opts.config;
-    serde_json::json!({
+    let mut fp = serde_json::json!({
         "epochs": c.epochs, "batch_size": c.batch_size, "lr": c.lr, "momentum": c.momentum,
         "nesterov": c.nesterov, "weight_decay": c.weight_decay, "warmup_epochs": c.warmup_epochs,
         "schedule": c.schedule, "label_smoothing": c.label_smoothing, "augment": opts.augment,
         "train_images": set.len(),
-    })
-    .to_string()
+    });
+    // Only when sharded, so checkpoints written before shards existed resume.
+    if c.shards > 1 {
+        fp["shards"] = c.shards.into();
+    }
+    fp.to_string()
 }
 
 /// Trains `net` by SPOS on `set`, paths from `sampler`, until the run is
@@ -238,6 +241,7 @@ pub fn train(
     );
     bar.set_position(start);
 
+    let shards = Shards::new(net, cfg.shards)?;
     let started = Instant::now();
     let mut loading = Duration::ZERO;
     // Running sums over the current epoch (reset at each epoch's start).
@@ -253,29 +257,23 @@ pub fn train(
         let path = sampler.path(step);
         let lr = learning_rate(cfg, step, total, warmup);
 
-        let logits = net.forward(&batch.images, &path, BnMode::Train)?;
-        let loss = logits.f_cross_entropy_loss::<Tensor>(
+        let params = net.trainable_of(&path);
+        let out = shards.step(
+            net,
+            &batch.images,
             &batch.labels,
-            None,
-            Reduction::Mean,
-            -100,
+            &path,
+            &params,
             cfg.label_smoothing,
         )?;
-        loss.f_backward()?;
-        sgd.step(net, &net.trainable_of(&path), lr)?;
+        sgd.step(net, params.into_iter().zip(out.grads).collect(), lr)?;
 
-        let loss_v = loss.f_double_value(&[])?;
+        let loss_v = out.loss;
         if !loss_v.is_finite() {
             return Err(SupernetError::Diverged { step, loss: loss_v });
         }
-        let hits = tch::no_grad(|| {
-            logits
-                .f_argmax(-1, false)?
-                .f_eq_tensor(&batch.labels)?
-                .f_sum(Kind::Int64)
-        })?;
         loss_sum += loss_v;
-        correct += hits.f_int64_value(&[])?;
+        correct += out.hits;
         seen += batch.len;
         epoch_steps += 1;
         last = (loss_sum / epoch_steps as f64, correct as f64 / seen as f64);
