@@ -271,6 +271,9 @@ fn profile_predict_and_validate_on_a_tiny_space() {
     assert!(svg.starts_with("<svg"), "{}", &svg[..100.min(svg.len())]);
     let report = read_json(&dir.path().join("tiny.validation.json"));
     assert_eq!(report["rows"].as_array().map(Vec::len), Some(6));
+    // Two visits each: the second scored against the first, in both.
+    assert_eq!(v["repeatability"]["n"], 6, "{v}");
+    assert_eq!(report["repeatability"], v["repeatability"]);
     assert!(report["rows"][0]["measured_ms"].as_f64().expect("measured") > 0.0);
     for r in report["rows"].as_array().expect("rows") {
         let visits = r["visit_ms"].as_array().expect("visit_ms");

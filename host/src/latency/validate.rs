@@ -102,6 +102,13 @@ pub struct Validation {
     /// machine's speed changes hit unevenly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub without_reference: Option<Metrics>,
+    /// With two or more passes: each network's second visit scored against
+    /// its first, as if it were a prediction. This is the machine's own
+    /// spread: where two measurements of one network often differ by more
+    /// than 5%, a table cannot be within 5% of every measurement either
+    /// (the fastest-of-N visit that rows keep is steadier than one visit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeatability: Option<Metrics>,
     /// Per-network rows.
     pub rows: Vec<Row>,
     /// Wall time of the measurements (s).
@@ -324,11 +331,18 @@ pub fn evaluate(mut rows: Vec<Row>, seconds: f64) -> Validation {
         .filter(|v| !v.is_empty())
         .map(|v| v.into_iter().unzip());
     let without_reference = unreferenced.map(|(x, y)| metrics(&x, &y));
+    let (second, first): (Vec<f64>, Vec<f64>) = rows
+        .iter()
+        .filter(|r| r.visit_ms.len() >= 2)
+        .map(|r| (r.visit_ms[1], r.visit_ms[0]))
+        .unzip();
+    let repeatability = (!first.is_empty()).then(|| metrics(&second, &first));
     Validation {
         raw,
         calibrated_loo,
         fit,
         without_reference,
+        repeatability,
         rows,
         seconds,
     }
@@ -480,6 +494,33 @@ mod tests {
             visit_ms: Vec::new(),
             quiet: None,
         }
+    }
+
+    #[test]
+    fn repeatability_scores_second_visits_against_first() {
+        // One visit per network: nothing to compare.
+        let one: Vec<Row> = (0..5).map(|i| row(10.0, 10.0 + f64::from(i))).collect();
+        assert!(evaluate(one, 1.0).repeatability.is_none());
+        // Second visits 0%, +4%, −8%, +20% off the first (the row keeps the
+        // faster visit, which must not matter); a third visit is ignored.
+        let rows: Vec<Row> = [1.0, 1.04, 0.92, 1.2]
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let first = 10.0 + i as f64;
+                let visits = vec![first, first * f, first * 0.5];
+                Row {
+                    visit_ms: visits,
+                    ..row(first, first.min(first * f))
+                }
+            })
+            .collect();
+        let v = evaluate(rows, 1.0);
+        let r = v.repeatability.expect("two visits each");
+        assert_eq!(r.n, 4);
+        assert_eq!((r.within_5pct, r.within_10pct), (0.5, 0.75), "{r:?}");
+        assert!((r.mape - 0.08).abs() < 1e-9, "{r:?}");
+        assert!((r.bias - 0.04).abs() < 1e-9, "{r:?}");
     }
 
     #[test]
