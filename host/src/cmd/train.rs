@@ -55,13 +55,17 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-/// Applies `threads` (or leaves libtorch's default) and picks the device.
+/// Applies `threads` (or leaves libtorch's default), keeps freed memory in
+/// the process (see `supernet::keep_freed_memory`) and picks the device.
 pub(crate) fn setup_torch(
     threads: Option<usize>,
     device: DeviceSpec,
 ) -> anyhow::Result<tch::Device> {
     if let Some(n) = threads {
         tch::set_num_threads(i32::try_from(n).context("threads")?);
+    }
+    if !crate::supernet::keep_freed_memory() {
+        tracing::debug!("allocator settings not applied (not glibc)");
     }
     Ok(torch_device(device)?)
 }

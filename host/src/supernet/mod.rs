@@ -13,6 +13,7 @@
 pub mod checkpoint;
 mod device;
 mod eval;
+mod memory;
 mod model;
 mod sgd;
 mod shards;
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 
 pub use device::torch_device;
 pub use eval::{EvalResult, evaluate, recalibrate_bn};
+pub use memory::keep_freed_memory;
 pub use model::{BN_MOMENTUM, BnMode, ParamKind, Supernet};
 pub use sgd::{Sgd, learning_rate};
 pub use train::{StepSampler, TrainOptions, TrainSummary, train};
