@@ -90,6 +90,84 @@ struct ConvBn {
     stride: i64,
     padding: i64,
     groups: i64,
+    /// A depthwise convolution computed as dense matrices: index into
+    /// [`Supernet::dense`].
+    dense: Option<usize>,
+}
+
+/// A depthwise convolution on a map with fewer pixels than its kernel has
+/// taps, written as one dense (out pixels × in pixels) matrix per channel
+/// and one batched matmul. libtorch's depthwise kernels, its backward
+/// above all, are slow on such maps: forward + backward measured 3.1–5.8×
+/// faster for k7 and 1.4× for k5 on 4×4 maps, and slower wherever the map
+/// has more pixels than taps (`scripts/bench-depthwise.py`, host/README.md).
+#[derive(Debug)]
+struct Dense {
+    /// `[out pixels · in pixels]`: the kernel tap feeding each pair, or
+    /// `k²` (a zero appended to the taps) where the window misses the pixel.
+    index: Tensor,
+    input: (i64, i64),
+    output: (i64, i64),
+}
+
+impl Dense {
+    fn new(
+        h: usize,
+        w: usize,
+        k: usize,
+        stride: usize,
+        device: Device,
+    ) -> Result<Dense, SupernetError> {
+        let pad = k / 2;
+        let (ho, wo) = (
+            (h + 2 * pad - k) / stride + 1,
+            (w + 2 * pad - k) / stride + 1,
+        );
+        let mut index = vec![(k * k) as i64; ho * wo * h * w];
+        for oy in 0..ho {
+            for ox in 0..wo {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let (iy, ix) = (oy * stride + ky, ox * stride + kx);
+                        if (pad..h + pad).contains(&iy) && (pad..w + pad).contains(&ix) {
+                            let pixel = (iy - pad) * w + (ix - pad);
+                            index[(oy * wo + ox) * h * w + pixel] = (ky * k + kx) as i64;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Dense {
+            index: Tensor::f_from_slice(&index)?.f_to_device(device)?,
+            input: (h as i64, w as i64),
+            output: (ho as i64, wo as i64),
+        })
+    }
+
+    /// Whether the dense form pays for a `k`×`k` kernel on an `h`×`w` map.
+    fn pays(h: usize, w: usize, k: usize) -> bool {
+        h * w < k * k
+    }
+
+    /// `x` `[n, c, h, w]` convolved depthwise with `weight` `[c, 1, k, k]`;
+    /// the result is channels-last like libtorch's.
+    fn forward(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor, tch::TchError> {
+        let (c, n) = (weight.size()[0], x.size()[0]);
+        let taps = weight.size()[2] * weight.size()[3];
+        let (h, w) = self.input;
+        let (ho, wo) = self.output;
+        let zero = Tensor::f_zeros([c, 1], (weight.kind(), weight.device()))?;
+        let m = Tensor::f_cat(&[&weight.f_reshape([c, taps])?, &zero], 1)?
+            .f_index_select(1, &self.index)?
+            .f_view([c, ho * wo, h * w])?;
+        let xs = x.f_permute([1, 0, 2, 3])?.f_reshape([c, n, h * w])?;
+        let y = xs.f_bmm(&m.f_transpose(1, 2)?)?;
+        // [c, n, ho·wo] → [n, c, ho, wo] with NHWC memory.
+        y.f_permute([1, 2, 0])?
+            .f_contiguous()?
+            .f_view([n, ho, wo, c])?
+            .f_permute([0, 3, 1, 2])
+    }
 }
 
 /// One MBConv candidate.
@@ -116,6 +194,8 @@ pub struct Supernet {
     head_act: Activation,
     fc_weight: usize,
     fc_bias: usize,
+    /// Dense forms of the depthwise convolutions that use one.
+    dense: Vec<Dense>,
 }
 
 /// Gives NCHW-shaped 4-D tensors NHWC strides ("channels last"). tch has
@@ -233,6 +313,7 @@ impl Builder {
             stride: stride as i64,
             padding: (kernel / 2) as i64,
             groups: groups as i64,
+            dense: None,
         })
     }
 }
@@ -257,6 +338,7 @@ impl Supernet {
             1,
         )?;
         let mut layers = Vec::new();
+        let mut dense = Vec::new();
         for layer in space.layers() {
             let mut ops = Vec::new();
             for &op in &layer.ops {
@@ -276,7 +358,7 @@ impl Supernet {
                 } else {
                     Some(b.conv_bn(at(site, Part::Expand), hidden, in_c, 1, 1, 1)?)
                 };
-                let depthwise = b.conv_bn(
+                let mut depthwise = b.conv_bn(
                     at(site, Part::Depthwise),
                     hidden,
                     hidden,
@@ -284,6 +366,11 @@ impl Supernet {
                     layer.stride,
                     hidden,
                 )?;
+                let (h, w) = (layer.input.height, layer.input.width);
+                if Dense::pays(h, w, kernel) {
+                    depthwise.dense = Some(dense.len());
+                    dense.push(Dense::new(h, w, kernel, layer.stride, device)?);
+                }
                 let project =
                     b.conv_bn(at(site, Part::Project), layer.out_channels, hidden, 1, 1, 1)?;
                 ops.push(Some(MbConv {
@@ -338,6 +425,7 @@ impl Supernet {
             head_act: head.activation,
             fc_weight,
             fc_bias,
+            dense,
         })
     }
 
@@ -364,6 +452,15 @@ impl Supernet {
             head_act: self.head_act,
             fc_weight: self.fc_weight,
             fc_bias: self.fc_bias,
+            dense: self
+                .dense
+                .iter()
+                .map(|d| Dense {
+                    index: d.index.shallow_clone(),
+                    input: d.input,
+                    output: d.output,
+                })
+                .collect(),
         }
     }
 
@@ -472,14 +569,17 @@ impl Supernet {
 
     fn conv_bn(&self, x: &Tensor, cb: &ConvBn, mode: BnMode) -> Result<Tensor, SupernetError> {
         let p = |i: usize| &self.params[i].tensor;
-        let y = x.f_conv2d::<&Tensor>(
-            p(cb.weight),
-            None,
-            [cb.stride, cb.stride],
-            [cb.padding, cb.padding],
-            [1, 1],
-            cb.groups,
-        )?;
+        let y = match cb.dense {
+            Some(d) => self.dense[d].forward(x, p(cb.weight))?,
+            None => x.f_conv2d::<&Tensor>(
+                p(cb.weight),
+                None,
+                [cb.stride, cb.stride],
+                [cb.padding, cb.padding],
+                [1, 1],
+                cb.groups,
+            )?,
+        };
         let (training, momentum, stats) = match mode {
             BnMode::Train => (true, BN_MOMENTUM, true),
             BnMode::Recalibrate { momentum } => (true, momentum, true),
@@ -609,6 +709,45 @@ head: { channels: 16 }
         let w = "layers.2.k3e3.expand.weight";
         assert!(a.tensor(w).unwrap().equal(b.tensor(w).unwrap()));
         assert!(!a.tensor(w).unwrap().equal(c.tensor(w).unwrap()));
+    }
+
+    #[test]
+    fn dense_depthwise_matches_libtorch() {
+        // 4×4 and 3×5 maps, stride 1 and 2, k5 and k7: values and both
+        // gradients as libtorch's depthwise convolution computes them.
+        for (h, w, k, stride) in [(4, 4, 7, 1), (4, 4, 5, 1), (3, 5, 5, 2), (4, 4, 7, 2)] {
+            let c = 6;
+            let d = Dense::new(h, w, k, stride, Device::Cpu).unwrap();
+            let x = channels_last(&Tensor::randn(
+                [3, c, h as i64, w as i64],
+                (Kind::Float, Device::Cpu),
+            ))
+            .unwrap()
+            .set_requires_grad(true);
+            let wt = Tensor::randn([c, 1, k as i64, k as i64], (Kind::Float, Device::Cpu))
+                .set_requires_grad(true);
+            let s = stride as i64;
+            let p = (k / 2) as i64;
+            let want = x.conv2d::<&Tensor>(&wt, None, [s, s], [p, p], [1, 1], c);
+            let got = d.forward(&x, &wt).unwrap();
+            assert_eq!(got.size(), want.size(), "{h}×{w} k{k} s{stride}");
+            let diff = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+            assert!(diff(&got, &want) < 1e-4, "{h}×{w} k{k} s{stride}: values");
+            let g = Tensor::randn(want.size(), (Kind::Float, Device::Cpu));
+            let gw =
+                Tensor::run_backward(&[&(&want * &g).sum(Kind::Float)], &[&x, &wt], false, false);
+            let gg =
+                Tensor::run_backward(&[&(&got * &g).sum(Kind::Float)], &[&x, &wt], false, false);
+            assert!(
+                diff(&gw[0], &gg[0]) < 1e-4,
+                "{h}×{w} k{k} s{stride}: input gradient"
+            );
+            assert!(
+                diff(&gw[1], &gg[1]) < 1e-4,
+                "{h}×{w} k{k} s{stride}: weight gradient"
+            );
+        }
+        assert!(Dense::pays(4, 4, 5) && !Dense::pays(4, 4, 3) && !Dense::pays(7, 7, 7));
     }
 
     #[test]
