@@ -68,3 +68,22 @@ pub fn torch_device(spec: DeviceSpec) -> Result<tch::Device, SupernetError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On a machine without a GPU (CI, this sandbox) `--device cuda` must
+    /// fail with a message that names the device; on one with a GPU and the
+    /// CUDA libraries it must give the device.
+    #[test]
+    fn cuda_is_the_gpu_or_a_clear_error() {
+        match torch_device(DeviceSpec::Cuda(0)) {
+            Ok(d) => assert_eq!(d, tch::Device::Cuda(0)),
+            Err(e) => assert!(e.to_string().starts_with("--device cuda: "), "{e}"),
+        }
+        let e = torch_device(DeviceSpec::Cuda(1000)).unwrap_err();
+        assert!(e.to_string().starts_with("--device cuda:1000: "), "{e}");
+        assert_eq!(torch_device(DeviceSpec::Cpu).unwrap(), tch::Device::Cpu);
+    }
+}
