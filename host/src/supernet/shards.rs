@@ -138,8 +138,7 @@ impl Shards {
         let mut sent = Vec::new();
         for (w, &b) in self.workers.iter().zip(&bounds[1..]) {
             let tx = w.jobs.as_ref().expect("jobs open until drop");
-            tx.send(job(b)?)
-                .map_err(|_| SupernetError::Shard("a shard's thread has stopped".into()))?;
+            tx.send(job(b)?).map_err(|_| stopped())?;
             sent.push(w);
         }
         let mine = shard_step(net, &job(bounds[0])?, BnMode::Train);
@@ -147,12 +146,7 @@ impl Shards {
         // waits for the next step.
         let theirs: Vec<_> = sent
             .into_iter()
-            .map(|w| {
-                w.results
-                    .recv()
-                    .map_err(|_| SupernetError::Shard("a shard's thread has stopped".into()))
-                    .and_then(|r| r)
-            })
+            .map(|w| w.results.recv().map_err(|_| stopped()).and_then(|r| r))
             .collect();
         let mut out = mine?;
         for b in theirs {
@@ -180,6 +174,11 @@ impl Drop for Shards {
             tch::set_num_threads(t);
         }
     }
+}
+
+/// A worker's channel closed: its thread ended (a panic in libtorch).
+fn stopped() -> SupernetError {
+    SupernetError::Shard("a shard's thread has stopped".into())
 }
 
 /// `(start, len)` of each of `n` shards of `total` images: sizes differ by
