@@ -11,15 +11,16 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
 use super::checkpoint::{TrainState, load_checkpoint, save_checkpoint};
 use super::shards::Shards;
 use super::{Sgd, Supernet, SupernetError, learning_rate};
 use crate::config::{Augment, TrainConfig};
 use crate::data::{ImageSet, Loader, derive_seed};
 use crate::space::{Arch, Space};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 /// Draws the path of each step from a sampling space: the supernet's own
 /// space or a pruned copy of it (same layers, fewer candidates), so pruned
