@@ -321,6 +321,18 @@ impl Builder {
 impl Supernet {
     /// Builds the supernet of `space` on `device`, initialised from `seed`.
     pub fn new(space: &Space, device: Device, seed: u64) -> Result<Supernet, SupernetError> {
+        Self::with_dense(space, device, seed, true)
+    }
+
+    /// [`Supernet::new`], with the dense form of small-map depthwise
+    /// convolutions allowed or not (libtorch's convolution everywhere):
+    /// the two compute the same function, which tests check step by step.
+    pub(crate) fn with_dense(
+        space: &Space,
+        device: Device,
+        seed: u64,
+        dense_allowed: bool,
+    ) -> Result<Supernet, SupernetError> {
         let mut b = Builder {
             seed,
             device,
@@ -367,7 +379,7 @@ impl Supernet {
                     hidden,
                 )?;
                 let (h, w) = (layer.input.height, layer.input.width);
-                if Dense::pays(h, w, kernel) {
+                if dense_allowed && Dense::pays(h, w, kernel) {
                     depthwise.dense = Some(dense.len());
                     dense.push(Dense::new(h, w, kernel, layer.stride, device)?);
                 }
