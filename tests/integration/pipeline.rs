@@ -275,3 +275,116 @@ fn a_bad_config_is_refused_with_file_and_key() {
         "a refused config left a run directory"
     );
 }
+
+#[test]
+fn a_ground_truth_is_measured_resumably_and_scores_the_supernet() {
+    agent_bin(None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = job(dir.path());
+    let run = dir.path().join("run");
+    run_ok(&["run", s(&cfg), "--until", "train", "--quiet"]);
+    let truth = dir.path().join("truth.json");
+    let truth_args = |extra: &[&'static str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "rank",
+            "truth",
+            "--config",
+            s(&cfg),
+            "--out",
+            s(&truth),
+            "--n",
+            "6",
+            "--seeds",
+            "1,2",
+            "--epochs",
+            "1",
+            "--max-train-samples",
+            "128",
+            "--candidates",
+            "30",
+            "--quiet",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        v.extend(extra.iter().map(ToString::to_string));
+        v
+    };
+    let call = |extra: &[&'static str]| {
+        let args = truth_args(extra);
+        run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    // Stopped after 3 of 12 trainings, as a kill between two would.
+    let out = call(&["--limit", "3"]);
+    assert_eq!(
+        (out["trained_now"].as_u64(), out["missing"].as_u64()),
+        (Some(3), Some(9))
+    );
+    let first = read_json(&truth);
+    let archs = first["archs"].as_array().expect("archs");
+    assert_eq!(archs.len(), 6);
+    let names: std::collections::BTreeSet<&str> =
+        archs.iter().filter_map(|a| a["arch"].as_str()).collect();
+    assert_eq!(names.len(), 6, "distinct");
+    let inside = archs.iter().filter(|a| a["in_window"] == true).count();
+    assert_eq!(inside, 3, "half inside the window");
+    assert_eq!(first["budget"]["train_images"], 128);
+
+    // The rest: the 3 done are kept as they were, not trained again.
+    let out = call(&[]);
+    assert_eq!(
+        (out["trained_now"].as_u64(), out["missing"].as_u64()),
+        (Some(9), Some(0))
+    );
+    assert_eq!(out["ceiling"]["n"], 6);
+    let second = read_json(&truth);
+    for (a, b) in archs.iter().zip(second["archs"].as_array().expect("archs")) {
+        assert_eq!(a["arch"], b["arch"], "the draw is not redone");
+        for r in a["runs"].as_array().expect("runs") {
+            assert!(
+                b["runs"].as_array().expect("runs").contains(r),
+                "{r} was trained again"
+            );
+        }
+        assert_eq!(b["runs"].as_array().map(Vec::len), Some(2));
+    }
+    assert_eq!(call(&[])["trained_now"], 0);
+    assert!(
+        !dir.path()
+            .join("truth.work")
+            .read_dir()
+            .expect("work")
+            .any(|e| e
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .contains("checkpoint")),
+        "finished checkpoints are removed"
+    );
+    // Another budget would mix two ground truths: refused.
+    let args = truth_args(&["--epochs", "2"]);
+    let (code, _, err) = padnas(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ne!(code, 0);
+    assert!(err.contains("budget"), "{err}");
+
+    let out = run_ok(&[
+        "rank",
+        "score",
+        "--run",
+        s(&run),
+        "--truth",
+        s(&truth),
+        "--resamples",
+        "100",
+    ]);
+    assert_eq!(out["stage"], 0);
+    assert_eq!(out["n"], 6);
+    assert_eq!(out["all"]["n"], 6);
+    assert_eq!(out["in_window"]["n"], 3);
+    assert_eq!(out["ceiling"]["n"], 6);
+    for a in out["archs"].as_array().expect("archs") {
+        let acc = a["one_shot"].as_f64().expect("one-shot accuracy");
+        assert!((0.0..=1.0).contains(&acc), "{a}");
+    }
+}

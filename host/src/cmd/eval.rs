@@ -6,12 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
-use super::retrain::{standalone_path, standalone_space};
 use super::train::{CONFIG_FILE, setup_torch};
 use crate::config::{DeviceSpec, JobConfig};
 use crate::data;
 use crate::supernet::checkpoint::{CHECKPOINT_FILE, LoadMode, WEIGHTS_FILE, load_weights};
 use crate::supernet::{Supernet, evaluate, recalibrate_bn};
+use crate::supernet::{standalone_path, standalone_space};
 
 /// Which split to score on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]

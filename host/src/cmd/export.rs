@@ -183,12 +183,12 @@ mod tests {
     use tch::Device;
 
     use super::*;
-    use crate::cmd::retrain::{standalone_path, standalone_space};
     use crate::cmd::verify::{argmax, image_input, model_metadata};
     use crate::config::{Augment, DataConfig, DataKind, FASHION_MNIST_DIR, TrainConfig};
     use crate::data::{Splits, normalize_u8};
     use crate::supernet::checkpoint::save_weights;
     use crate::supernet::{BnMode, StepSampler, Supernet, TrainOptions, train};
+    use crate::supernet::{standalone_path, standalone_space};
 
     /// Test images compared.
     const IMAGES: usize = 100;

@@ -9,4 +9,5 @@ pub mod profile;
 pub mod rank;
 pub mod retrain;
 pub mod train;
+pub mod truth;
 pub mod verify;

@@ -6,6 +6,10 @@
 //!   drawn uniformly from a space, one per line.
 //! - `padnas rank tau --file F --x KEY --y KEY`: Kendall's τ-b and Spearman's
 //!   ρ between two numeric fields of the records in F; one JSON line.
+//! - `padnas rank truth --config C --out F`: the stand-alone ground truth of
+//!   C's space (see [`crate::rank::truth`]), measured resumably into F.
+//! - `padnas rank score --run R [--weights W] --truth F`: the one-shot
+//!   ranking of R's supernets against it; one JSON line per supernet.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -25,6 +29,12 @@ pub enum RankCmd {
     Sample(SampleArgs),
     /// Kendall τ-b and Spearman ρ between two fields of a set of records; one JSON line.
     Tau(TauArgs),
+    /// Train a stand-alone ground truth (architectures stratified by
+    /// latency, several seeds each), resumably: rerun to continue.
+    Truth(super::truth::TruthArgs),
+    /// Score a run's supernets (every stage, or --weights) against a ground
+    /// truth: τ-b, ρ, bootstrap intervals, the ceiling; one JSON line each.
+    Score(super::truth::ScoreArgs),
 }
 
 /// Arguments of `padnas rank sample`.
@@ -60,6 +70,8 @@ pub fn run(cmd: &RankCmd) -> anyhow::Result<()> {
     match cmd {
         RankCmd::Sample(a) => run_sample(a),
         RankCmd::Tau(a) => run_tau(a),
+        RankCmd::Truth(a) => super::truth::run_truth(a),
+        RankCmd::Score(a) => super::truth::run_score(a),
     }
 }
 

@@ -22,12 +22,14 @@ use serde::{Deserialize, Serialize};
 
 use super::train::{CONFIG_FILE, setup_torch};
 use crate::config::{DeviceSpec, JobConfig};
-use crate::data::{self, ImageSet};
+use crate::data;
 use crate::space::{Arch, Space};
 use crate::supernet::checkpoint::{
     CHECKPOINT_FILE, LoadMode, WEIGHTS_FILE, load_weights, read_state, save_weights, write_atomic,
 };
-use crate::supernet::{StepSampler, Supernet, TrainOptions, evaluate, train};
+use crate::supernet::{
+    StepSampler, Supernet, TrainOptions, standalone_accuracy, standalone_space, train,
+};
 
 /// Subdirectory of a run that holds one directory per retrained architecture.
 pub const RETRAIN_DIR: &str = "retrain";
@@ -146,20 +148,6 @@ pub fn latest_supernet_weights(run: &Path) -> Option<PathBuf> {
     staged.or_else(|| Some(run.join(WEIGHTS_FILE)).filter(|p| p.is_file()))
 }
 
-/// The one-path space of `arch`: `full` with only `arch`'s op at each layer.
-/// Its supernet has exactly the stand-alone network's tensors, named as in
-/// `full`'s supernet.
-pub fn standalone_space(full: &Space, arch: &Arch) -> anyhow::Result<Space> {
-    full.check_arch(arch)?;
-    let ops: Vec<Vec<_>> = arch.ops.iter().map(|&op| vec![op]).collect();
-    Ok(full.with_layer_ops(&ops)?)
-}
-
-/// The stand-alone network's path in its one-path space: candidate 0 everywhere.
-pub fn standalone_path(net: &Supernet) -> Vec<usize> {
-    vec![0; net.space().layers().len()]
-}
-
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -175,16 +163,6 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
 /// Reads `result.json` of a retrain directory.
 pub fn read_result(dir: &Path) -> anyhow::Result<RetrainResult> {
     read_json(&dir.join(RESULT_FILE))
-}
-
-/// Accuracy of the stand-alone network on `set` (`None` for an empty set).
-fn accuracy(net: &Supernet, set: &ImageSet, batch_size: usize) -> anyhow::Result<Option<f64>> {
-    if set.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(
-        evaluate(net, &standalone_path(net), set, batch_size)?.accuracy,
-    ))
 }
 
 /// Runs `padnas retrain`.
@@ -338,8 +316,8 @@ pub fn run(args: &RetrainArgs) -> anyhow::Result<()> {
                 space_hash: full.hash(),
                 inherit: spec.inherit,
                 inherited_from: spec.inherited_from.clone(),
-                val_accuracy: accuracy(&net, &splits.val, bs)?,
-                test_accuracy: accuracy(&net, &splits.test, bs)?,
+                val_accuracy: standalone_accuracy(&net, &splits.val, bs)?,
+                test_accuracy: standalone_accuracy(&net, &splits.test, bs)?,
                 val_samples: splits.val.len(),
                 test_samples: splits.test.len(),
                 epochs: cfg.train.epochs,
@@ -367,7 +345,7 @@ pub fn run(args: &RetrainArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::onnx::{WriteOptions, write_network_with};
-    use crate::supernet::TrainedWeights;
+    use crate::supernet::{TrainedWeights, standalone_path};
     use tch::Device;
 
     use crate::supernet::tests::TINY as SPACE;

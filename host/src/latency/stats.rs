@@ -1,7 +1,11 @@
 //! Statistics for tables and their validation: the distribution-free
 //! confidence interval of a median, prediction-accuracy metrics, and a linear
-//! calibration checked by leave-one-out cross-validation.
+//! calibration checked by leave-one-out cross-validation; and the rank
+//! correlations (Kendall's τ-b, Spearman's ρ, with bootstrap intervals) that
+//! both latency tables and one-shot accuracy are judged by.
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 /// Confidence level of the median intervals in tables.
@@ -207,6 +211,78 @@ pub fn kendall_tau_b(x: &[f64], y: &[f64]) -> KendallTau {
     }
 }
 
+/// Two rank correlations of paired observations, each with a percentile
+/// bootstrap 95% interval.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Correlation {
+    /// Pairs.
+    pub n: usize,
+    /// Kendall's τ-b; `None` when undefined.
+    pub kendall_tau_b: Option<f64>,
+    /// Its bootstrap 95% interval.
+    pub kendall_ci95: Option<[f64; 2]>,
+    /// Spearman's ρ; `None` when undefined (as τ-b).
+    pub spearman: Option<f64>,
+    /// Its bootstrap 95% interval.
+    pub spearman_ci95: Option<[f64; 2]>,
+    /// Bootstrap resamples drawn.
+    pub resamples: usize,
+}
+
+/// The 2.5th and 97.5th percentiles of `stat` over `resamples` resamples of
+/// the pairs drawn with replacement (seeded); resamples where `stat` is
+/// undefined (e.g. every pair drawn is the same one) are left out. `None`
+/// when fewer than 3 pairs or fewer than 20 defined resamples remain: with
+/// N = 12 and one seed, the interval is what shows that 0 and 0.5 cannot be
+/// told apart.
+pub fn bootstrap_ci95(
+    x: &[f64],
+    y: &[f64],
+    resamples: usize,
+    seed: u64,
+    stat: impl Fn(&[f64], &[f64]) -> Option<f64>,
+) -> Option<[f64; 2]> {
+    let n = x.len().min(y.len());
+    if n < 3 {
+        return None;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut xs, mut ys) = (vec![0.0; n], vec![0.0; n]);
+    let mut values: Vec<f64> = (0..resamples)
+        .filter_map(|_| {
+            for k in 0..n {
+                let i = rng.random_range(0..n);
+                xs[k] = x[i];
+                ys[k] = y[i];
+            }
+            stat(&xs, &ys)
+        })
+        .collect();
+    if values.len() < 20 {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    Some([at(0.025), at(0.975)])
+}
+
+/// Kendall's τ-b and Spearman's ρ of `x` and `y` with their bootstrap 95%
+/// intervals (`resamples` resamples, seeded).
+pub fn correlate(x: &[f64], y: &[f64], resamples: usize, seed: u64) -> Correlation {
+    let tau = |a: &[f64], b: &[f64]| kendall_tau_b(a, b).tau_b;
+    // ρ is undefined exactly where τ-b is (a constant side); stats'
+    // `spearman` would say 0 there.
+    let rho = |a: &[f64], b: &[f64]| tau(a, b).map(|_| spearman(a, b));
+    Correlation {
+        n: x.len().min(y.len()),
+        kendall_tau_b: tau(x, y),
+        kendall_ci95: bootstrap_ci95(x, y, resamples, seed, tau),
+        spearman: rho(x, y),
+        spearman_ci95: bootstrap_ci95(x, y, resamples, seed, rho),
+        resamples,
+    }
+}
+
 /// `measured ≈ intercept_ms + slope · predicted`, by ordinary least squares.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LinearFit {
@@ -390,5 +466,50 @@ mod tests {
         let f = fit_linear(&[2.0; 4], &[3.0, 3.0, 3.5, 2.5]).expect("fit");
         assert_eq!(f.slope, 1.0);
         assert!((f.intercept_ms - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bootstrap_intervals_cover_the_estimate_and_shrink_with_n() {
+        // Perfectly ranked pairs: every defined resample is +1 (ties drawn
+        // twice tie on both sides, which τ-b leaves at 1).
+        let x: Vec<f64> = (0..30).map(f64::from).collect();
+        let c = correlate(&x, &x, 500, 1);
+        assert_eq!(c.kendall_tau_b, Some(1.0));
+        assert_eq!(c.kendall_ci95, Some([1.0, 1.0]));
+        assert_eq!(c.spearman_ci95, Some([1.0, 1.0]));
+        // A noisy monotone relation: the interval holds the estimate, and
+        // is narrower with 200 pairs than with 12.
+        let noisy = |n: usize| -> (Vec<f64>, Vec<f64>) {
+            let mut rng = ChaCha8Rng::seed_from_u64(7);
+            let x: Vec<f64> = (0..n).map(|i| i as f64).collect();
+            let y = x
+                .iter()
+                .map(|v| v + rng.random_range(-1.0..1.0) * n as f64 * 0.4)
+                .collect();
+            (x, y)
+        };
+        let (x12, y12) = noisy(12);
+        let (x200, y200) = noisy(200);
+        let small = correlate(&x12, &y12, 1000, 3);
+        let big = correlate(&x200, &y200, 1000, 3);
+        for c in [small, big] {
+            let t = c.kendall_tau_b.expect("tau");
+            let [lo, hi] = c.kendall_ci95.expect("ci");
+            assert!(lo <= t && t <= hi, "{lo} ≤ {t} ≤ {hi}");
+            let r = c.spearman.expect("rho");
+            let [lo, hi] = c.spearman_ci95.expect("ci");
+            assert!(lo <= r && r <= hi, "{lo} ≤ {r} ≤ {hi}");
+        }
+        let width = |c: &Correlation| c.kendall_ci95.map(|[a, b]| b - a).expect("ci");
+        assert!(width(&big) < width(&small) / 2.0, "{big:?} vs {small:?}");
+        // Same seed, same interval; too few pairs, none.
+        assert_eq!(correlate(&x12, &y12, 1000, 3), small);
+        assert_eq!(correlate(&x[..2], &x[..2], 100, 1).kendall_ci95, None);
+        // A constant side: τ-b, ρ and their intervals are undefined.
+        let c = correlate(&x, &[1.0; 30], 100, 1);
+        assert_eq!(
+            (c.kendall_tau_b, c.spearman, c.kendall_ci95),
+            (None, None, None)
+        );
     }
 }

@@ -200,20 +200,26 @@ impl<'a> ArchProblem<'a> {
 
     /// One-shot validation accuracy of `arch` (BN recalibrated first).
     pub fn accuracy(&self, arch: &Arch) -> Result<f64, SearchError> {
-        let path = self.net.path_of(arch)?;
-        let s = &self.settings;
-        if s.bn_batches > 0 {
-            recalibrate_bn(
-                self.net,
-                &path,
-                self.train,
-                s.bn_batches,
-                s.batch_size,
-                s.seed,
-            )?;
-        }
-        Ok(evaluate(self.net, &path, &self.val, s.batch_size)?.accuracy)
+        one_shot_accuracy(self.net, arch, self.train, &self.val, &self.settings)
     }
+}
+
+/// One-shot accuracy of `arch` on all of `val`: the path's BN statistics
+/// re-estimated on `settings.bn_batches` batches of `train` first, as the
+/// search scores (`val` is the caller's fixed subset).
+pub fn one_shot_accuracy(
+    net: &Supernet,
+    arch: &Arch,
+    train: &ImageSet,
+    val: &ImageSet,
+    settings: &OneShotSettings,
+) -> Result<f64, SearchError> {
+    let path = net.path_of(arch)?;
+    let s = settings;
+    if s.bn_batches > 0 {
+        recalibrate_bn(net, &path, train, s.bn_batches, s.batch_size, s.seed)?;
+    }
+    Ok(evaluate(net, &path, val, s.batch_size)?.accuracy)
 }
 
 impl Problem for ArchProblem<'_> {

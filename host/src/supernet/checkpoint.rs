@@ -168,6 +168,12 @@ pub fn read_tensor_file(path: &Path) -> Result<TensorFile, SupernetError> {
     Ok(out)
 }
 
+/// Hash of the space whose supernet wrote a weights file or checkpoint
+/// (`None` for a file without one).
+pub fn weights_space_hash(path: &Path) -> Result<Option<String>, SupernetError> {
+    Ok(read_tensor_file(path)?.metadata.remove(SPACE_KEY))
+}
+
 fn tensor_of(shape: &[usize], values: &[f32]) -> Result<Tensor, SupernetError> {
     let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
     Ok(Tensor::f_from_slice(values)?.f_view(dims.as_slice())?)

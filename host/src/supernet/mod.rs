@@ -17,6 +17,7 @@ mod memory;
 mod model;
 mod sgd;
 mod shards;
+mod standalone;
 #[cfg(test)]
 pub(crate) mod tests;
 mod train;
@@ -29,6 +30,10 @@ pub use eval::{EvalResult, evaluate, recalibrate_bn};
 pub use memory::keep_freed_memory;
 pub use model::{BN_MOMENTUM, BnMode, ParamKind, Supernet};
 pub use sgd::{Sgd, learning_rate};
+pub use standalone::{
+    StandaloneJob, StandaloneResult, standalone_accuracy, standalone_path, standalone_space,
+    train_standalone,
+};
 pub use train::{StepSampler, TrainOptions, TrainSummary, train};
 pub use weights::TrainedWeights;
 

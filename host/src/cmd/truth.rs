@@ -1,0 +1,385 @@
+//! `padnas rank truth` and `padnas rank score`: measuring a stand-alone
+//! ground truth, and scoring a run's supernets against it.
+//!
+//! `rank truth` keeps its scratch state (the latency record of the draw,
+//! checkpoints of the training under way) in `<out>.work/` beside the
+//! file; everything that counts is in the file itself, rewritten after
+//! every finished training.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+
+use super::pipeline::Job;
+use super::train::{CONFIG_FILE, setup_torch};
+use crate::config::JobConfig;
+use crate::data::{self, Splits};
+use crate::rank::truth::{
+    Budget, DataInfo, DrawInfo, LatencyInfo, TRUTH_FORMAT, TruthArch, TruthFile, TruthRun, measure,
+};
+use crate::rank::{RankError, draw_stratified, score_supernet};
+use crate::search::{LatencyModel, OneShotSettings};
+use crate::space::Space;
+use crate::supernet::checkpoint::{LoadMode, WEIGHTS_FILE, load_weights, weights_space_hash};
+use crate::supernet::{StandaloneJob, Supernet, train_standalone};
+
+/// Bootstrap resamples of the ceiling printed by `rank truth`.
+const RESAMPLES: usize = 1000;
+
+/// Arguments of `padnas rank truth`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TruthArgs {
+    /// Job config: space, data, training settings, target and window.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// The ground-truth file (created, or continued when it exists).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Architectures to draw (half of them inside the window).
+    #[arg(long, default_value_t = 32)]
+    pub n: usize,
+    /// Seeds each architecture is trained with (initial weights and data
+    /// order; the data split stays the config's).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub seeds: Vec<u64>,
+    /// Epochs of each training (default: the config's retrain.epochs).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Training images (default: the config's train.max_train_samples).
+    #[arg(long)]
+    pub max_train_samples: Option<usize>,
+    /// Uniform candidates the latency strata are filled from.
+    #[arg(long, default_value_t = 4000)]
+    pub candidates: usize,
+    /// Seed of the draw.
+    #[arg(long, default_value_t = 0)]
+    pub draw_seed: u64,
+    /// Train at most this many networks in this call, then stop (rerun to
+    /// continue).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Intra-op threads for libtorch, overriding train.threads.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Arguments of `padnas rank score`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScoreArgs {
+    /// Run directory of `padnas run` / `padnas train` / `padnas prune`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Score only this weights file (default: every stage's supernet).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Ground-truth file of `padnas rank truth`.
+    #[arg(long)]
+    pub truth: PathBuf,
+    /// BN recalibration batches per architecture (default: search.bn_batches).
+    #[arg(long)]
+    pub bn_batches: Option<usize>,
+    /// Validation images per architecture (default: search.val_samples).
+    #[arg(long)]
+    pub val_samples: Option<usize>,
+    /// Bootstrap resamples of the intervals.
+    #[arg(long, default_value_t = RESAMPLES)]
+    pub resamples: usize,
+    /// Intra-op threads for libtorch, overriding train.threads.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// The run's data as every run command carves it: the config's split and
+/// training subset.
+fn load_splits(cfg: &JobConfig, space: &Space) -> anyhow::Result<Splits> {
+    let mut splits = data::load(&cfg.data, space.input(), cfg.seed)
+        .with_context(|| format!("loading {} from {}", cfg.data.kind, cfg.data.path.display()))?;
+    if let Some(n) = cfg.train.max_train_samples {
+        splits.limit_train(n, cfg.seed);
+    }
+    Ok(splits)
+}
+
+/// The commit of the working tree, when it is a git checkout.
+fn commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Runs `padnas rank truth`.
+pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
+    let mut cfg = JobConfig::load(&a.config)?;
+    if let Some(t) = a.threads {
+        cfg.train.threads = Some(t);
+    }
+    cfg.train.epochs = a.epochs.unwrap_or(cfg.retrain.epochs);
+    if cfg.train.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    if a.max_train_samples.is_some() {
+        cfg.train.max_train_samples = a.max_train_samples;
+    }
+    if a.seeds.is_empty() {
+        bail!("--seeds: name at least one seed");
+    }
+    let device = setup_torch(cfg.train.threads, cfg.device)?;
+    let full = Space::load(&cfg.space)?;
+    let splits = load_splits(&cfg, &full)?;
+    let work = a.out.with_extension("work");
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    cfg.run_dir = work.clone();
+    let job = Job {
+        cfg,
+        run: work.clone(),
+        full,
+        splits,
+        device,
+        progress: !a.quiet,
+    };
+    let cfg = &job.cfg;
+    let budget = Budget::of(&cfg.train, cfg.data.augment, job.splits.train.len());
+    let data = DataInfo {
+        kind: cfg.data.kind.to_string(),
+        split_seed: cfg.seed,
+        val_split: cfg.data.val_split,
+        val_images: job.splits.val.len(),
+        test_images: job.splits.test.len(),
+    };
+    let mut file = match TruthFile::load(&a.out)? {
+        Some(mut old) => {
+            let mut asked = old.clone();
+            asked.space_hash = job.full.hash();
+            asked.budget = budget;
+            asked.data = data;
+            asked.seeds = a.seeds.clone();
+            old.check_continues(&asked, &a.out)?;
+            for s in &a.seeds {
+                if !old.seeds.contains(s) {
+                    old.seeds.push(*s);
+                }
+            }
+            old
+        }
+        None => {
+            let (lat, table) = job.latency()?;
+            let model = LatencyModel::new(&table, &lat.table, &job.full)?;
+            let (archs, range) = draw_stratified(
+                &job.full,
+                &model,
+                &lat.window,
+                a.n,
+                a.candidates,
+                a.draw_seed,
+            )?;
+            let in_window = archs
+                .iter()
+                .filter(|(_, ms)| lat.window.contains(*ms))
+                .count();
+            TruthFile {
+                format: TRUTH_FORMAT,
+                space: job.full.name().unwrap_or("space").to_string(),
+                space_hash: job.full.hash(),
+                config: a.config.display().to_string(),
+                data,
+                budget,
+                seeds: a.seeds.clone(),
+                latency: LatencyInfo {
+                    table: lat.table.display().to_string(),
+                    label: lat.label.clone(),
+                    window_ms: [lat.window.lo_ms, lat.window.hi_ms],
+                    range_ms: range,
+                },
+                draw: DrawInfo {
+                    seed: a.draw_seed,
+                    candidates: a.candidates,
+                    in_window,
+                    outside: archs.len() - in_window,
+                },
+                command: std::env::args().collect::<Vec<_>>().join(" "),
+                padnas_version: env!("CARGO_PKG_VERSION").to_string(),
+                archs: archs
+                    .into_iter()
+                    .map(|(arch, ms)| TruthArch {
+                        arch: arch.to_string(),
+                        predicted_ms: ms,
+                        in_window: lat.window.contains(ms),
+                        parameters: None,
+                        runs: Vec::new(),
+                    })
+                    .collect(),
+            }
+        }
+    };
+    file.save(&a.out)?;
+    let total = file.missing().len();
+    tracing::info!(
+        "{}: {} architectures × {} seeds, {} trainings to go",
+        a.out.display(),
+        file.archs.len(),
+        file.seeds.len(),
+        total
+    );
+    let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1);
+    let commit = commit();
+    let trained = measure(&mut file, &a.out, a.limit, |arch, seed| {
+        train_one(&job, &work, arch, seed, threads, commit.clone())
+    })?;
+    let line = json!({
+        "truth": a.out,
+        "trained_now": trained,
+        "missing": file.missing().len(),
+        "archs": file.archs.len(),
+        "seeds": file.seeds,
+        "ceiling": file.ceiling(false, RESAMPLES),
+        "ceiling_in_window": file.ceiling(true, RESAMPLES),
+    });
+    println!("{line}");
+    Ok(())
+}
+
+/// Trains one (architecture, seed) pair from scratch, resuming its
+/// checkpoint in `work`, which is removed once the run is in the file.
+fn train_one(
+    job: &Job,
+    work: &Path,
+    a: &TruthArch,
+    seed: u64,
+    threads: usize,
+    commit: Option<String>,
+) -> Result<(TruthRun, usize), RankError> {
+    let arch = job.full.parse_arch(&a.arch)?;
+    let ckpt = work.join(format!(
+        "{}-s{seed}.checkpoint.safetensors",
+        a.arch.replace(',', "-")
+    ));
+    tracing::info!(arch = %a.arch, seed, "training stand-alone");
+    let r = train_standalone(
+        &StandaloneJob {
+            full: &job.full,
+            arch: &arch,
+            train: job.cfg.train.clone(),
+            augment: job.cfg.data.augment,
+            seed,
+            checkpoint: Some(ckpt.clone()),
+            progress: job.progress,
+        },
+        &job.splits,
+        job.device,
+    )?;
+    let val_accuracy = r.val_accuracy.ok_or_else(|| {
+        RankError::Invalid("a ground truth needs a validation split (data.val_split > 0)".into())
+    })?;
+    let run = TruthRun {
+        seed,
+        val_accuracy,
+        test_accuracy: r.test_accuracy,
+        steps: r.steps,
+        seconds: r.seconds,
+        threads,
+        commit,
+        date: now(),
+    };
+    // The file is saved by the caller right after this returns; a kill in
+    // between retrains nothing (the checkpoint is complete and resumes to
+    // the same result).
+    let _ = std::fs::remove_file(&ckpt);
+    Ok((run, r.parameters))
+}
+
+/// The supernets of a run: stage K's space and weights, for every K whose
+/// both exist (0: SPOS training, K ≥ 1: after pruning K).
+fn run_supernets(run: &Path) -> anyhow::Result<Vec<(usize, Space, PathBuf)>> {
+    let mut out = Vec::new();
+    for k in 0.. {
+        let space = run.join(format!("space.stage-{k}.yaml"));
+        if !space.exists() {
+            break;
+        }
+        let weights = if k == 0 {
+            run.join(WEIGHTS_FILE)
+        } else {
+            run.join(format!("stage-{k}")).join(WEIGHTS_FILE)
+        };
+        if weights.exists() {
+            out.push((k, Space::load(&space)?, weights));
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `padnas rank score`.
+pub fn run_score(a: &ScoreArgs) -> anyhow::Result<()> {
+    let cfg = JobConfig::load(a.run.join(CONFIG_FILE))
+        .with_context(|| format!("{} is not a run directory", a.run.display()))?;
+    let truth = TruthFile::load(&a.truth)?
+        .with_context(|| format!("{}: no such ground-truth file", a.truth.display()))?;
+    let device = setup_torch(a.threads.or(cfg.train.threads), cfg.device)?;
+    let full = Space::load(&cfg.space)?;
+    if truth.space_hash != full.hash() {
+        bail!(
+            "{} is a ground truth of space {} ({}), the run's space is {}",
+            a.truth.display(),
+            truth.space,
+            truth.space_hash,
+            full.hash()
+        );
+    }
+    let mut nets = run_supernets(&a.run)?;
+    if let Some(w) = &a.weights {
+        let hash = weights_space_hash(w)?;
+        nets.retain(|(_, s, _)| Some(s.hash()) == hash);
+        let (k, space, _) = nets.pop().with_context(|| {
+            format!(
+                "{}: its space is none of {}'s stage spaces (space.stage-K.yaml)",
+                w.display(),
+                a.run.display()
+            )
+        })?;
+        nets = vec![(k, space, w.clone())];
+    }
+    if nets.is_empty() {
+        bail!(
+            "{}: no trained supernet (supernet.safetensors) yet",
+            a.run.display()
+        );
+    }
+    let splits = load_splits(&cfg, &full)?;
+    let settings = OneShotSettings {
+        bn_batches: a.bn_batches.unwrap_or(cfg.search.bn_batches),
+        batch_size: cfg.train.batch_size,
+        val_samples: a.val_samples.unwrap_or(cfg.search.val_samples),
+        seed: cfg.seed,
+    };
+    for (k, space, weights) in nets {
+        let net = Supernet::new(&space, device, cfg.seed)?;
+        load_weights(&net, &weights, LoadMode::Exact)?;
+        let s = score_supernet(
+            &net,
+            &truth,
+            &splits.train,
+            &splits.val,
+            &settings,
+            a.resamples,
+        )?;
+        let mut line = serde_json::to_value(&s)?;
+        line["stage"] = json!(k);
+        line["weights"] = json!(weights);
+        line["truth"] = json!(a.truth);
+        println!("{line}");
+    }
+    Ok(())
+}

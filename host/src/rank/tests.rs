@@ -1,0 +1,298 @@
+//! Ground truth and scoring: the stratified draw, resumable measurement,
+//! the ceiling, and scoring a real (tiny) supernet.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use tch::Device;
+
+use super::truth::*;
+use super::*;
+use crate::config::{Augment, TrainConfig};
+use crate::search::{LatencyModel, OneShotSettings, Window};
+use crate::space::{Op, Space};
+use crate::supernet::Supernet;
+use crate::supernet::tests::{TINY, synthetic};
+
+fn fmnist_small() -> Space {
+    Space::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/spaces/fmnist-small.yaml"))
+        .expect("fmnist-small space")
+}
+
+/// Latency grows with kernel and expansion; identity is free.
+fn model(space: &Space) -> LatencyModel {
+    let cost = |op: &Op| match op {
+        Op::MbConv { kernel, expansion } => 0.01 * (*kernel * *expansion) as f64,
+        Op::Identity => 0.0,
+    };
+    LatencyModel {
+        base_ms: 1.0,
+        per_layer: space
+            .layers()
+            .iter()
+            .map(|l| l.ops.iter().map(cost).collect())
+            .collect(),
+        calibration: None,
+    }
+}
+
+#[test]
+fn the_draw_spreads_over_latency_with_half_inside_the_window() {
+    let space = fmnist_small();
+    let m = model(&space);
+    let window = Window::from_quantiles(&m, &space, 0.2, 0.6, 2000, 1).expect("window");
+    let (archs, [lo, hi]) = draw_stratified(&space, &m, &window, 20, 2000, 0).expect("draw");
+    assert_eq!(archs.len(), 20);
+    let distinct: BTreeSet<String> = archs.iter().map(|(a, _)| a.to_string()).collect();
+    assert_eq!(distinct.len(), 20, "distinct");
+    for (a, ms) in &archs {
+        space.check_arch(a).expect("in the space");
+        let idx: Vec<usize> = space
+            .layers()
+            .iter()
+            .zip(&a.ops)
+            .map(|(l, op)| l.ops.iter().position(|o| o == op).expect("op"))
+            .collect();
+        assert!((m.ms(&idx) - ms).abs() < 1e-12, "its predicted latency");
+    }
+    let inside: Vec<f64> = archs
+        .iter()
+        .map(|(_, ms)| *ms)
+        .filter(|&ms| window.contains(ms))
+        .collect();
+    assert_eq!(inside.len(), 10, "half inside the window");
+    // One per equal-width bin across the window.
+    let width = (window.hi_ms - window.lo_ms) / 10.0;
+    let mut bins: Vec<usize> = inside
+        .iter()
+        .map(|ms| (((ms - window.lo_ms) / width) as usize).min(9))
+        .collect();
+    bins.sort_unstable();
+    bins.dedup();
+    assert!(bins.len() >= 9, "spread across the window: {inside:?}");
+    // The others reach both tails, far beyond what a uniform draw gives.
+    let below = archs.iter().filter(|(_, ms)| *ms < window.lo_ms).count();
+    let above = archs.iter().filter(|(_, ms)| *ms > window.hi_ms).count();
+    assert!(below >= 2 && above >= 2, "{below} below, {above} above");
+    let min = archs.iter().map(|a| a.1).fold(f64::INFINITY, f64::min);
+    let max = archs.iter().map(|a| a.1).fold(0.0, f64::max);
+    assert!(min < lo + (hi - lo) * 0.15 && max > hi - (hi - lo) * 0.15);
+    // Seeded.
+    let again = draw_stratified(&space, &m, &window, 20, 2000, 0).expect("draw");
+    assert_eq!(again.0, archs);
+    let other = draw_stratified(&space, &m, &window, 20, 2000, 1).expect("draw");
+    assert_ne!(other.0, archs);
+    assert!(draw_stratified(&space, &m, &window, 1, 2000, 0).is_err());
+    assert!(draw_stratified(&space, &m, &window, 20, 10, 0).is_err());
+}
+
+fn truth(archs: &[(&str, bool, &[(u64, f64)])], seeds: &[u64]) -> TruthFile {
+    TruthFile {
+        format: TRUTH_FORMAT,
+        space: "tiny".into(),
+        space_hash: Space::from_yaml_str(TINY, "tiny").expect("space").hash(),
+        config: "job.yaml".into(),
+        data: DataInfo {
+            kind: "fashion-mnist".into(),
+            split_seed: 1,
+            val_split: 0.1,
+            val_images: 60,
+            test_images: 60,
+        },
+        budget: Budget::of(&TrainConfig::default(), Augment::default(), 120),
+        seeds: seeds.to_vec(),
+        latency: LatencyInfo {
+            table: "t.json".into(),
+            label: "cpu".into(),
+            window_ms: [1.0, 2.0],
+            range_ms: [0.5, 3.0],
+        },
+        draw: DrawInfo {
+            seed: 0,
+            candidates: 10,
+            in_window: 1,
+            outside: 1,
+        },
+        command: "test".into(),
+        padnas_version: "0".into(),
+        archs: archs
+            .iter()
+            .map(|(a, inside, runs)| TruthArch {
+                arch: a.to_string(),
+                predicted_ms: if *inside { 1.5 } else { 2.5 },
+                in_window: *inside,
+                parameters: None,
+                runs: runs.iter().map(|&(seed, acc)| run(seed, acc)).collect(),
+            })
+            .collect(),
+    }
+}
+
+fn run(seed: u64, val_accuracy: f64) -> TruthRun {
+    TruthRun {
+        seed,
+        val_accuracy,
+        test_accuracy: None,
+        steps: 1,
+        seconds: 0.0,
+        threads: 1,
+        commit: None,
+        date: "now".into(),
+    }
+}
+
+#[test]
+fn an_interrupted_measurement_resumes_without_training_anything_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("truth.json");
+    let no_runs: &[(u64, f64)] = &[];
+    let mut file = truth(
+        &[
+            ("k3e1,k3e3,k3e3", true, no_runs),
+            ("k5e1,k5e2,id", false, no_runs),
+            ("k3e1,k5e2,k3e3", true, no_runs),
+        ],
+        &[1, 2],
+    );
+    file.save(&path).expect("save");
+    let trained = RefCell::new(Vec::new());
+    let train = |a: &TruthArch, seed: u64| {
+        trained.borrow_mut().push((a.arch.clone(), seed));
+        if trained.borrow().len() == 3 {
+            return Err(RankError::Invalid("killed".into()));
+        }
+        Ok((run(seed, 0.5 + seed as f64 / 10.0), 42))
+    };
+    assert!(measure(&mut file, &path, None, train).is_err());
+    // What finished before the failure is on disk.
+    let mut file = TruthFile::load(&path).expect("load").expect("exists");
+    assert_eq!(file.archs[0].runs.len(), 2);
+    assert_eq!(file.archs[0].parameters, Some(42));
+    assert_eq!(file.missing().len(), 4);
+    let done_before: Vec<(String, u64)> = trained.borrow()[..2].to_vec();
+
+    // --limit: one more, then stop.
+    trained.borrow_mut().clear();
+    let n = measure(&mut file, &path, Some(1), |a, s| {
+        trained.borrow_mut().push((a.arch.clone(), s));
+        Ok((run(s, 0.7), 7))
+    })
+    .expect("measure");
+    assert_eq!(n, 1);
+    let n = measure(&mut file, &path, None, |a, s| {
+        trained.borrow_mut().push((a.arch.clone(), s));
+        Ok((run(s, 0.7), 7))
+    })
+    .expect("measure");
+    assert_eq!(n, 3);
+    let now: Vec<(String, u64)> = trained.borrow().clone();
+    assert_eq!(now.len(), 4, "exactly the missing pairs: {now:?}");
+    for p in &done_before {
+        assert!(!now.contains(p), "{p:?} trained twice");
+    }
+    let file = TruthFile::load(&path).expect("load").expect("exists");
+    assert!(file.missing().is_empty());
+    assert!(file.archs.iter().all(|a| a.runs.len() == 2));
+    assert_eq!(
+        file.archs[0].accuracy(1),
+        Some(0.6),
+        "kept from the first call"
+    );
+}
+
+#[test]
+fn a_file_continues_only_with_its_own_settings() {
+    let old = truth(&[], &[1, 2]);
+    let p = Path::new("t.json");
+    old.check_continues(&old.clone(), p).expect("same");
+    let mut more = old.clone();
+    more.seeds = vec![1, 2, 3];
+    old.check_continues(&more, p).expect("more seeds are added");
+    let mut fewer = old.clone();
+    fewer.seeds = vec![1];
+    assert!(old.check_continues(&fewer, p).is_err());
+    let mut longer = old.clone();
+    longer.budget.epochs += 1;
+    let e = old.check_continues(&longer, p).expect_err("budget");
+    assert!(e.to_string().contains("budget"), "{e}");
+    let mut split = old.clone();
+    split.data.split_seed = 9;
+    assert!(old.check_continues(&split, p).is_err());
+    let mut space = old.clone();
+    space.space_hash = "x".into();
+    assert!(old.check_continues(&space, p).is_err());
+}
+
+#[test]
+fn the_ceiling_is_seed_a_against_seed_b() {
+    let file = truth(
+        &[
+            ("a", true, &[(1, 0.1), (2, 0.1)]),
+            ("b", true, &[(1, 0.2), (2, 0.2)]),
+            ("c", false, &[(1, 0.3), (2, 0.4)]),
+            ("d", false, &[(1, 0.4), (2, 0.3)]),
+            ("e", true, &[(1, 0.5)]),
+        ],
+        &[1, 2],
+    );
+    let c = file.ceiling(false, 200).expect("two seeds");
+    assert_eq!(c.n, 4, "e has one seed");
+    // C = 5, D = 1 over 6 pairs.
+    assert!((c.kendall_tau_b.expect("tau") - 4.0 / 6.0).abs() < 1e-12);
+    assert_eq!(file.ceiling(true, 200).expect("ceiling").n, 2);
+    assert_eq!(file.archs[2].mean_accuracy(&file.seeds), Some(0.35));
+    assert_eq!(file.archs[4].mean_accuracy(&file.seeds), None);
+    assert!(truth(&[], &[1]).ceiling(false, 10).is_none());
+}
+
+#[test]
+fn a_supernet_is_scored_on_the_archs_its_space_holds() {
+    tch::set_num_threads(1);
+    let full = Space::from_yaml_str(TINY, "tiny").expect("space");
+    // Pruned: layer 1 loses k5e2.
+    let mut ops = full.layer_ops();
+    ops[1].retain(|o| o.to_string() != "k5e2");
+    let pruned = full.with_layer_ops(&ops).expect("pruned");
+    let file = truth(
+        &[
+            ("k3e1,k3e3,k3e3", true, &[(1, 0.6), (2, 0.62)]),
+            ("k5e1,k3e3,id", false, &[(1, 0.7), (2, 0.68)]),
+            ("k3e1,k3e3,k5e2", true, &[(1, 0.5), (2, 0.55)]),
+            ("k5e1,k3e3,k3e3", false, &[(1, 0.8), (2, 0.79)]),
+            ("k3e1,k5e2,k3e3", true, &[(1, 0.9), (2, 0.9)]),
+            ("k5e1,k3e3,k5e2", true, &[(1, 0.9)]),
+        ],
+        &[1, 2],
+    );
+    let net = Supernet::new(&pruned, Device::Cpu, 3).expect("net");
+    let (train, val) = (synthetic(96, 1), synthetic(60, 2));
+    let settings = OneShotSettings {
+        bn_batches: 2,
+        batch_size: 16,
+        val_samples: 40,
+        seed: 1,
+    };
+    let s = score_supernet(&net, &file, &train, &val, &settings, 200).expect("score");
+    assert_eq!((s.n, s.not_in_space, s.incomplete), (4, 1, 1));
+    assert_eq!(s.all.n, 4);
+    assert_eq!(s.in_window.n, 2);
+    assert_eq!(s.ceiling.expect("ceiling").n, 4);
+    for a in &s.archs {
+        assert!((0.0..=1.0).contains(&a.one_shot), "{a:?}");
+        // 40 validation images: accuracy in steps of 1/40.
+        assert!(((a.one_shot * 40.0) - (a.one_shot * 40.0).round()).abs() < 1e-9);
+    }
+    let mid = &s.archs[1];
+    assert_eq!(mid.arch, "k5e1,k3e3,id");
+    assert!((mid.standalone - 0.69).abs() < 1e-12, "mean of the seeds");
+    // Scoring repeats exactly (fixed BN batches, subset and bootstrap).
+    let again = score_supernet(&net, &file, &train, &val, &settings, 200).expect("score");
+    assert_eq!(again.archs, s.archs);
+    assert_eq!(again.all, s.all);
+    let none = OneShotSettings {
+        val_samples: 0,
+        ..settings
+    };
+    assert!(score_supernet(&net, &file, &train, &val, &none, 10).is_err());
+}

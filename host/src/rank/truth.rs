@@ -1,0 +1,440 @@
+//! The stand-alone ground truth: architectures of a space, drawn so that
+//! they spread over its predicted latency, each trained from scratch with
+//! several seeds. One-shot rankings are scored against it ([`super::score`]),
+//! and its own seed-to-seed agreement is the ceiling of any such score.
+//!
+//! The file is the measurement's state: it is written (atomically) after
+//! every finished training, and a rerun trains only the (architecture,
+//! seed) pairs it does not hold yet, so an interrupted measurement that
+//! takes hours continues where it stopped. The architectures are drawn once,
+//! when the file is created; a rerun never redraws them (a re-measured
+//! latency table would otherwise change the set).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::RankError;
+use crate::config::{Augment, Schedule, TrainConfig};
+use crate::data::derive_seed;
+use crate::latency::stats::{Correlation, correlate};
+use crate::search::{LatencyModel, Window, write_atomic};
+use crate::space::{Arch, Space};
+
+/// Seed of the bootstrap resamples: fixed, so a score repeats exactly.
+pub const BOOTSTRAP_SEED: u64 = 20_261_130;
+
+/// Version of the file layout.
+pub const TRUTH_FORMAT: u32 = 1;
+
+/// Everything about stand-alone training that changes its result (threads
+/// and checkpoint intervals do not).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    /// Passes over the training images.
+    pub epochs: usize,
+    /// Training images (a seeded subset of the training split, the same
+    /// subset for every network).
+    pub train_images: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// Warm-up length in epochs.
+    pub warmup_epochs: f64,
+    /// Decay after warm-up.
+    pub schedule: Schedule,
+    /// Label smoothing ε.
+    pub label_smoothing: f64,
+    /// Training-time augmentation.
+    pub augment: Augment,
+}
+
+impl Budget {
+    /// The budget of `train` on `train_images` images.
+    pub fn of(train: &TrainConfig, augment: Augment, train_images: usize) -> Budget {
+        Budget {
+            epochs: train.epochs,
+            train_images,
+            batch_size: train.batch_size,
+            lr: train.lr,
+            momentum: train.momentum,
+            nesterov: train.nesterov,
+            weight_decay: train.weight_decay,
+            warmup_epochs: train.warmup_epochs,
+            schedule: train.schedule,
+            label_smoothing: train.label_smoothing,
+            augment,
+        }
+    }
+}
+
+/// The data every network of the file was trained and scored on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataInfo {
+    /// Data set kind (`fashion-mnist`, …).
+    pub kind: String,
+    /// Seed of the validation split and of the training subset: fixed for
+    /// the whole file, so every network sees the same images.
+    pub split_seed: u64,
+    /// Share of the training split held out for validation.
+    pub val_split: f64,
+    /// Images in the validation split (the accuracy that ranks).
+    pub val_images: usize,
+    /// Images in the test split.
+    pub test_images: usize,
+}
+
+/// The latency model the architectures were drawn with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyInfo {
+    /// The table file.
+    pub table: String,
+    /// The table's label: the CPU, or *emulated …*.
+    pub label: String,
+    /// The job's latency window (ms): about half the architectures lie in it.
+    pub window_ms: [f64; 2],
+    /// Predicted latency range of the candidates drawn (ms).
+    pub range_ms: [f64; 2],
+}
+
+/// How the architectures were drawn.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DrawInfo {
+    /// Seed of the draw.
+    pub seed: u64,
+    /// Uniform candidates the strata were filled from.
+    pub candidates: usize,
+    /// Architectures inside the window.
+    pub in_window: usize,
+    /// Architectures outside it.
+    pub outside: usize,
+}
+
+/// One finished stand-alone training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TruthRun {
+    /// Seed of the initial weights and the data order.
+    pub seed: u64,
+    /// Validation accuracy (what one-shot accuracy is compared with).
+    pub val_accuracy: f64,
+    /// Test accuracy.
+    pub test_accuracy: Option<f64>,
+    /// Steps trained.
+    pub steps: u64,
+    /// Training seconds (summed over resumed calls only from the last one).
+    pub seconds: f64,
+    /// libtorch intra-op threads.
+    pub threads: usize,
+    /// Commit of the code that trained it, when known.
+    pub commit: Option<String>,
+    /// When it finished (RFC 3339, UTC).
+    pub date: String,
+}
+
+/// One architecture of the ground truth.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TruthArch {
+    /// The architecture, as text.
+    pub arch: String,
+    /// Predicted latency (ms) by the table in [`LatencyInfo`].
+    pub predicted_ms: f64,
+    /// Whether that lies inside the window.
+    pub in_window: bool,
+    /// Trainable parameters, once trained.
+    pub parameters: Option<usize>,
+    /// Finished trainings, one per seed.
+    pub runs: Vec<TruthRun>,
+}
+
+impl TruthArch {
+    /// Validation accuracy of seed `seed`, when trained.
+    pub fn accuracy(&self, seed: u64) -> Option<f64> {
+        self.runs
+            .iter()
+            .find(|r| r.seed == seed)
+            .map(|r| r.val_accuracy)
+    }
+
+    /// Validation accuracies of the first two of `seeds` (seed A, seed B),
+    /// when both are trained: one point of the ceiling.
+    pub fn seed_pair(&self, seeds: &[u64]) -> Option<(f64, f64)> {
+        match seeds {
+            [a, b, ..] => Some((self.accuracy(*a)?, self.accuracy(*b)?)),
+            _ => None,
+        }
+    }
+
+    /// Mean validation accuracy over `seeds`, when every one is trained.
+    pub fn mean_accuracy(&self, seeds: &[u64]) -> Option<f64> {
+        let accs: Option<Vec<f64>> = seeds.iter().map(|&s| self.accuracy(s)).collect();
+        accs.filter(|a| !a.is_empty())
+            .map(|a| a.iter().sum::<f64>() / a.len() as f64)
+    }
+}
+
+/// A ground-truth file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TruthFile {
+    /// [`TRUTH_FORMAT`].
+    pub format: u32,
+    /// The space's name.
+    pub space: String,
+    /// The space's hash: architectures are valid in it.
+    pub space_hash: String,
+    /// The job config the settings came from.
+    pub config: String,
+    /// Data every network was trained and scored on.
+    pub data: DataInfo,
+    /// Training budget of every network.
+    pub budget: Budget,
+    /// Seeds every architecture is trained with.
+    pub seeds: Vec<u64>,
+    /// The latency model of the draw.
+    pub latency: LatencyInfo,
+    /// How the architectures were drawn.
+    pub draw: DrawInfo,
+    /// The command that created the file.
+    pub command: String,
+    /// padnas version that created it.
+    pub padnas_version: String,
+    /// The architectures, in the order they are trained.
+    pub archs: Vec<TruthArch>,
+}
+
+impl TruthFile {
+    /// Reads a file; `None` when it does not exist.
+    pub fn load(path: &Path) -> Result<Option<TruthFile>, RankError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(RankError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let file: TruthFile = serde_json::from_str(&text).map_err(|e| RankError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if file.format != TRUTH_FORMAT {
+            return Err(RankError::Format {
+                path: path.to_path_buf(),
+                message: format!("format {} (this padnas reads {TRUTH_FORMAT})", file.format),
+            });
+        }
+        Ok(Some(file))
+    }
+
+    /// Writes the file atomically (pretty JSON: it is committed and diffed).
+    pub fn save(&self, path: &Path) -> Result<(), RankError> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| RankError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(write_atomic(path, format!("{text}\n").as_bytes())?)
+    }
+
+    /// The ceiling of any one-shot ranking: seed A's stand-alone accuracies
+    /// against seed B's, over the architectures trained with both (only
+    /// those inside the window when `in_window`); `None` with one seed.
+    pub fn ceiling(&self, in_window: bool, resamples: usize) -> Option<Correlation> {
+        if self.seeds.len() < 2 {
+            return None;
+        }
+        let (a, b): (Vec<f64>, Vec<f64>) = self
+            .archs
+            .iter()
+            .filter(|a| !in_window || a.in_window)
+            .filter_map(|a| a.seed_pair(&self.seeds))
+            .unzip();
+        Some(correlate(&a, &b, resamples, BOOTSTRAP_SEED))
+    }
+
+    /// The (architecture, seed) pairs not trained yet, in training order:
+    /// architecture by architecture, every seed of one before the next, so
+    /// that a partial file already holds complete pairs for the ceiling.
+    pub fn missing(&self) -> Vec<(usize, u64)> {
+        self.archs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, a)| {
+                self.seeds
+                    .iter()
+                    .filter(|&&s| a.accuracy(s).is_none())
+                    .map(move |&s| (i, s))
+            })
+            .collect()
+    }
+
+    /// Refuses to continue `self` with other settings: a file holds one
+    /// budget, one data split and one space. More seeds are allowed (they
+    /// are added), fewer are not (results would be dropped).
+    pub fn check_continues(&self, other: &TruthFile, path: &Path) -> Result<(), RankError> {
+        let differs = |what: &str, a: String, b: String| {
+            Err(RankError::Mismatch(format!(
+                "{}: was measured with {what} {a}, now {b}; write to another file (--out) or delete it to start over",
+                path.display()
+            )))
+        };
+        if self.space_hash != other.space_hash {
+            return differs("space", self.space_hash.clone(), other.space_hash.clone());
+        }
+        if self.budget != other.budget {
+            return differs(
+                "budget",
+                format!("{:?}", self.budget),
+                format!("{:?}", other.budget),
+            );
+        }
+        if self.data.split_seed != other.data.split_seed
+            || self.data.val_split != other.data.val_split
+            || self.data.kind != other.data.kind
+        {
+            return differs(
+                "data",
+                format!("{:?}", self.data),
+                format!("{:?}", other.data),
+            );
+        }
+        if !self.seeds.iter().all(|s| other.seeds.contains(s)) {
+            return differs(
+                "seeds",
+                format!("{:?}", self.seeds),
+                format!("{:?}", other.seeds),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `n` distinct architectures of `space`, stratified by predicted latency:
+/// `ceil(n / 2)` in equal-width latency bins across `window`, the rest in
+/// equal-width bins across the part of the candidates' range outside it
+/// (shared between below and above by width). Each bin takes one candidate
+/// drawn uniformly among the `candidates` uniform draws that fall in it, or
+/// the unused candidate nearest the bin's centre when none does (the tails
+/// of the range are sparse). Returned in a seeded random order, so that a
+/// partly measured file already spreads over the range.
+pub fn draw_stratified(
+    space: &Space,
+    model: &LatencyModel,
+    window: &Window,
+    n: usize,
+    candidates: usize,
+    seed: u64,
+) -> Result<(Vec<(Arch, f64)>, [f64; 2]), RankError> {
+    if n < 2 || candidates < n {
+        return Err(RankError::Invalid(format!(
+            "a ground truth needs at least 2 architectures and at least as many candidates (n {n}, candidates {candidates})"
+        )));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, "truth-draw", 0));
+    let mut seen = BTreeSet::new();
+    let mut pool: Vec<(Vec<usize>, f64)> = Vec::new();
+    // Distinct candidates; the attempt cap ends the loop on a space with
+    // fewer architectures than asked for.
+    for _ in 0..candidates * 4 {
+        if pool.len() == candidates {
+            break;
+        }
+        let idx = space.sample_indices(&mut rng);
+        if seen.insert(idx.clone()) {
+            let ms = model.ms(&idx);
+            pool.push((idx, ms));
+        }
+    }
+    if pool.len() < n {
+        return Err(RankError::Invalid(format!(
+            "the space has only {} distinct architectures for {n}",
+            pool.len()
+        )));
+    }
+    let lo = pool.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let hi = pool.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let (wlo, whi) = (window.lo_ms.max(lo), window.hi_ms.min(hi));
+    let n_in = n.div_ceil(2);
+    let n_out = n - n_in;
+    let (below, above) = ((wlo - lo).max(0.0), (hi - whi).max(0.0));
+    let n_below = if below + above > 0.0 {
+        ((n_out as f64) * below / (below + above)).round() as usize
+    } else {
+        0
+    };
+    let mut bins: Vec<(f64, f64)> = Vec::new();
+    let mut split = |a: f64, b: f64, k: usize| {
+        let w = (b - a) / k.max(1) as f64;
+        for i in 0..k {
+            bins.push((a + w * i as f64, a + w * (i + 1) as f64));
+        }
+    };
+    split(wlo, whi, n_in + if below + above > 0.0 { 0 } else { n_out });
+    split(lo, wlo, n_below);
+    split(whi, hi, n_out - n_below.min(n_out));
+    let mut used = vec![false; pool.len()];
+    let mut out = Vec::with_capacity(n);
+    for (a, b) in bins {
+        let inside: Vec<usize> = (0..pool.len())
+            .filter(|&i| !used[i] && pool[i].1 >= a && pool[i].1 <= b)
+            .collect();
+        let pick = match inside.as_slice() {
+            [] => {
+                let mid = (a + b) / 2.0;
+                (0..pool.len())
+                    .filter(|&i| !used[i])
+                    .min_by(|&i, &j| (pool[i].1 - mid).abs().total_cmp(&(pool[j].1 - mid).abs()))
+            }
+            some => some.choose(&mut rng).copied(),
+        };
+        if let Some(i) = pick {
+            used[i] = true;
+            out.push((space.arch_from_indices(&pool[i].0)?, pool[i].1));
+        }
+    }
+    out.shuffle(&mut rng);
+    Ok((out, [lo, hi]))
+}
+
+/// Trains every (architecture, seed) pair `file` does not hold yet with
+/// `train` (which returns the run and the network's parameter count), in
+/// [`TruthFile::missing`]'s order, saving the file after each, so a kill
+/// loses at most the training under way (whose checkpoint `train` resumes).
+/// Stops after `limit` trainings when given; returns how many it did.
+pub fn measure<F>(
+    file: &mut TruthFile,
+    path: &Path,
+    limit: Option<usize>,
+    mut train: F,
+) -> Result<usize, RankError>
+where
+    F: FnMut(&TruthArch, u64) -> Result<(TruthRun, usize), RankError>,
+{
+    let todo = file.missing();
+    let mut done = 0;
+    for (i, seed) in todo {
+        if limit.is_some_and(|l| done >= l) {
+            break;
+        }
+        let (run, parameters) = train(&file.archs[i], seed)?;
+        let a = &mut file.archs[i];
+        a.parameters = Some(parameters);
+        a.runs.push(run);
+        a.runs.sort_by_key(|r| r.seed);
+        file.save(path)?;
+        done += 1;
+    }
+    Ok(done)
+}
