@@ -296,8 +296,6 @@ fn a_ground_truth_is_measured_resumably_and_scores_the_supernet() {
             "6",
             "--seeds",
             "1,2",
-            "--epochs",
-            "1",
             "--max-train-samples",
             "128",
             "--candidates",
@@ -310,6 +308,8 @@ fn a_ground_truth_is_measured_resumably_and_scores_the_supernet() {
         v.extend(extra.iter().map(ToString::to_string));
         v
     };
+    // The config's retrain.epochs (1) is the default budget.
+    // The config's retrain.epochs (1) is the default budget.
     let call = |extra: &[&'static str]| {
         let args = truth_args(extra);
         run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())

@@ -374,29 +374,44 @@ pub fn draw_stratified(
     } else {
         0
     };
-    let mut bins: Vec<(f64, f64)> = Vec::new();
-    let mut split = |a: f64, b: f64, k: usize| {
+    // (from, to, inside the window): a bin draws only from its own side of
+    // the window, so the split between inside and outside is exact.
+    let mut bins: Vec<(f64, f64, bool)> = Vec::new();
+    let mut split = |a: f64, b: f64, k: usize, inside: bool| {
         let w = (b - a) / k.max(1) as f64;
         for i in 0..k {
-            bins.push((a + w * i as f64, a + w * (i + 1) as f64));
+            bins.push((a + w * i as f64, a + w * (i + 1) as f64, inside));
         }
     };
-    split(wlo, whi, n_in + if below + above > 0.0 { 0 } else { n_out });
-    split(lo, wlo, n_below);
-    split(whi, hi, n_out - n_below.min(n_out));
+    let all_inside = below + above == 0.0;
+    split(wlo, whi, n_in + if all_inside { n_out } else { 0 }, true);
+    split(lo, wlo, n_below, false);
+    split(whi, hi, n_out - n_below.min(n_out), false);
     let mut used = vec![false; pool.len()];
     let mut out = Vec::with_capacity(n);
-    for (a, b) in bins {
-        let inside: Vec<usize> = (0..pool.len())
-            .filter(|&i| !used[i] && pool[i].1 >= a && pool[i].1 <= b)
+    for (a, b, inside) in bins {
+        let side: Vec<usize> = (0..pool.len())
+            .filter(|&i| !used[i] && window.contains(pool[i].1) == inside)
             .collect();
-        let pick = match inside.as_slice() {
-            [] => {
-                let mid = (a + b) / 2.0;
-                (0..pool.len())
-                    .filter(|&i| !used[i])
-                    .min_by(|&i, &j| (pool[i].1 - mid).abs().total_cmp(&(pool[j].1 - mid).abs()))
+        let in_bin: Vec<usize> = side
+            .iter()
+            .copied()
+            .filter(|&i| pool[i].1 >= a && pool[i].1 <= b)
+            .collect();
+        // The tails are sparse: an empty bin takes its side's unused
+        // candidate nearest the bin's centre (or any side's, when its own
+        // side has none left).
+        let nearest = |from: &[usize]| {
+            let mid = (a + b) / 2.0;
+            from.iter()
+                .copied()
+                .min_by(|&i, &j| (pool[i].1 - mid).abs().total_cmp(&(pool[j].1 - mid).abs()))
+        };
+        let pick = match in_bin.as_slice() {
+            [] if side.is_empty() => {
+                nearest(&(0..pool.len()).filter(|&i| !used[i]).collect::<Vec<_>>())
             }
+            [] => nearest(&side),
             some => some.choose(&mut rng).copied(),
         };
         if let Some(i) = pick {
