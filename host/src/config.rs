@@ -107,6 +107,23 @@ pub struct RawJobConfig {
     /// Retraining the chosen architecture from scratch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrain: Option<RawRetrain>,
+    /// Rank fidelity: score every stage's supernet against a ground truth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<RawRank>,
+}
+
+/// Rank section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRank {
+    /// Ground-truth file of `padnas rank truth` (relative to the config).
+    pub truth: PathBuf,
+    /// BN recalibration batches per architecture; `search.bn_batches` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bn_batches: Option<usize>,
+    /// Validation images per architecture; `search.val_samples` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_samples: Option<usize>,
 }
 
 /// Target section.
@@ -552,6 +569,17 @@ pub struct RetrainConfig {
     pub inherit: bool,
 }
 
+/// The rank section, validated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RankConfig {
+    /// Ground-truth file.
+    pub truth: PathBuf,
+    /// BN recalibration batches per architecture.
+    pub bn_batches: usize,
+    /// Validation images per architecture.
+    pub val_samples: usize,
+}
+
 /// A validated job config.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobConfig {
@@ -577,6 +605,8 @@ pub struct JobConfig {
     pub prune: PruneConfig,
     /// Retraining.
     pub retrain: RetrainConfig,
+    /// Rank fidelity against a ground truth, when asked for.
+    pub rank: Option<RankConfig>,
     /// The file this config was read from (for messages).
     pub origin: String,
 }
@@ -684,6 +714,11 @@ impl JobConfig {
             retrain: Some(RawRetrain {
                 epochs: Some(self.retrain.epochs),
                 inherit: Some(self.retrain.inherit),
+            }),
+            rank: self.rank.as_ref().map(|r| RawRank {
+                truth: abs(&r.truth),
+                bn_batches: Some(r.bn_batches),
+                val_samples: Some(r.val_samples),
             }),
         }
     }
@@ -928,6 +963,18 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
             .unwrap_or(false),
     };
     positive("retrain.epochs", retrain.epochs)?;
+    let rank = match &raw.rank {
+        None => None,
+        Some(r) => {
+            let rank = RankConfig {
+                truth: resolve(&r.truth),
+                bn_batches: r.bn_batches.unwrap_or(search.bn_batches),
+                val_samples: r.val_samples.unwrap_or(search.val_samples),
+            };
+            positive("rank.val_samples", rank.val_samples)?;
+            Some(rank)
+        }
+    };
 
     Ok(JobConfig {
         name: raw.name.clone(),
@@ -960,6 +1007,7 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
         search,
         prune,
         retrain,
+        rank,
         origin: file.to_string(),
     })
 }
@@ -1168,6 +1216,38 @@ train:
             e.starts_with("job.yaml: train.nesterov: needs momentum"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_rank_section_names_a_ground_truth() {
+        assert_eq!(parse(GOOD).unwrap().rank, None, "absent: no scoring");
+        let c = parse(&format!(
+            "{GOOD}search: {{ bn_batches: 4, val_samples: 500 }}\nrank: {{ truth: ../gt.json }}\n"
+        ))
+        .unwrap();
+        let r = c.rank.clone().expect("rank");
+        assert_eq!(r.truth, Path::new("/gt.json"));
+        assert_eq!(
+            (r.bn_batches, r.val_samples),
+            (4, 500),
+            "the search's settings"
+        );
+        let back = JobConfig::from_yaml_str(&c.to_yaml(), "job.yaml", Path::new("/x")).unwrap();
+        assert_eq!(back.rank, c.rank);
+        let own = parse(&format!(
+            "{GOOD}rank: {{ truth: gt.json, bn_batches: 8, val_samples: 3000 }}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            own.rank.map(|r| (r.bn_batches, r.val_samples)),
+            Some((8, 3000))
+        );
+        let e = err(&format!(
+            "{GOOD}rank: {{ truth: gt.json, val_samples: 0 }}\n"
+        ));
+        assert!(e.starts_with("job.yaml: rank.val_samples:"), "{e}");
+        let e = err(&format!("{GOOD}rank: {{ truht: gt.json }}\n"));
+        assert!(e.contains("rank") && e.contains("truht"), "{e}");
     }
 
     #[test]

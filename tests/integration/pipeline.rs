@@ -387,4 +387,38 @@ fn a_ground_truth_is_measured_resumably_and_scores_the_supernet() {
         let acc = a["one_shot"].as_f64().expect("one-shot accuracy");
         assert!((0.0..=1.0).contains(&acc), "{a}");
     }
+
+    // A config that names the ground truth: `padnas run` scores every
+    // stage's supernet, and the report shows τ per stage.
+    let ranked = dir.path().join("ranked.yaml");
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(&ranked, format!("{text}rank: {{ truth: truth.json }}\n")).expect("config");
+    run_ok(&["run", s(&ranked), "--quiet"]);
+    let mut scored = Vec::new();
+    for k in 0..=2 {
+        let score = read_json(&run.join(format!("rank/stage-{k}.json")));
+        let (n, pruned) = (score["n"].as_u64(), score["not_in_space"].as_u64());
+        // Pruning leaves fewer of the 6 in the stage's space.
+        assert_eq!(
+            n.zip(pruned).map(|(a, b)| a + b),
+            Some(6),
+            "stage {k}: {score}"
+        );
+        scored.push(n.unwrap_or(0));
+    }
+    assert_eq!(scored[0], 6);
+    assert!(scored[2] <= scored[1] && scored[1] <= 6, "{scored:?}");
+    // Stage 0 scores the same supernet with the same settings as above.
+    let stage0 = read_json(&run.join("rank/stage-0.json"));
+    assert_eq!(stage0["archs"], out["archs"]);
+    let report = std::fs::read_to_string(run.join("report.md")).expect("report");
+    assert!(report.contains("## Rank fidelity"), "{report}");
+    for k in 0..=2 {
+        assert!(
+            report.contains(&format!("\n| {k} | ")),
+            "stage {k} row:\n{report}"
+        );
+    }
+    let steps = read_json(&run.join("steps.json"));
+    assert_eq!(steps["rank-2"]["done"], true, "{steps}");
 }

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod eval;
 pub mod export;
+pub mod job;
 pub mod latency;
 pub mod pipeline;
 pub mod profile;

@@ -21,43 +21,26 @@
 //! report.md, plots/*.svg   the report
 //! ```
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::train::{CONFIG_FILE, setup_torch};
-use crate::config::{JobConfig, WindowSpec};
-use crate::data::{self, Splits, derive_seed};
+pub use super::job::{Job, JobArgs, LATENCY_FILE, LatencyRecord, STEPS_FILE, StepTime};
+use super::job::{read_steps, space_file, space_text};
+use crate::config::JobConfig;
+use crate::data::derive_seed;
 use crate::latency::table::Table;
 use crate::search::nsga2::{self, Nsga2Config};
 use crate::search::{
-    ArchProblem, LatencyModel, OneShotSettings, Pruning, RECORD_FORMAT, SearchRecord, Window, plot,
-    prune, write_atomic,
+    ArchProblem, LatencyModel, OneShotSettings, Pruning, RECORD_FORMAT, SearchRecord, plot, prune,
+    write_atomic,
 };
 use crate::space::{Space, format_count};
 use crate::supernet::checkpoint::{
     CHECKPOINT_FILE, LoadMode, WEIGHTS_FILE, load_weights, save_weights,
 };
 use crate::supernet::{StepSampler, Supernet, TrainOptions, train};
-use crate::target::Target;
-
-/// Arguments shared by the pipeline commands.
-#[derive(Debug, Clone, clap::Args)]
-pub struct JobArgs {
-    /// Run directory, overriding the config's.
-    #[arg(long)]
-    pub run_dir: Option<PathBuf>,
-    /// Intra-op threads for libtorch, overriding train.threads.
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// No progress bars.
-    #[arg(long, short)]
-    pub quiet: bool,
-}
 
 /// Arguments of `padnas prune` and `padnas search`: a config and the
 /// shared overrides.
@@ -91,12 +74,8 @@ pub struct RunArgs {
     pub job: JobArgs,
 }
 
-/// Name of the latency record in a run directory.
-pub const LATENCY_FILE: &str = "latency.json";
 /// Name of the final Pareto front in a run directory.
 pub const PARETO_FILE: &str = "pareto.json";
-/// Name of the step timing record.
-pub const STEPS_FILE: &str = "steps.json";
 /// Name of the exported network.
 pub const MODEL_FILE: &str = "model.onnx";
 /// Name of the verification record.
@@ -104,210 +83,7 @@ pub const VERIFY_FILE: &str = "verify.json";
 /// Largest output difference accepted between target and host.
 pub const VERIFY_TOLERANCE: f32 = 1e-3;
 
-/// Which table a run uses, what it measured and the window derived from it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LatencyRecord {
-    /// Target name.
-    pub target: String,
-    /// The table file.
-    pub table: PathBuf,
-    /// The table's label: the CPU, or *emulated …* under qemu.
-    pub label: String,
-    /// Whether the table was measured under emulation.
-    pub emulated: bool,
-    /// The hard constraint of every search of the run.
-    pub window: Window,
-}
-
-/// Wall time of one step.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct StepTime {
-    /// Seconds, summed over every session that worked on it.
-    pub seconds: f64,
-    /// Whether it is done.
-    pub done: bool,
-}
-
-/// A loaded job: config, data, spaces, table.
-pub struct Job {
-    /// The config (with command-line overrides).
-    pub cfg: JobConfig,
-    /// The run directory.
-    pub run: PathBuf,
-    /// The initial space (the supernet's).
-    pub full: Space,
-    /// Train / validation / test images.
-    pub splits: Splits,
-    /// libtorch device.
-    pub device: tch::Device,
-    /// Draw progress bars.
-    pub progress: bool,
-}
-
 impl Job {
-    /// Loads the config and the data, and prepares the run directory.
-    pub fn open(config: &Path, a: &JobArgs) -> anyhow::Result<Job> {
-        let mut cfg = JobConfig::load(config)?;
-        if let Some(d) = &a.run_dir {
-            cfg.run_dir = d.clone();
-        }
-        if let Some(t) = a.threads {
-            cfg.train.threads = Some(t);
-        }
-        let device = setup_torch(cfg.train.threads, cfg.device)?;
-        let full = Space::load(&cfg.space)?;
-        let mut splits = data::load(&cfg.data, full.input(), cfg.seed).with_context(|| {
-            format!("loading {} from {}", cfg.data.kind, cfg.data.path.display())
-        })?;
-        if let Some(n) = cfg.train.max_train_samples {
-            splits.limit_train(n, cfg.seed);
-        }
-        let run = cfg.run_dir.clone();
-        std::fs::create_dir_all(&run).with_context(|| format!("creating {}", run.display()))?;
-        // A run directory belongs to one config: a changed space or seed
-        // would silently mix results, so it is refused.
-        let saved = run.join(CONFIG_FILE);
-        if saved.exists() {
-            let old = JobConfig::load(&saved)?;
-            let old_space = Space::load(&old.space)
-                .map(|s| s.hash())
-                .unwrap_or_default();
-            if old.seed != cfg.seed || old_space != full.hash() {
-                bail!(
-                    "{} was started with another seed or space (seed {} → {}); use another run_dir",
-                    run.display(),
-                    old.seed,
-                    cfg.seed
-                );
-            }
-        }
-        cfg.save(&saved)?;
-        let stage0 = run.join(space_file(0));
-        if !stage0.exists() {
-            write_atomic(&stage0, space_text(0, &full).as_bytes())?;
-        }
-        Ok(Job {
-            cfg,
-            run,
-            full,
-            splits,
-            device,
-            progress: !a.quiet,
-        })
-    }
-
-    fn stages(&self) -> usize {
-        self.cfg.prune.finetune_epochs.len()
-    }
-
-    fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
-        self.run.join(rel)
-    }
-
-    /// The space of stage `k` (0: initial), when written.
-    pub fn space(&self, k: usize) -> anyhow::Result<Option<Space>> {
-        let p = self.path(space_file(k));
-        if p.exists() {
-            Ok(Some(Space::load(&p)?))
-        } else {
-            Ok(None)
-        }
-    }
-
-    /// Supernet weights after stage `k` (0: SPOS training).
-    pub fn weights(&self, k: usize) -> PathBuf {
-        if k == 0 {
-            self.path(WEIGHTS_FILE)
-        } else {
-            self.path(format!("stage-{k}")).join(WEIGHTS_FILE)
-        }
-    }
-
-    fn timed<T>(&self, step: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let t0 = Instant::now();
-        let out = f();
-        let mut steps = read_steps(&self.run);
-        let e = steps.entry(step.to_string()).or_insert(StepTime {
-            seconds: 0.0,
-            done: false,
-        });
-        e.seconds += t0.elapsed().as_secs_f64();
-        e.done = out.is_ok();
-        let text = serde_json::to_string_pretty(&steps)?;
-        write_atomic(&self.path(STEPS_FILE), text.as_bytes())?;
-        out
-    }
-
-    /// The latency record: the table (measured into the tables directory
-    /// when the config names none, or completed when blocks are missing)
-    /// and the window, computed once from the initial space.
-    pub fn latency(&self) -> anyhow::Result<(LatencyRecord, Table)> {
-        let rec_path = self.path(LATENCY_FILE);
-        if rec_path.exists() {
-            let text = std::fs::read_to_string(&rec_path)
-                .with_context(|| format!("reading {}", rec_path.display()))?;
-            let rec: LatencyRecord = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a latency record", rec_path.display()))?;
-            let table = Table::load(&rec.table)?;
-            return Ok((rec, table));
-        }
-        let t = &self.cfg.target;
-        let target = Target::resolve(&t.name, &t.targets_dir)?;
-        let given = t.table.clone().filter(|p| p.exists());
-        let path = match given {
-            Some(p) if LatencyModel::new(&Table::load(&p)?, &p, &self.full).is_ok() => p,
-            _ => {
-                tracing::info!(
-                    "measuring the blocks of {} on {}",
-                    self.cfg.space.display(),
-                    target.name
-                );
-                let (p, summary) = super::profile::profile_space(
-                    &target,
-                    &self.full,
-                    &self.cfg.space,
-                    t.table.clone(),
-                    &t.tables_dir,
-                    &super::profile::ProfileOptions {
-                        reference: t.reference,
-                        passes: t.passes,
-                        sensor_gate_pct: t.sensor_gate,
-                        ..super::profile::ProfileOptions::default()
-                    },
-                )?;
-                tracing::info!(
-                    "{}: {} entries measured now, {} already there, {:.1} s",
-                    p.display(),
-                    summary.measured_now,
-                    summary.skipped,
-                    summary.seconds
-                );
-                p
-            }
-        };
-        let table = Table::load(&path)?;
-        let model = LatencyModel::new(&table, &path, &self.full)?;
-        let window = match self.cfg.search.window {
-            WindowSpec::Ms { lo, hi } => Window {
-                lo_ms: lo,
-                hi_ms: hi,
-                source: "config (ms)".into(),
-            },
-            WindowSpec::Quantiles { lo, hi, samples } => {
-                Window::from_quantiles(&model, &self.full, lo, hi, samples, self.cfg.seed)?
-            }
-        };
-        let rec = LatencyRecord {
-            target: target.name.clone(),
-            table: std::path::absolute(&path).unwrap_or(path),
-            label: table.header.label.clone(),
-            emulated: table.header.emulated,
-            window,
-        };
-        write_atomic(&rec_path, serde_json::to_string_pretty(&rec)?.as_bytes())?;
-        Ok((rec, table))
-    }
-
     /// Trains the supernet on `space` for `epochs` into `dir` (starting from
     /// `init` weights when given), resuming a checkpoint there. Stage `k`
     /// draws its own paths and data order.
@@ -519,38 +295,15 @@ impl Job {
     }
 }
 
-fn space_file(k: usize) -> String {
-    format!("space.stage-{k}.yaml")
-}
-
-/// A stage's space as YAML, headed by how many architectures it holds.
-fn space_text(k: usize, space: &Space) -> String {
-    let exact = space.num_architectures_exact().map_or_else(
-        || format_count(space.num_architectures()),
-        |n| n.to_string(),
-    );
-    format!(
-        "# stage {k}: {exact} architectures ({} candidate ops over {} layers)\n{}",
-        space.layers().iter().map(|l| l.ops.len()).sum::<usize>(),
-        space.layers().len(),
-        space.to_yaml()
-    )
-}
-
-fn read_steps(run: &Path) -> BTreeMap<String, StepTime> {
-    std::fs::read_to_string(run.join(STEPS_FILE))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default()
-}
-
 /// The steps of a run, in order.
 fn step_names(stages: usize) -> Vec<String> {
-    let mut v = vec!["latency".to_string(), "train".to_string()];
+    // rank-K runs only when the config names a ground truth.
+    let mut v = vec!["latency".into(), "train".into(), "rank-0".to_string()];
     for k in 1..=stages {
         v.push(format!("search-{k}"));
         v.push(format!("prune-{k}"));
         v.push(format!("finetune-{k}"));
+        v.push(format!("rank-{k}"));
     }
     for s in ["final", "retrain", "export", "verify", "report"] {
         v.push(s.into());
@@ -608,6 +361,10 @@ pub fn run_job(job: &Job, until: Option<&str>) -> anyhow::Result<()> {
     if stop("train") {
         return Ok(());
     }
+    rank_step(job, 0, &full)?;
+    if stop("rank-0") {
+        return Ok(());
+    }
     let mut space = full;
     for k in 1..=job.stages() {
         let rec = job.timed(&format!("search-{k}"), || {
@@ -636,6 +393,10 @@ pub fn run_job(job: &Job, until: Option<&str>) -> anyhow::Result<()> {
             job.train_stage(k, &space, epochs, Some(&job.weights(k - 1)), &dir)
         })?;
         if stop(&format!("finetune-{k}")) {
+            return Ok(());
+        }
+        rank_step(job, k, &space)?;
+        if stop(&format!("rank-{k}")) {
             return Ok(());
         }
     }
@@ -706,6 +467,17 @@ pub fn run_job(job: &Job, until: Option<&str>) -> anyhow::Result<()> {
     }
     job.timed("report", || write_report(job, &lat, &rec))?;
     Ok(())
+}
+
+/// Scores stage `k`'s supernet against the config's ground truth, when it
+/// names one (a step of its own in `steps.json`: `rank-K`).
+fn rank_step(job: &Job, k: usize, space: &Space) -> anyhow::Result<()> {
+    if job.cfg.rank.is_none() || super::truth::rank_file(&job.run, k).exists() {
+        return Ok(());
+    }
+    job.timed(&format!("rank-{k}"), || {
+        super::truth::rank_stage(job, k, space, &job.weights(k))
+    })
 }
 
 /// Runs the exported network on the configured target (once; the record is
@@ -890,6 +662,9 @@ pub fn write_report(job: &Job, lat: &LatencyRecord, fin: &SearchRecord) -> anyho
             md,
             "\n![Op survival, stage {k}](plots/survival-stage-{k}.svg)\n"
         );
+    }
+    if let Some(section) = super::truth::rank_report(job, job.stages()) {
+        let _ = writeln!(md, "{section}");
     }
     let _ = writeln!(md, "## Final Pareto front (`pareto.json`)\n");
     let _ = writeln!(

@@ -11,14 +11,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use super::pipeline::Job;
+use super::job::{Job, LatencyRecord};
 use super::train::{CONFIG_FILE, setup_torch};
 use crate::config::JobConfig;
 use crate::data::{self, Splits};
+use crate::latency::stats::Correlation;
 use crate::rank::truth::{
     Budget, DataInfo, DrawInfo, LatencyInfo, TRUTH_FORMAT, TruthArch, TruthFile, TruthRun, measure,
 };
-use crate::rank::{RankError, draw_stratified, score_supernet};
+use crate::rank::{RankError, RunLatency, Score, draw_stratified, score_supernet};
+use crate::search::write_atomic;
 use crate::search::{LatencyModel, OneShotSettings};
 use crate::space::Space;
 use crate::supernet::checkpoint::{LoadMode, WEIGHTS_FILE, load_weights, weights_space_hash};
@@ -49,6 +51,10 @@ pub struct TruthArgs {
     /// Training images (default: the config's train.max_train_samples).
     #[arg(long)]
     pub max_train_samples: Option<usize>,
+    /// Latency table to draw with (default: the config's table, else one
+    /// measured on the config's target into `<out>.work/tables/`).
+    #[arg(long)]
+    pub table: Option<PathBuf>,
     /// Uniform candidates the latency strata are filled from.
     #[arg(long, default_value_t = 4000)]
     pub candidates: usize,
@@ -142,6 +148,16 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
     let work = a.out.with_extension("work");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     cfg.run_dir = work.clone();
+    // The draw's table is measured into the work directory (unless the
+    // config names one): it only stratifies the draw, and a table measured
+    // by whatever agent build is at hand must not become the tables
+    // directory's table of this CPU. Scores use the scored run's own table.
+    if a.table.is_some() {
+        cfg.target.table.clone_from(&a.table);
+    }
+    if cfg.target.table.is_none() {
+        cfg.target.tables_dir = work.join("tables");
+    }
     let job = Job {
         cfg,
         run: work.clone(),
@@ -321,35 +337,83 @@ fn run_supernets(run: &Path) -> anyhow::Result<Vec<(usize, Space, PathBuf)>> {
     Ok(out)
 }
 
-/// Runs `padnas rank score`.
-pub fn run_score(a: &ScoreArgs) -> anyhow::Result<()> {
-    let cfg = JobConfig::load(a.run.join(CONFIG_FILE))
-        .with_context(|| format!("{} is not a run directory", a.run.display()))?;
-    let truth = TruthFile::load(&a.truth)?
-        .with_context(|| format!("{}: no such ground-truth file", a.truth.display()))?;
-    let device = setup_torch(a.threads.or(cfg.train.threads), cfg.device)?;
-    let full = Space::load(&cfg.space)?;
+/// Loads a ground truth and checks that it belongs to `full`.
+fn load_truth(path: &Path, full: &Space) -> anyhow::Result<TruthFile> {
+    let truth = TruthFile::load(path)?
+        .with_context(|| format!("{}: no such ground-truth file", path.display()))?;
     if truth.space_hash != full.hash() {
         bail!(
             "{} is a ground truth of space {} ({}), the run's space is {}",
-            a.truth.display(),
+            path.display(),
             truth.space,
             truth.space_hash,
             full.hash()
         );
     }
+    Ok(truth)
+}
+
+/// Scores the supernet stored in `weights` (every tensor of the run's
+/// initial space, as `padnas train` and the pipeline's fine-tuning write
+/// it) on the architectures of `space` against `truth`, judging latency by
+/// the run's own table and window when it has them.
+fn score_weights(
+    job: &Job,
+    truth: &TruthFile,
+    space: &Space,
+    weights: &Path,
+    settings: &OneShotSettings,
+    resamples: usize,
+) -> anyhow::Result<Score> {
+    let net = Supernet::new(&job.full, job.device, job.cfg.seed)?;
+    load_weights(&net, weights, LoadMode::Exact)?;
+    let run_latency = match LatencyRecord::load(&job.run)? {
+        Some((rec, table)) => Some((
+            LatencyModel::new(&table, &rec.table, &job.full)?,
+            rec.window,
+        )),
+        None => None,
+    };
+    Ok(score_supernet(
+        &net,
+        space,
+        truth,
+        &job.splits.train,
+        &job.splits.val,
+        settings,
+        resamples,
+        run_latency.as_ref().map(|(model, window)| RunLatency {
+            space: &job.full,
+            model,
+            window,
+        }),
+    )?)
+}
+
+/// Runs `padnas rank score`.
+pub fn run_score(a: &ScoreArgs) -> anyhow::Result<()> {
+    let cfg = JobConfig::load(a.run.join(CONFIG_FILE))
+        .with_context(|| format!("{} is not a run directory", a.run.display()))?;
+    let device = setup_torch(a.threads.or(cfg.train.threads), cfg.device)?;
+    let full = Space::load(&cfg.space)?;
+    let truth = load_truth(&a.truth, &full)?;
     let mut nets = run_supernets(&a.run)?;
     if let Some(w) = &a.weights {
-        let hash = weights_space_hash(w)?;
-        nets.retain(|(_, s, _)| Some(s.hash()) == hash);
-        let (k, space, _) = nets.pop().with_context(|| {
-            format!(
-                "{}: its space is none of {}'s stage spaces (space.stage-K.yaml)",
-                w.display(),
-                a.run.display()
-            )
-        })?;
-        nets = vec![(k, space, w.clone())];
+        // A stage's own file scores that stage's space; any other weights
+        // of the run's initial space score all of it.
+        let same = |p: &Path| std::fs::canonicalize(p).ok() == std::fs::canonicalize(w).ok();
+        nets.retain(|(_, _, p)| same(p));
+        if nets.is_empty() {
+            if weights_space_hash(w)? != Some(full.hash()) {
+                bail!(
+                    "{}: not weights of {}'s space ({})",
+                    w.display(),
+                    a.run.display(),
+                    full.hash()
+                );
+            }
+            nets.push((0, full.clone(), w.clone()));
+        }
     }
     if nets.is_empty() {
         bail!(
@@ -357,24 +421,22 @@ pub fn run_score(a: &ScoreArgs) -> anyhow::Result<()> {
             a.run.display()
         );
     }
-    let splits = load_splits(&cfg, &full)?;
     let settings = OneShotSettings {
         bn_batches: a.bn_batches.unwrap_or(cfg.search.bn_batches),
         batch_size: cfg.train.batch_size,
         val_samples: a.val_samples.unwrap_or(cfg.search.val_samples),
         seed: cfg.seed,
     };
+    let job = Job {
+        splits: load_splits(&cfg, &full)?,
+        run: a.run.clone(),
+        cfg,
+        full,
+        device,
+        progress: false,
+    };
     for (k, space, weights) in nets {
-        let net = Supernet::new(&space, device, cfg.seed)?;
-        load_weights(&net, &weights, LoadMode::Exact)?;
-        let s = score_supernet(
-            &net,
-            &truth,
-            &splits.train,
-            &splits.val,
-            &settings,
-            a.resamples,
-        )?;
+        let s = score_weights(&job, &truth, &space, &weights, &settings, a.resamples)?;
         let mut line = serde_json::to_value(&s)?;
         line["stage"] = json!(k);
         line["weights"] = json!(weights);
@@ -382,4 +444,88 @@ pub fn run_score(a: &ScoreArgs) -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// Where `padnas run` keeps stage `k`'s score: `rank/stage-K.json`.
+pub fn rank_file(run: &Path, k: usize) -> PathBuf {
+    run.join("rank").join(format!("stage-{k}.json"))
+}
+
+/// The pipeline's rank step: when the config names a ground truth, scores
+/// stage `k`'s supernet (`weights`, of `space`) against it, once.
+pub fn rank_stage(job: &Job, k: usize, space: &Space, weights: &Path) -> anyhow::Result<()> {
+    let Some(r) = &job.cfg.rank else {
+        return Ok(());
+    };
+    let out = rank_file(&job.run, k);
+    if out.exists() {
+        return Ok(());
+    }
+    let truth = load_truth(&r.truth, &job.full)?;
+    let settings = OneShotSettings {
+        bn_batches: r.bn_batches,
+        batch_size: job.cfg.train.batch_size,
+        val_samples: r.val_samples,
+        seed: job.cfg.seed,
+    };
+    let s = score_weights(job, &truth, space, weights, &settings, RESAMPLES)?;
+    tracing::info!(
+        "stage {k}: one-shot vs stand-alone over {} architectures: tau-b {}, ceiling {}",
+        s.n,
+        fmt_opt(s.all.kendall_tau_b),
+        fmt_opt(s.ceiling.and_then(|c| c.kendall_tau_b))
+    );
+    std::fs::create_dir_all(out.parent().unwrap_or(&job.run))?;
+    write_atomic(&out, serde_json::to_string_pretty(&s)?.as_bytes())?;
+    Ok(())
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or("undefined".into(), |v| format!("{v:.3}"))
+}
+
+/// τ-b with its interval, as the report prints it.
+fn fmt_tau(c: &Correlation) -> String {
+    match (c.kendall_tau_b, c.kendall_ci95) {
+        (Some(t), Some([lo, hi])) => format!("{t:.2} [{lo:.2}, {hi:.2}]"),
+        (Some(t), None) => format!("{t:.2}"),
+        _ => "–".into(),
+    }
+}
+
+/// The report's rank-fidelity section: τ per stage; `None` when the run
+/// scored no stage.
+pub fn rank_report(job: &Job, stages: usize) -> Option<String> {
+    let r = job.cfg.rank.as_ref()?;
+    let mut md = format!(
+        "## Rank fidelity\n\n\
+         One-shot accuracy ({} BN batches, {} validation images) against the stand-alone \
+         ground truth `{}`; Kendall's τ-b with its bootstrap 95% interval. The ceiling is the \
+         ground truth's own seed-A-vs-seed-B τ over the same architectures.\n\n\
+         | stage | N | τ-b | Spearman ρ | N in window | τ-b in window | ceiling τ-b |\n\
+         |---|---|---|---|---|---|---|\n",
+        r.bn_batches,
+        r.val_samples,
+        r.truth.display()
+    );
+    let mut any = false;
+    for k in 0..=stages {
+        let Ok(text) = std::fs::read_to_string(rank_file(&job.run, k)) else {
+            continue;
+        };
+        let Ok(s) = serde_json::from_str::<Score>(&text) else {
+            continue;
+        };
+        any = true;
+        md.push_str(&format!(
+            "| {k} | {} | {} | {} | {} | {} | {} |\n",
+            s.n,
+            fmt_tau(&s.all),
+            fmt_opt(s.all.spearman),
+            s.in_window.n,
+            fmt_tau(&s.in_window),
+            s.ceiling.as_ref().map_or("–".into(), fmt_tau)
+        ));
+    }
+    any.then_some(md)
 }

@@ -12,8 +12,23 @@ use super::RankError;
 use super::truth::{BOOTSTRAP_SEED, TruthFile};
 use crate::data::ImageSet;
 use crate::latency::stats::{Correlation, correlate};
-use crate::search::{OneShotSettings, one_shot_accuracy};
+use crate::search::{LatencyModel, OneShotSettings, Window, one_shot_accuracy};
+use crate::space::Space;
 use crate::supernet::Supernet;
+
+/// The latency model and window of the run being scored. A ground truth
+/// records the latency it was drawn with, which may come from another
+/// machine or agent build; what is inside *this* run's window is decided by
+/// this run's table.
+#[derive(Clone, Copy, Debug)]
+pub struct RunLatency<'a> {
+    /// The space the model's indices refer to (the run's initial space).
+    pub space: &'a Space,
+    /// The run's latency model.
+    pub model: &'a LatencyModel,
+    /// The run's window.
+    pub window: &'a Window,
+}
 
 /// One architecture's two accuracies.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,17 +73,22 @@ pub struct Score {
 }
 
 /// Scores `net` against `truth`: one-shot accuracy of each complete
-/// ground-truth architecture in `net`'s space on the first
+/// ground-truth architecture in `space` (the space `net` was trained on; a
+/// pipeline stage's supernet holds every tensor of the initial space, but
+/// only the pruned space's paths were trained) on the first
 /// `settings.val_samples` images of `val` (BN statistics from `train`),
 /// correlated with its mean stand-alone accuracy; `resamples` bootstrap
-/// resamples for the intervals.
+/// resamples for the intervals. With `latency`, predicted latency and
+/// window membership are the run's; else the ground truth's own.
 pub fn score_supernet(
     net: &Supernet,
+    space: &Space,
     truth: &TruthFile,
     train: &ImageSet,
     val: &ImageSet,
     settings: &OneShotSettings,
     resamples: usize,
+    latency: Option<RunLatency<'_>>,
 ) -> Result<Score, RankError> {
     let t0 = Instant::now();
     if settings.val_samples == 0 || val.is_empty() {
@@ -78,7 +98,6 @@ pub fn score_supernet(
     }
     let n_val = settings.val_samples.min(val.len());
     let val = val.subset(&(0..n_val).collect::<Vec<_>>());
-    let space = net.space();
     let (mut archs, mut seed_pairs) = (Vec::new(), Vec::new());
     let (mut not_in_space, mut incomplete) = (0, 0);
     for a in &truth.archs {
@@ -94,10 +113,17 @@ pub fn score_supernet(
         };
         let one_shot = one_shot_accuracy(net, &arch, train, &val, settings)?;
         seed_pairs.push(a.seed_pair(&truth.seeds));
+        let (predicted_ms, in_window) = match latency {
+            Some(l) => {
+                let ms = l.model.ms(&l.space.arch_indices(&arch)?);
+                (ms, l.window.contains(ms))
+            }
+            None => (a.predicted_ms, a.in_window),
+        };
         archs.push(ArchScore {
             arch: a.arch.clone(),
-            predicted_ms: a.predicted_ms,
-            in_window: a.in_window,
+            predicted_ms,
+            in_window,
             standalone,
             one_shot,
         });

@@ -265,7 +265,9 @@ fn a_supernet_is_scored_on_the_archs_its_space_holds() {
         ],
         &[1, 2],
     );
-    let net = Supernet::new(&pruned, Device::Cpu, 3).expect("net");
+    // As in a pipeline stage: the supernet holds every tensor of the
+    // initial space; only the pruned space's paths count.
+    let net = Supernet::new(&full, Device::Cpu, 3).expect("net");
     let (train, val) = (synthetic(96, 1), synthetic(60, 2));
     let settings = OneShotSettings {
         bn_batches: 2,
@@ -273,7 +275,8 @@ fn a_supernet_is_scored_on_the_archs_its_space_holds() {
         val_samples: 40,
         seed: 1,
     };
-    let s = score_supernet(&net, &file, &train, &val, &settings, 200).expect("score");
+    let s =
+        score_supernet(&net, &pruned, &file, &train, &val, &settings, 200, None).expect("score");
     assert_eq!((s.n, s.not_in_space, s.incomplete), (4, 1, 1));
     assert_eq!(s.all.n, 4);
     assert_eq!(s.in_window.n, 2);
@@ -287,12 +290,13 @@ fn a_supernet_is_scored_on_the_archs_its_space_holds() {
     assert_eq!(mid.arch, "k5e1,k3e3,id");
     assert!((mid.standalone - 0.69).abs() < 1e-12, "mean of the seeds");
     // Scoring repeats exactly (fixed BN batches, subset and bootstrap).
-    let again = score_supernet(&net, &file, &train, &val, &settings, 200).expect("score");
+    let again =
+        score_supernet(&net, &pruned, &file, &train, &val, &settings, 200, None).expect("score");
     assert_eq!(again.archs, s.archs);
     assert_eq!(again.all, s.all);
     let none = OneShotSettings {
         val_samples: 0,
         ..settings
     };
-    assert!(score_supernet(&net, &file, &train, &val, &none, 10).is_err());
+    assert!(score_supernet(&net, &pruned, &file, &train, &val, &none, 10, None).is_err());
 }
