@@ -91,6 +91,11 @@ pub struct ScoreArgs {
     /// Validation images per architecture (default: search.val_samples).
     #[arg(long)]
     pub val_samples: Option<usize>,
+    /// Evaluations per architecture, each with other BN batches and another
+    /// validation subset (the first is the search's own): with 2 or more,
+    /// the line reports the evaluation's own noise (`noise`).
+    #[arg(long, default_value_t = 1)]
+    pub repeats: usize,
     /// Bootstrap resamples of the intervals.
     #[arg(long, default_value_t = RESAMPLES)]
     pub resamples: usize,
@@ -363,6 +368,7 @@ fn score_weights(
     space: &Space,
     weights: &Path,
     settings: &OneShotSettings,
+    repeats: usize,
     resamples: usize,
 ) -> anyhow::Result<Score> {
     let net = Supernet::new(&job.full, job.device, job.cfg.seed)?;
@@ -381,6 +387,7 @@ fn score_weights(
         &job.splits.train,
         &job.splits.val,
         settings,
+        repeats,
         resamples,
         run_latency.as_ref().map(|(model, window)| RunLatency {
             space: &job.full,
@@ -436,7 +443,15 @@ pub fn run_score(a: &ScoreArgs) -> anyhow::Result<()> {
         progress: false,
     };
     for (k, space, weights) in nets {
-        let s = score_weights(&job, &truth, &space, &weights, &settings, a.resamples)?;
+        let s = score_weights(
+            &job,
+            &truth,
+            &space,
+            &weights,
+            &settings,
+            a.repeats,
+            a.resamples,
+        )?;
         let mut line = serde_json::to_value(&s)?;
         line["stage"] = json!(k);
         line["weights"] = json!(weights);
@@ -468,7 +483,7 @@ pub fn rank_stage(job: &Job, k: usize, space: &Space, weights: &Path) -> anyhow:
         val_samples: r.val_samples,
         seed: job.cfg.seed,
     };
-    let s = score_weights(job, &truth, space, weights, &settings, RESAMPLES)?;
+    let s = score_weights(job, &truth, space, weights, &settings, 1, RESAMPLES)?;
     tracing::info!(
         "stage {k}: one-shot vs stand-alone over {} architectures: tau-b {}, ceiling {}",
         s.n,

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::RankError;
 use super::truth::{BOOTSTRAP_SEED, TruthFile};
-use crate::data::ImageSet;
-use crate::latency::stats::{Correlation, correlate};
+use crate::data::{ImageSet, derive_seed, permutation};
+use crate::latency::stats::{Correlation, correlate, kendall_tau_b};
 use crate::search::{LatencyModel, OneShotSettings, Window, one_shot_accuracy};
 use crate::space::Space;
 use crate::supernet::Supernet;
@@ -41,8 +41,28 @@ pub struct ArchScore {
     pub in_window: bool,
     /// Stand-alone validation accuracy, mean over the seeds.
     pub standalone: f64,
-    /// One-shot validation accuracy.
+    /// One-shot validation accuracy (mean over the repeats).
     pub one_shot: f64,
+    /// Each repeat's one-shot accuracy, when there were several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub one_shot_repeats: Vec<f64>,
+}
+
+/// The one-shot evaluation's own noise, from repeats that differ in their
+/// BN-recalibration batches and validation subset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalNoise {
+    /// Evaluations per architecture.
+    pub repeats: usize,
+    /// Root mean square over architectures of the standard deviation of
+    /// one architecture's repeats (percentage points).
+    pub within_sd_pct: f64,
+    /// Standard deviation of the architectures' mean one-shot accuracy
+    /// (percentage points): the spread a ranking has to resolve.
+    pub between_sd_pct: f64,
+    /// Kendall's τ-b between the first two repeats over the architectures:
+    /// how well the evaluation ranks against itself.
+    pub repeat_tau_b: Option<f64>,
 }
 
 /// The score of one supernet.
@@ -66,6 +86,9 @@ pub struct Score {
     pub ceiling_in_window: Option<Correlation>,
     /// How one-shot accuracy was measured.
     pub settings: OneShotSettings,
+    /// The evaluation's own noise, with two or more repeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<EvalNoise>,
     /// Seconds spent scoring.
     pub seconds: f64,
     /// Every architecture scored.
@@ -79,7 +102,10 @@ pub struct Score {
 /// `settings.val_samples` images of `val` (BN statistics from `train`),
 /// correlated with its mean stand-alone accuracy; `resamples` bootstrap
 /// resamples for the intervals. With `latency`, predicted latency and
-/// window membership are the run's; else the ground truth's own.
+/// window membership are the run's; else the ground truth's own. With
+/// `repeats` > 1 each architecture is evaluated that many times (see
+/// [`repeat_settings`]) and its one-shot accuracy is their mean.
+#[allow(clippy::too_many_arguments)]
 pub fn score_supernet(
     net: &Supernet,
     space: &Space,
@@ -87,6 +113,7 @@ pub fn score_supernet(
     train: &ImageSet,
     val: &ImageSet,
     settings: &OneShotSettings,
+    repeats: usize,
     resamples: usize,
     latency: Option<RunLatency<'_>>,
 ) -> Result<Score, RankError> {
@@ -96,8 +123,9 @@ pub fn score_supernet(
             "one-shot scoring needs validation images (data.val_split > 0, val_samples > 0)".into(),
         ));
     }
-    let n_val = settings.val_samples.min(val.len());
-    let val = val.subset(&(0..n_val).collect::<Vec<_>>());
+    let evals: Vec<(OneShotSettings, ImageSet)> = (0..repeats.max(1))
+        .map(|r| repeat_settings(settings, val, r))
+        .collect();
     let (mut archs, mut seed_pairs) = (Vec::new(), Vec::new());
     let (mut not_in_space, mut incomplete) = (0, 0);
     for a in &truth.archs {
@@ -111,7 +139,11 @@ pub fn score_supernet(
             not_in_space += 1;
             continue;
         };
-        let one_shot = one_shot_accuracy(net, &arch, train, &val, settings)?;
+        let accs = evals
+            .iter()
+            .map(|(s, v)| one_shot_accuracy(net, &arch, train, v, s))
+            .collect::<Result<Vec<f64>, _>>()?;
+        let one_shot = accs.iter().sum::<f64>() / accs.len() as f64;
         seed_pairs.push(a.seed_pair(&truth.seeds));
         let (predicted_ms, in_window) = match latency {
             Some(l) => {
@@ -126,6 +158,7 @@ pub fn score_supernet(
             in_window,
             standalone,
             one_shot,
+            one_shot_repeats: if accs.len() > 1 { accs } else { Vec::new() },
         });
     }
     let pick = |inside: bool| -> (Vec<f64>, Vec<f64>) {
@@ -158,7 +191,62 @@ pub fn score_supernet(
         ceiling: ceiling(false),
         ceiling_in_window: ceiling(true),
         settings: settings.clone(),
+        noise: eval_noise(&archs),
         seconds: t0.elapsed().as_secs_f64(),
         archs,
+    })
+}
+
+/// The settings and validation images of evaluation `r`: repeat 0 is the
+/// search's own (its BN batches, the first `val_samples` images); repeat
+/// `r` > 0 draws other BN batches and another seeded subset of `val`, so
+/// the repeats show how much a different draw of either moves the score.
+pub fn repeat_settings(
+    settings: &OneShotSettings,
+    val: &ImageSet,
+    r: usize,
+) -> (OneShotSettings, ImageSet) {
+    let n = settings.val_samples.min(val.len());
+    if r == 0 {
+        return (settings.clone(), val.subset(&(0..n).collect::<Vec<_>>()));
+    }
+    let mut idx = permutation(
+        val.len(),
+        derive_seed(settings.seed, "one-shot-val", r as u64),
+    );
+    idx.truncate(n);
+    idx.sort_unstable();
+    let s = OneShotSettings {
+        seed: derive_seed(settings.seed, "one-shot-bn", r as u64),
+        ..settings.clone()
+    };
+    (s, val.subset(&idx))
+}
+
+/// The evaluation's noise from the architectures' repeats; `None` with
+/// fewer than two repeats or two architectures.
+fn eval_noise(archs: &[ArchScore]) -> Option<EvalNoise> {
+    let repeats = archs.first()?.one_shot_repeats.len();
+    if repeats < 2 || archs.len() < 2 {
+        return None;
+    }
+    let sd = |v: &[f64]| {
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+    };
+    let within = (archs
+        .iter()
+        .map(|a| sd(&a.one_shot_repeats).powi(2))
+        .sum::<f64>()
+        / archs.len() as f64)
+        .sqrt();
+    let means: Vec<f64> = archs.iter().map(|a| a.one_shot).collect();
+    let first: Vec<f64> = archs.iter().map(|a| a.one_shot_repeats[0]).collect();
+    let second: Vec<f64> = archs.iter().map(|a| a.one_shot_repeats[1]).collect();
+    Some(EvalNoise {
+        repeats,
+        within_sd_pct: 100.0 * within,
+        between_sd_pct: 100.0 * sd(&means),
+        repeat_tau_b: kendall_tau_b(&first, &second).tau_b,
     })
 }

@@ -12,8 +12,8 @@ use super::*;
 use crate::config::{Augment, TrainConfig};
 use crate::search::{LatencyModel, OneShotSettings, Window};
 use crate::space::{Op, Space};
-use crate::supernet::Supernet;
 use crate::supernet::tests::{TINY, synthetic};
+use crate::supernet::{StepSampler, Supernet, TrainOptions, train as supernet_train};
 
 fn fmnist_small() -> Space {
     Space::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/spaces/fmnist-small.yaml"))
@@ -269,6 +269,16 @@ fn a_supernet_is_scored_on_the_archs_its_space_holds() {
     // initial space; only the pruned space's paths count.
     let net = Supernet::new(&full, Device::Cpu, 3).expect("net");
     let (train, val) = (synthetic(96, 1), synthetic(60, 2));
+    // A few SPOS epochs, so that paths differ and scores mean something.
+    let cfg = TrainConfig {
+        epochs: 3,
+        batch_size: 16,
+        lr: 0.1,
+        ..TrainConfig::default()
+    };
+    let sampler = StepSampler::new(&net, &pruned, 3).expect("sampler");
+    let opts = TrainOptions::new(cfg, 3, Augment::default());
+    supernet_train(&net, &sampler, &train, &opts).expect("train");
     let settings = OneShotSettings {
         bn_batches: 2,
         batch_size: 16,
@@ -276,7 +286,7 @@ fn a_supernet_is_scored_on_the_archs_its_space_holds() {
         seed: 1,
     };
     let s =
-        score_supernet(&net, &pruned, &file, &train, &val, &settings, 200, None).expect("score");
+        score_supernet(&net, &pruned, &file, &train, &val, &settings, 1, 200, None).expect("score");
     assert_eq!((s.n, s.not_in_space, s.incomplete), (4, 1, 1));
     assert_eq!(s.all.n, 4);
     assert_eq!(s.in_window.n, 2);
@@ -291,12 +301,38 @@ fn a_supernet_is_scored_on_the_archs_its_space_holds() {
     assert!((mid.standalone - 0.69).abs() < 1e-12, "mean of the seeds");
     // Scoring repeats exactly (fixed BN batches, subset and bootstrap).
     let again =
-        score_supernet(&net, &pruned, &file, &train, &val, &settings, 200, None).expect("score");
+        score_supernet(&net, &pruned, &file, &train, &val, &settings, 1, 200, None).expect("score");
     assert_eq!(again.archs, s.archs);
     assert_eq!(again.all, s.all);
+    // Repeats: the first is the search's own evaluation; the others draw
+    // other BN batches and validation subsets, and their spread is reported.
+    let r =
+        score_supernet(&net, &pruned, &file, &train, &val, &settings, 3, 200, None).expect("score");
+    let noise = r.noise.clone().expect("noise with 3 repeats");
+    assert_eq!(noise.repeats, 3);
+    assert!(s.noise.is_none(), "one evaluation: no noise figure");
+    for (a, b) in r.archs.iter().zip(&s.archs) {
+        assert_eq!(a.one_shot_repeats.len(), 3);
+        assert_eq!(
+            a.one_shot_repeats[0], b.one_shot,
+            "repeat 0 is the search's"
+        );
+        let mean = a.one_shot_repeats.iter().sum::<f64>() / 3.0;
+        assert!((a.one_shot - mean).abs() < 1e-12);
+    }
+    assert!(
+        r.archs
+            .iter()
+            .any(|a| a.one_shot_repeats[1] != a.one_shot_repeats[0]),
+        "other subsets and BN batches change some score"
+    );
+    assert!(noise.within_sd_pct > 0.0 && noise.between_sd_pct >= 0.0);
+    let (s2, v2) = repeat_settings(&settings, &val, 2);
+    assert_eq!(v2.len(), 40);
+    assert_ne!(s2.seed, settings.seed);
     let none = OneShotSettings {
         val_samples: 0,
         ..settings
     };
-    assert!(score_supernet(&net, &pruned, &file, &train, &val, &none, 10, None).is_err());
+    assert!(score_supernet(&net, &pruned, &file, &train, &val, &none, 1, 10, None).is_err());
 }
