@@ -388,6 +388,32 @@ fn a_ground_truth_is_measured_resumably_and_scores_the_supernet() {
         assert!((0.0..=1.0).contains(&acc), "{a}");
     }
 
+    // A run directory of `padnas train` alone: its supernet is stage 0.
+    let alone = dir.path().join("alone");
+    run_ok(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--run-dir",
+        s(&alone),
+        "--quiet",
+    ]);
+    let lone = run_ok(&[
+        "rank",
+        "score",
+        "--run",
+        s(&alone),
+        "--truth",
+        s(&truth),
+        "--repeats",
+        "2",
+    ]);
+    assert_eq!(
+        (lone["stage"].as_u64(), lone["n"].as_u64()),
+        (Some(0), Some(6))
+    );
+    assert_eq!(lone["noise"]["repeats"], 2);
+
     // A config that names the ground truth: `padnas run` scores every
     // stage's supernet, and the report shows τ per stage.
     let ranked = dir.path().join("ranked.yaml");

@@ -322,21 +322,25 @@ fn train_one(
 }
 
 /// The supernets of a run: stage K's space and weights, for every K whose
-/// both exist (0: SPOS training, K ≥ 1: after pruning K).
-fn run_supernets(run: &Path) -> anyhow::Result<Vec<(usize, Space, PathBuf)>> {
+/// both exist (0: SPOS training, K ≥ 1: after pruning K). A run directory
+/// of `padnas train` alone has no stage spaces: its supernet is stage 0,
+/// over the initial space `full`.
+fn run_supernets(run: &Path, full: &Space) -> anyhow::Result<Vec<(usize, Space, PathBuf)>> {
     let mut out = Vec::new();
     for k in 0.. {
         let space = run.join(format!("space.stage-{k}.yaml"));
-        if !space.exists() {
-            break;
-        }
         let weights = if k == 0 {
             run.join(WEIGHTS_FILE)
         } else {
             run.join(format!("stage-{k}")).join(WEIGHTS_FILE)
         };
+        let space = match (space.exists(), k) {
+            (true, _) => Space::load(&space)?,
+            (false, 0) => full.clone(),
+            (false, _) => break,
+        };
         if weights.exists() {
-            out.push((k, Space::load(&space)?, weights));
+            out.push((k, space, weights));
         }
     }
     Ok(out)
@@ -404,7 +408,7 @@ pub fn run_score(a: &ScoreArgs) -> anyhow::Result<()> {
     let device = setup_torch(a.threads.or(cfg.train.threads), cfg.device)?;
     let full = Space::load(&cfg.space)?;
     let truth = load_truth(&a.truth, &full)?;
-    let mut nets = run_supernets(&a.run)?;
+    let mut nets = run_supernets(&a.run, &full)?;
     if let Some(w) = &a.weights {
         // A stage's own file scores that stage's space; any other weights
         // of the run's initial space score all of it.
