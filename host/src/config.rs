@@ -293,6 +293,10 @@ pub struct RawTrain {
     /// BN batch statistics; 1 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<usize>,
+    /// How each step's path is drawn: `uniform` (SPOS, the default) or
+    /// `fair` (every op of a layer once per group of steps, FairNAS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<Sampling>,
     /// Also checkpoint every N steps (always at each epoch's end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every_steps: Option<usize>,
@@ -331,6 +335,17 @@ pub enum Schedule {
     Cosine,
     /// Straight line from the peak to zero.
     Linear,
+}
+
+/// How a supernet step's path is drawn (see `supernet::StepSampler`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sampling {
+    /// Every layer's op drawn uniformly and independently (SPOS).
+    #[default]
+    Uniform,
+    /// Every op of a layer once per group of steps, in random order (FairNAS).
+    Fair,
 }
 
 // ---------------------------------------------------------------------------
@@ -442,6 +457,8 @@ pub struct TrainConfig {
     pub threads: Option<usize>,
     /// Data-parallel shards per batch (see `supernet::shards`).
     pub shards: usize,
+    /// How each step's path is drawn.
+    pub sampling: Sampling,
     /// Extra checkpoint every N steps.
     pub checkpoint_every_steps: Option<usize>,
     /// Subset of the training split.
@@ -464,6 +481,7 @@ impl Default for TrainConfig {
             label_smoothing: 0.0,
             threads: None,
             shards: 1,
+            sampling: Sampling::Uniform,
             checkpoint_every_steps: None,
             max_train_samples: None,
         }
@@ -672,6 +690,7 @@ impl JobConfig {
                 label_smoothing: Some(t.label_smoothing),
                 threads: t.threads,
                 shards: (t.shards > 1).then_some(t.shards),
+                sampling: (t.sampling != Sampling::Uniform).then_some(t.sampling),
                 checkpoint_every_steps: t.checkpoint_every_steps,
                 max_train_samples: t.max_train_samples,
             },
@@ -1000,6 +1019,7 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
             label_smoothing,
             threads: t.threads,
             shards,
+            sampling: t.sampling.unwrap_or_default(),
             checkpoint_every_steps: t.checkpoint_every_steps,
             max_train_samples: t.max_train_samples,
         },
@@ -1216,6 +1236,17 @@ train:
             e.starts_with("job.yaml: train.nesterov: needs momentum"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn sampling_is_uniform_unless_fair_is_asked_for() {
+        assert_eq!(parse(GOOD).unwrap().train.sampling, Sampling::Uniform);
+        let c = parse(&format!("{GOOD}  sampling: fair\n")).unwrap();
+        assert_eq!(c.train.sampling, Sampling::Fair);
+        let back = JobConfig::from_yaml_str(&c.to_yaml(), "job.yaml", Path::new("/x")).unwrap();
+        assert_eq!(back.train.sampling, Sampling::Fair);
+        let e = err(&format!("{GOOD}  sampling: sometimes\n"));
+        assert!(e.contains("sampling") && e.contains("sometimes"), "{e}");
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl Job {
         } else {
             derive_seed(self.cfg.seed, "finetune", k as u64)
         };
-        let sampler = StepSampler::new(&net, space, seed)?;
+        let sampler = StepSampler::new(&net, space, seed)?.with_sampling(self.cfg.train.sampling);
         let mut tc = self.cfg.train.clone();
         tc.epochs = epochs;
         if k > 0 {

@@ -145,7 +145,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     }
 
     let net = Supernet::new(&full, device, cfg.seed)?;
-    let sampler = StepSampler::new(&net, &space, cfg.seed)?;
+    let sampler = StepSampler::new(&net, &space, cfg.seed)?.with_sampling(cfg.train.sampling);
     tracing::info!(
         parameters = net.num_parameters(),
         architectures = %crate::space::format_count(space.num_architectures()),

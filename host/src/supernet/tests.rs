@@ -630,3 +630,61 @@ fn dense_depthwise_trains_like_libtorchs_convolution() {
         nudged.1
     );
 }
+
+/// Fair sampling: within every group of `n` steps each of a layer's `n` ops
+/// is drawn exactly once (layers with different op counts alike, pruned
+/// spaces too), the order changes between groups, paths and architectures
+/// agree, and the sequence is a function of the seed.
+#[test]
+fn fair_sampling_draws_every_op_of_a_layer_once_per_group() {
+    let full = fmnist_small();
+    let mut ops = full.layer_ops();
+    for (i, layer) in ops.iter_mut().enumerate() {
+        layer.truncate(2 + i % 5);
+    }
+    let pruned = full.with_layer_ops(&ops).unwrap();
+    let net = Supernet::new(&full, Device::Cpu, 1).unwrap();
+    let fair = StepSampler::new(&net, &pruned, 5)
+        .unwrap()
+        .with_sampling(crate::config::Sampling::Fair);
+    let steps: Vec<(Vec<usize>, crate::space::Arch)> =
+        (0..210).map(|s| (fair.path(s), fair.arch(s))).collect();
+    for (l, layer_ops) in ops.iter().enumerate() {
+        let n = layer_ops.len();
+        let mut orders = HashSet::new();
+        for group in steps.chunks(n).filter(|g| g.len() == n) {
+            let drawn: Vec<Op> = group.iter().map(|(_, a)| a.ops[l]).collect();
+            let set: HashSet<Op> = drawn.iter().copied().collect();
+            assert_eq!(
+                set.len(),
+                n,
+                "layer {l}: each op once per {n} steps: {drawn:?}"
+            );
+            orders.insert(drawn);
+        }
+        assert!(
+            orders.len() > 1,
+            "layer {l}: the order changes between groups"
+        );
+    }
+    for (path, arch) in &steps {
+        assert_eq!(
+            &net.arch_of(path).unwrap(),
+            arch,
+            "path and architecture agree"
+        );
+    }
+    let again = StepSampler::new(&net, &pruned, 5)
+        .unwrap()
+        .with_sampling(crate::config::Sampling::Fair);
+    assert!((0..210).all(|s| again.path(s) == fair.path(s)));
+    let uniform = StepSampler::new(&net, &pruned, 5).unwrap();
+    assert!((0..20).any(|s| uniform.path(s) != fair.path(s)));
+    // Uniform draws are not: some 6-step group of a 6-op layer misses an op.
+    let l = (0..ops.len()).find(|&l| ops[l].len() == 6).unwrap();
+    let misses = (0..30u64).any(|g| {
+        let set: HashSet<Op> = (g * 6..g * 6 + 6).map(|s| uniform.arch(s).ops[l]).collect();
+        set.len() < 6
+    });
+    assert!(misses, "uniform sampling is not strictly fair");
+}

@@ -13,24 +13,34 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{TrainState, load_checkpoint, save_checkpoint};
 use super::shards::Shards;
 use super::{Sgd, Supernet, SupernetError, learning_rate};
-use crate::config::{Augment, TrainConfig};
+use crate::config::{Augment, Sampling, TrainConfig};
 use crate::data::{ImageSet, Loader, derive_seed};
 use crate::space::{Arch, Space};
 
 /// Draws the path of each step from a sampling space: the supernet's own
 /// space or a pruned copy of it (same layers, fewer candidates), so pruned
 /// ops are never drawn.
+///
+/// Uniform sampling draws each layer's op independently at every step.
+/// Fair sampling (FairNAS's strict fairness, per layer) walks each layer
+/// through a fresh random permutation of its `n` ops every `n` steps, so
+/// every op of a layer is trained exactly once per group of `n` steps: with
+/// uniform draws an op can go unsampled for many steps while its momentum
+/// buffer and BN statistics age. (FairNAS also sums the group's gradients
+/// into one update; here every step still updates.)
 #[derive(Clone, Debug)]
 pub struct StepSampler {
     space: Space,
     /// Per layer: sampling-space candidate index → supernet candidate index.
     to_net: Vec<Vec<usize>>,
     seed: u64,
+    sampling: Sampling,
 }
 
 impl StepSampler {
@@ -70,7 +80,41 @@ impl StepSampler {
             space: space.clone(),
             to_net,
             seed,
+            sampling: Sampling::Uniform,
         })
+    }
+
+    /// The same sampler, drawing paths as `sampling` says.
+    pub fn with_sampling(mut self, sampling: Sampling) -> StepSampler {
+        self.sampling = sampling;
+        self
+    }
+
+    /// Sampling-space candidate index per layer at step `step`.
+    fn indices(&self, step: u64) -> Vec<usize> {
+        match self.sampling {
+            Sampling::Uniform => {
+                self.space
+                    .sample_indices(&mut ChaCha8Rng::seed_from_u64(derive_seed(
+                        self.seed, "path", step,
+                    )))
+            }
+            Sampling::Fair => self
+                .space
+                .layers()
+                .iter()
+                .map(|l| {
+                    let n = l.ops.len() as u64;
+                    let group = step / n;
+                    let mut order: Vec<usize> = (0..l.ops.len()).collect();
+                    let tag = format!("fair-path-{}", l.index);
+                    order.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
+                        self.seed, &tag, group,
+                    )));
+                    order[(step % n) as usize]
+                })
+                .collect(),
+        }
     }
 
     /// The sampling space.
@@ -80,20 +124,29 @@ impl StepSampler {
 
     /// The architecture of step `step`.
     pub fn arch(&self, step: u64) -> Arch {
-        self.space
-            .sample(&mut ChaCha8Rng::seed_from_u64(derive_seed(
-                self.seed, "path", step,
-            )))
+        match self.sampling {
+            // Kept as it was, so uniform runs repeat their old paths.
+            Sampling::Uniform => self
+                .space
+                .sample(&mut ChaCha8Rng::seed_from_u64(derive_seed(
+                    self.seed, "path", step,
+                ))),
+            Sampling::Fair => Arch {
+                ops: self
+                    .space
+                    .layers()
+                    .iter()
+                    .zip(self.indices(step))
+                    .map(|(l, i)| l.ops[i])
+                    .collect(),
+            },
+        }
     }
 
     /// The supernet path (candidate index per layer) of step `step`.
     pub fn path(&self, step: u64) -> Vec<usize> {
-        let idx = self
-            .space
-            .sample_indices(&mut ChaCha8Rng::seed_from_u64(derive_seed(
-                self.seed, "path", step,
-            )));
-        idx.iter()
+        self.indices(step)
+            .iter()
             .zip(&self.to_net)
             .map(|(&i, map)| map[i])
             .collect()
@@ -172,6 +225,10 @@ fn fingerprint(opts: &TrainOptions, set: &ImageSet) -> String {
     // Only when sharded, so checkpoints written before shards existed resume.
     if c.shards > 1 {
         fp["shards"] = c.shards.into();
+    }
+    // Likewise only when not the original uniform sampling.
+    if c.sampling != Sampling::Uniform {
+        fp["sampling"] = serde_json::json!(c.sampling);
     }
     fp.to_string()
 }
