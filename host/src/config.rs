@@ -214,6 +214,13 @@ pub struct RawPrune {
     /// Architectures with a non-domination rank below this are counted; 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rank_limit: Option<usize>,
+    /// Peak learning rate of each fine-tuning; `train.lr` when absent (the
+    /// paper: 0.1 after 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finetune_lr: Option<f64>,
+    /// Warm-up of each fine-tuning, in epochs; 0 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finetune_warmup_epochs: Option<f64>,
 }
 
 /// Retrain section.
@@ -576,6 +583,10 @@ pub struct PruneConfig {
     pub threshold: f64,
     /// Rank limit.
     pub rank_limit: usize,
+    /// Peak learning rate of each fine-tuning (`train.lr` when `None`).
+    pub finetune_lr: Option<f64>,
+    /// Warm-up of each fine-tuning, in epochs.
+    pub finetune_warmup_epochs: f64,
 }
 
 /// The retrain section, validated.
@@ -729,6 +740,8 @@ impl JobConfig {
                 finetune_epochs: self.prune.finetune_epochs.clone(),
                 threshold: Some(self.prune.threshold),
                 rank_limit: Some(self.prune.rank_limit),
+                finetune_lr: self.prune.finetune_lr,
+                finetune_warmup_epochs: Some(self.prune.finetune_warmup_epochs),
             }),
             retrain: Some(RawRetrain {
                 epochs: Some(self.retrain.epochs),
@@ -945,6 +958,8 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
             finetune_epochs: vec![t.epochs.div_ceil(2).max(1), t.epochs.div_ceil(4).max(1)],
             threshold: 0.01,
             rank_limit: 10,
+            finetune_lr: None,
+            finetune_warmup_epochs: 0.0,
         },
         Some(p) => {
             if p.finetune_epochs.contains(&0) {
@@ -962,10 +977,24 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
             }
             let rank_limit = p.rank_limit.unwrap_or(10);
             positive("prune.rank_limit", rank_limit)?;
+            if let Some(lr) = p.finetune_lr
+                && !(lr > 0.0 && lr.is_finite())
+            {
+                return Err(bad("prune.finetune_lr", format!("{lr} must be > 0")));
+            }
+            let finetune_warmup_epochs = p.finetune_warmup_epochs.unwrap_or(0.0);
+            if !(finetune_warmup_epochs >= 0.0 && finetune_warmup_epochs.is_finite()) {
+                return Err(bad(
+                    "prune.finetune_warmup_epochs",
+                    format!("{finetune_warmup_epochs} must be ≥ 0"),
+                ));
+            }
             PruneConfig {
                 finetune_epochs: p.finetune_epochs.clone(),
                 threshold,
                 rank_limit,
+                finetune_lr: p.finetune_lr,
+                finetune_warmup_epochs,
             }
         }
     };

@@ -116,9 +116,13 @@ impl Job {
         let mut tc = self.cfg.train.clone();
         tc.epochs = epochs;
         if k > 0 {
-            // Fine-tuning starts from trained weights: no warm-up, and the
-            // schedule restarts from train.lr over the stage's epochs.
-            tc.warmup_epochs = 0.0;
+            // Fine-tuning starts from trained weights: the schedule restarts
+            // over the stage's epochs from prune.finetune_lr (train.lr when
+            // unset) after prune.finetune_warmup_epochs (none when unset).
+            tc.warmup_epochs = self.cfg.prune.finetune_warmup_epochs;
+            if let Some(lr) = self.cfg.prune.finetune_lr {
+                tc.lr = lr;
+            }
         }
         let opts = TrainOptions {
             checkpoint: Some(ckpt),
