@@ -304,6 +304,10 @@ pub struct RawTrain {
     /// `fair` (every op of a layer once per group of steps, FairNAS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling: Option<Sampling>,
+    /// Start every residual candidate of the supernet as the identity
+    /// (γ = 0 in its last batch norm); false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_residual_gamma: Option<bool>,
     /// Also checkpoint every N steps (always at each epoch's end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every_steps: Option<usize>,
@@ -466,6 +470,8 @@ pub struct TrainConfig {
     pub shards: usize,
     /// How each step's path is drawn.
     pub sampling: Sampling,
+    /// Supernet residual candidates start as the identity.
+    pub zero_residual_gamma: bool,
     /// Extra checkpoint every N steps.
     pub checkpoint_every_steps: Option<usize>,
     /// Subset of the training split.
@@ -489,6 +495,7 @@ impl Default for TrainConfig {
             threads: None,
             shards: 1,
             sampling: Sampling::Uniform,
+            zero_residual_gamma: false,
             checkpoint_every_steps: None,
             max_train_samples: None,
         }
@@ -702,6 +709,7 @@ impl JobConfig {
                 threads: t.threads,
                 shards: (t.shards > 1).then_some(t.shards),
                 sampling: (t.sampling != Sampling::Uniform).then_some(t.sampling),
+                zero_residual_gamma: t.zero_residual_gamma.then_some(true),
                 checkpoint_every_steps: t.checkpoint_every_steps,
                 max_train_samples: t.max_train_samples,
             },
@@ -1049,6 +1057,7 @@ fn validate(raw: RawJobConfig, file: &str, base: &Path) -> Result<JobConfig, Con
             threads: t.threads,
             shards,
             sampling: t.sampling.unwrap_or_default(),
+            zero_residual_gamma: t.zero_residual_gamma.unwrap_or(false),
             checkpoint_every_steps: t.checkpoint_every_steps,
             max_train_samples: t.max_train_samples,
         },
@@ -1274,6 +1283,10 @@ train:
         assert_eq!(c.train.sampling, Sampling::Fair);
         let back = JobConfig::from_yaml_str(&c.to_yaml(), "job.yaml", Path::new("/x")).unwrap();
         assert_eq!(back.train.sampling, Sampling::Fair);
+        let z = parse(&format!("{GOOD}  zero_residual_gamma: true\n")).unwrap();
+        assert!(z.train.zero_residual_gamma && !c.train.zero_residual_gamma);
+        let back = JobConfig::from_yaml_str(&z.to_yaml(), "job.yaml", Path::new("/x")).unwrap();
+        assert!(back.train.zero_residual_gamma);
         let e = err(&format!("{GOOD}  sampling: sometimes\n"));
         assert!(e.contains("sampling") && e.contains("sometimes"), "{e}");
     }

@@ -145,6 +145,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     }
 
     let net = Supernet::new(&full, device, cfg.seed)?;
+    if cfg.train.zero_residual_gamma {
+        net.zero_residual_gammas()?;
+    }
     let sampler = StepSampler::new(&net, &space, cfg.seed)?.with_sampling(cfg.train.sampling);
     tracing::info!(
         parameters = net.num_parameters(),

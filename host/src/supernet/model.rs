@@ -324,6 +324,23 @@ impl Supernet {
         Self::with_dense(space, device, seed, true)
     }
 
+    /// Zeroes the scale γ of the last batch norm (after the projection) of
+    /// every candidate with a residual path, so each such block starts as
+    /// the identity (Goyal et al.; BigNAS/OFA train supernets this way):
+    /// a freshly sampled, barely trained op then adds nothing to the
+    /// residual stream instead of noise. Candidates without a residual
+    /// (stage transitions) keep γ = 1, or no signal would pass.
+    pub fn zero_residual_gammas(&self) -> Result<(), SupernetError> {
+        let _guard = tch::no_grad_guard();
+        for m in self.layers.iter().flatten().flatten() {
+            if m.residual {
+                let mut g = self.params[m.project.bn.weight].tensor.shallow_clone();
+                let _ = g.f_zero_()?;
+            }
+        }
+        Ok(())
+    }
+
     /// [`Supernet::new`], with the dense form of small-map depthwise
     /// convolutions allowed or not (libtorch's convolution everywhere):
     /// the two compute the same function, which tests check step by step.

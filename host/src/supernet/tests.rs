@@ -688,3 +688,26 @@ fn fair_sampling_draws_every_op_of_a_layer_once_per_group() {
     });
     assert!(misses, "uniform sampling is not strictly fair");
 }
+
+#[test]
+fn zero_residual_gammas_start_residual_blocks_as_the_identity() {
+    let net = Supernet::new(&tiny(), Device::Cpu, 1).unwrap();
+    net.zero_residual_gammas().unwrap();
+    let gamma = |name: &str| net.tensor(name).unwrap().abs().max().double_value(&[]);
+    // Layer 2 keeps its shape (residual); layer 1 is a stride-2 transition.
+    assert_eq!(gamma("layers.2.k3e3.project.bn.weight"), 0.0);
+    assert_eq!(gamma("layers.2.k5e2.project.bn.weight"), 0.0);
+    assert_eq!(gamma("layers.1.k3e3.project.bn.weight"), 1.0);
+    assert_eq!(
+        gamma("layers.2.k3e3.expand.bn.weight"),
+        1.0,
+        "only the last BN"
+    );
+    // So a path whose residual layer is such a block passes its input on:
+    // the same logits as the path with identity there.
+    let x = tch::Tensor::randn([4, 1, 8, 8], (tch::Kind::Float, Device::Cpu));
+    let with_block = net.forward(&x, &[0, 0, 0], BnMode::Eval).unwrap();
+    let with_id = net.forward(&x, &[0, 0, 2], BnMode::Eval).unwrap();
+    let d = (&with_block - &with_id).abs().max().double_value(&[]);
+    assert!(d < 1e-6, "{d}");
+}

@@ -230,6 +230,9 @@ fn fingerprint(opts: &TrainOptions, set: &ImageSet) -> String {
     if c.sampling != Sampling::Uniform {
         fp["sampling"] = serde_json::json!(c.sampling);
     }
+    if c.zero_residual_gamma {
+        fp["zero_residual_gamma"] = true.into();
+    }
     fp.to_string()
 }
 
