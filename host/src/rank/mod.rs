@@ -15,7 +15,7 @@ use crate::space::SpaceError;
 use crate::supernet::SupernetError;
 
 pub use score::{ArchScore, EvalNoise, RunLatency, Score, repeat_settings, score_supernet};
-pub use truth::{TruthArch, TruthFile, TruthRun, draw_stratified};
+pub use truth::{Draw, TruthArch, TruthFile, TruthRun, draw_stratified};
 
 /// Everything that can go wrong measuring or scoring against a ground truth.
 #[derive(Debug, thiserror::Error)]

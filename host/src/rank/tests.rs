@@ -42,7 +42,8 @@ fn the_draw_spreads_over_latency_with_half_inside_the_window() {
     let space = fmnist_small();
     let m = model(&space);
     let window = Window::from_quantiles(&m, &space, 0.2, 0.6, 2000, 1).expect("window");
-    let (archs, [lo, hi]) = draw_stratified(&space, &m, &window, 20, 2000, 0).expect("draw");
+    let draw = draw_stratified(&space, &m, &window, 20, 2000, 0).expect("draw");
+    let (archs, [lo, hi]) = (draw.archs, draw.range_ms);
     assert_eq!(archs.len(), 20);
     let distinct: BTreeSet<String> = archs.iter().map(|(a, _)| a.to_string()).collect();
     assert_eq!(distinct.len(), 20, "distinct");
@@ -80,14 +81,17 @@ fn the_draw_spreads_over_latency_with_half_inside_the_window() {
     assert!(min < lo + (hi - lo) * 0.15 && max > hi - (hi - lo) * 0.15);
     // Seeded.
     let again = draw_stratified(&space, &m, &window, 20, 2000, 0).expect("draw");
-    assert_eq!(again.0, archs);
+    assert_eq!(again.archs, archs);
     let other = draw_stratified(&space, &m, &window, 20, 2000, 1).expect("draw");
-    assert_ne!(other.0, archs);
+    assert_ne!(other.archs, archs);
     assert!(draw_stratified(&space, &m, &window, 1, 2000, 0).is_err());
     assert!(draw_stratified(&space, &m, &window, 20, 10, 0).is_err());
 }
 
-fn truth(archs: &[(&str, bool, &[(u64, f64)])], seeds: &[u64]) -> TruthFile {
+/// (architecture, inside the window, (seed, validation accuracy) of each run).
+type ArchSpec<'a> = (&'a str, bool, &'a [(u64, f64)]);
+
+fn truth(archs: &[ArchSpec<'_>], seeds: &[u64]) -> TruthFile {
     TruthFile {
         format: TRUTH_FORMAT,
         space: "tiny".into(),

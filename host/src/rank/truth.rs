@@ -321,6 +321,15 @@ impl TruthFile {
     }
 }
 
+/// What [`draw_stratified`] drew.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Draw {
+    /// The architectures with their predicted latency (ms), in training order.
+    pub archs: Vec<(Arch, f64)>,
+    /// Predicted latency range of the candidates (ms).
+    pub range_ms: [f64; 2],
+}
+
 /// `n` distinct architectures of `space`, stratified by predicted latency:
 /// `ceil(n / 2)` in equal-width latency bins across `window`, the rest in
 /// equal-width bins across the part of the candidates' range outside it
@@ -336,7 +345,7 @@ pub fn draw_stratified(
     n: usize,
     candidates: usize,
     seed: u64,
-) -> Result<(Vec<(Arch, f64)>, [f64; 2]), RankError> {
+) -> Result<Draw, RankError> {
     if n < 2 || candidates < n {
         return Err(RankError::Invalid(format!(
             "a ground truth needs at least 2 architectures and at least as many candidates (n {n}, candidates {candidates})"
@@ -420,7 +429,10 @@ pub fn draw_stratified(
         }
     }
     out.shuffle(&mut rng);
-    Ok((out, [lo, hi]))
+    Ok(Draw {
+        archs: out,
+        range_ms: [lo, hi],
+    })
 }
 
 /// Trains every (architecture, seed) pair `file` does not hold yet with

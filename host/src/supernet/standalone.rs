@@ -59,6 +59,9 @@ pub struct StandaloneJob<'a> {
     pub seed: u64,
     /// Checkpoint file (resumed when it exists); none means no checkpoints.
     pub checkpoint: Option<PathBuf>,
+    /// Score the test split too (it costs more than the validation split
+    /// when only a ranking is wanted).
+    pub score_test: bool,
     /// Draw a progress bar on stderr.
     pub progress: bool,
 }
@@ -68,7 +71,7 @@ pub struct StandaloneJob<'a> {
 pub struct StandaloneResult {
     /// Accuracy on the validation split; `None` without one.
     pub val_accuracy: Option<f64>,
-    /// Accuracy on the test split; `None` without one.
+    /// Accuracy on the test split; `None` without one, or when not asked for.
     pub test_accuracy: Option<f64>,
     /// Steps trained.
     pub steps: u64,
@@ -98,7 +101,11 @@ pub fn train_standalone(
     let bs = job.train.batch_size;
     Ok(StandaloneResult {
         val_accuracy: standalone_accuracy(&net, &splits.val, bs)?,
-        test_accuracy: standalone_accuracy(&net, &splits.test, bs)?,
+        test_accuracy: if job.score_test {
+            standalone_accuracy(&net, &splits.test, bs)?
+        } else {
+            None
+        },
         steps: summary.step,
         seconds: summary.seconds,
         parameters: net.num_parameters(),
