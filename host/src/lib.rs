@@ -8,6 +8,7 @@ pub mod cmd;
 pub mod config;
 pub mod data;
 pub mod latency;
+pub mod naming;
 pub mod onnx;
 pub mod search;
 pub mod session;
