@@ -7,6 +7,7 @@
 pub mod cmd;
 pub mod config;
 pub mod data;
+pub mod files;
 pub mod latency;
 pub mod naming;
 pub mod onnx;

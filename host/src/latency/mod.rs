@@ -158,6 +158,17 @@ pub enum LatencyError {
     InvalidArgument(String),
 }
 
+/// A failed atomic write is an I/O error on the file it names.
+impl From<crate::files::WriteError> for LatencyError {
+    fn from(e: crate::files::WriteError) -> Self {
+        LatencyError::Io {
+            path: e.path,
+            action: e.action,
+            source: e.source,
+        }
+    }
+}
+
 impl LatencyError {
     /// Whether the error is the user's input (a bad table, space, argument),
     /// as opposed to a failure of the device or the machine: `padnas` exits
