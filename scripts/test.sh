@@ -28,4 +28,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 phase "fmt and clippy"
 cargo test --workspace
 phase "tests"
+# The criterion benchmarks (host/benches, device-agent/benches), built in the
+# test profile and run once each in criterion's test mode (no timing), so they
+# stay compilable and correct. Not `cargo bench --no-run`: that builds the
+# bench profile, i.e. release with fat LTO, a quarter hour of CI for a compile
+# check. `--bench '*'`, not `--benches`, which also selects the lib and bins
+# and would run their tests again.
+cargo test --workspace --bench '*'
+phase "benchmarks (test profile, run once)"
 echo "test.sh: done in $(( $(date +%s) - start )) s" >&2
