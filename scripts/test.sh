@@ -17,6 +17,11 @@ phase setup
 # every figure it gives is labelled so. scripts/run.sh and the benchmarks
 # build and use the release agent.
 export PADNAS_AGENT_PROFILE=debug
+# padnas without libtorch (feature `train` off: agent, profile, latency,
+# verify), so that build keeps working. Before the full build, which then
+# leaves the full binaries in target/debug for the tests.
+cargo build -p padnas --no-default-features
+phase "build without libtorch"
 cargo build --workspace
 phase "debug build (host and agent)"
 # The aarch64 agent in the `emulated` profile (no LTO): under qemu only its
