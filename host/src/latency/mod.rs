@@ -2,7 +2,7 @@
 //! summed per architecture, validated against whole networks.
 //!
 //! - [`table`]: the JSON table (provenance header, one entry per
-//!   [`BlockKey`](crate::space::BlockKey), sentinel records), atomic writes;
+//!   [`BlockKey`](crate::space::BlockKey), sentinel records);
 //! - [`stats`]: the order-statistic confidence interval of the median,
 //!   accuracy metrics, the linear calibration and its leave-one-out check;
 //! - [`measure`]: noise control (bench in rounds, pool samples until the
