@@ -52,7 +52,7 @@ pub enum SearchError {
     /// A record or plot could not be written.
     #[error(transparent)]
     Write(#[from] WriteError),
-    /// A record could not be read, or is not a search record.
+    /// A record could not be read or serialised, or a plot not drawn.
     #[error("{path}: {message}")]
     File {
         /// The file.
