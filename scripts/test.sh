@@ -17,6 +17,11 @@ phase setup
 # every figure it gives is labelled so. scripts/run.sh and the benchmarks
 # build and use the release agent.
 export PADNAS_AGENT_PROFILE=debug
+# padnas without libtorch (feature `train` off: agent, profile, latency,
+# verify), so that build keeps working. Before the full build, which then
+# leaves the full binaries in target/debug for the tests.
+cargo build -p padnas --no-default-features
+phase "build without libtorch"
 cargo build --workspace
 phase "debug build (host and agent)"
 # The aarch64 agent in the `emulated` profile (no LTO): under qemu only its
@@ -28,4 +33,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 phase "fmt and clippy"
 cargo test --workspace
 phase "tests"
+# The criterion benchmarks (host/benches, device-agent/benches), built in the
+# test profile and run once each in criterion's test mode (no timing), so they
+# stay compilable and correct. Not `cargo bench --no-run`: that builds the
+# bench profile, i.e. release with fat LTO, a quarter hour of CI for a compile
+# check. `--bench '*'`, not `--benches`, which also selects the lib and bins
+# and would run their tests again.
+cargo test --workspace --bench '*'
+phase "benchmarks (test profile, run once)"
 echo "test.sh: done in $(( $(date +%s) - start )) s" >&2

@@ -33,20 +33,28 @@ enum Command {
     #[command(subcommand)]
     Latency(cmd::latency::LatencyCmd),
     /// Write ONNX files: a retrained network (--run), or one block with seeded random weights (--block).
+    #[cfg(feature = "train")]
     Export(cmd::export::ExportArgs),
     /// Train the weight-sharing supernet of a job (SPOS), resumable.
+    #[cfg(feature = "train")]
     Train(cmd::train::TrainArgs),
     /// One-shot accuracy of an architecture: BN recalibration, then validation.
+    #[cfg(feature = "train")]
     Eval(cmd::eval::EvalArgs),
     /// PAD-NAS pruning stages: search, prune ops per layer, fine-tune (resumable).
+    #[cfg(feature = "train")]
     Prune(cmd::pipeline::PruneArgs),
     /// The final latency-constrained NSGA-II search on the last space → pareto.json.
+    #[cfg(feature = "train")]
     Search(cmd::pipeline::SearchArgs),
     /// The whole job: latency table, supernet, pruning stages, final search, report.
+    #[cfg(feature = "train")]
     Run(cmd::pipeline::RunArgs),
     /// Train one architecture as a stand-alone network (optionally from the supernet's weights).
+    #[cfg(feature = "train")]
     Retrain(cmd::retrain::RetrainArgs),
     /// Rank-fidelity tools: sample distinct architectures, Kendall τ-b / Spearman of two rankings.
+    #[cfg(feature = "train")]
     #[command(subcommand)]
     Rank(cmd::rank::RankCmd),
     /// Run an exported network on a target: outputs vs the host's, latency vs the table.
@@ -71,14 +79,22 @@ fn main() -> ExitCode {
         Command::Agent(c) => cmd::agent::run(c),
         Command::Profile(a) => cmd::profile::run(a),
         Command::Latency(c) => cmd::latency::run(c),
+        #[cfg(feature = "train")]
         Command::Export(a) => cmd::export::run(a),
+        #[cfg(feature = "train")]
         Command::Train(a) => cmd::train::run(a),
+        #[cfg(feature = "train")]
         Command::Eval(a) => cmd::eval::run(a),
+        #[cfg(feature = "train")]
         Command::Prune(a) => cmd::pipeline::run_prune(a),
+        #[cfg(feature = "train")]
         Command::Search(a) => cmd::pipeline::run_search(a),
+        #[cfg(feature = "train")]
         Command::Run(a) => cmd::pipeline::run(a),
+        #[cfg(feature = "train")]
         Command::Retrain(a) => cmd::retrain::run(a),
         Command::Verify(a) => cmd::verify::run(a),
+        #[cfg(feature = "train")]
         Command::Rank(c) => cmd::rank::run(c),
     };
     match result {

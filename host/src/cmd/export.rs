@@ -19,12 +19,12 @@ use super::retrain::{RETRAINED_WEIGHTS_FILE, read_result, retrain_dir};
 use super::train::CONFIG_FILE;
 use crate::config::JobConfig;
 use crate::data::PIXEL_CENTER;
+use crate::files::write_atomic;
 use crate::latency::predict::predict;
 use crate::latency::table::Table;
 use crate::onnx::{WriteOptions, write_network_with};
 use crate::space::{Arch, BlockKey, Space};
 use crate::supernet::TrainedWeights;
-use crate::supernet::checkpoint::write_atomic;
 
 /// Metadata key: accuracy on the test split.
 pub const META_TEST_ACCURACY: &str = "padnas.test_accuracy";

@@ -6,9 +6,10 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::cmd::profile::{link_for, progress_bar};
+use crate::files::write_atomic;
 use crate::latency::measure::check_passes;
 use crate::latency::predict::{predict, space_from_header};
-use crate::latency::table::{Calibration, Header, Table, write_atomic};
+use crate::latency::table::{Calibration, Header, Table};
 use crate::latency::validate::{Progress, calibration_helps, plot_svg, sample, validate};
 use crate::latency::{LatencyError, now_rfc3339};
 use crate::session;
@@ -210,7 +211,7 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
             action: "serialise the validation progress for",
             source: std::io::Error::other(e),
         })?;
-        write_atomic(&partial, text.as_bytes())
+        Ok(write_atomic(&partial, text.as_bytes())?)
     };
     let result = validate(
         &table,

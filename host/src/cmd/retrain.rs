@@ -23,9 +23,10 @@ use serde::{Deserialize, Serialize};
 use super::train::{CONFIG_FILE, setup_torch};
 use crate::config::{DeviceSpec, JobConfig};
 use crate::data;
+use crate::files::write_atomic;
 use crate::space::{Arch, Space};
 use crate::supernet::checkpoint::{
-    CHECKPOINT_FILE, LoadMode, WEIGHTS_FILE, load_weights, read_state, save_weights, write_atomic,
+    CHECKPOINT_FILE, LoadMode, WEIGHTS_FILE, load_weights, read_state, save_weights,
 };
 use crate::supernet::{
     StepSampler, Supernet, TrainOptions, standalone_accuracy, standalone_space, train,

@@ -138,10 +138,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     cfg.save(&run_dir.join(CONFIG_FILE))?;
     if !run_dir.join(SPACE_FILE).exists() {
-        crate::supernet::checkpoint::write_atomic(
-            &run_dir.join(SPACE_FILE),
-            space.to_yaml().as_bytes(),
-        )?;
+        crate::files::write_atomic(&run_dir.join(SPACE_FILE), space.to_yaml().as_bytes())?;
     }
 
     let net = Supernet::new(&full, device, cfg.seed)?;

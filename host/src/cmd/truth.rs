@@ -20,7 +20,7 @@ use crate::rank::truth::{
     Budget, DataInfo, DrawInfo, LatencyInfo, TRUTH_FORMAT, TruthArch, TruthFile, TruthRun, measure,
 };
 use crate::rank::{RankError, RunLatency, Score, draw_stratified, score_supernet};
-use crate::search::write_atomic;
+use crate::files::write_atomic;
 use crate::search::{LatencyModel, OneShotSettings};
 use crate::space::Space;
 use crate::supernet::checkpoint::{LoadMode, WEIGHTS_FILE, load_weights, weights_space_hash};

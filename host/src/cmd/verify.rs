@@ -22,7 +22,7 @@ use padnas_agent::stats::Summary;
 use serde_json::json;
 
 use crate::config::FASHION_MNIST_DIR;
-use crate::data::{ImageSet, load_fashion_mnist, normalize_u8};
+use crate::data::{ImageSet, load_fashion_mnist, normalized_nchw};
 use crate::latency::measure::{Measured, NoiseSettings, QuietRuns, measure_loaded};
 use crate::latency::predict::{Prediction, predict, space_from_header};
 use crate::latency::table::Table;
@@ -76,10 +76,9 @@ pub fn model_metadata(bytes: &[u8]) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 /// Image `i` of `set` as the network input: NCHW f32, batch 1, scaled
-/// exactly as in training ([`normalize_u8`]).
+/// exactly as in training ([`normalized_nchw`], without libtorch).
 pub fn image_input(set: &ImageSet, i: usize) -> anyhow::Result<Vec<f32>> {
-    let x = normalize_u8(set.image(i), 1, set.shape, tch::Device::Cpu)?;
-    Ok(Vec::try_from(x.f_contiguous()?.f_view([-1])?)?)
+    Ok(normalized_nchw(set.image(i), 1, set.shape))
 }
 
 /// Index of the largest value (the first of equals; 0 for an empty slice).

@@ -12,13 +12,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
-use super::{DataError, ImageSet, derive_seed, permutation};
+use super::{DataError, ImageSet, PIXEL_CENTER, derive_seed, permutation};
 use crate::config::Augment;
 use crate::space::Shape;
-
-/// Network input for pixel value `p`: `(p − 127.5) / 127.5`, in [−1, 1].
-/// An exported model expects the same scaling.
-pub const PIXEL_CENTER: f64 = 127.5;
 
 /// One batch, on the loader's device.
 #[derive(Debug)]

@@ -13,6 +13,7 @@
 mod cifar10;
 mod fashion_mnist;
 mod folder;
+#[cfg(feature = "train")]
 mod loader;
 #[cfg(test)]
 mod tests;
@@ -26,7 +27,8 @@ use rand_chacha::ChaCha8Rng;
 pub use cifar10::load_cifar10;
 pub use fashion_mnist::{load_fashion_mnist, read_idx};
 pub use folder::load_folder;
-pub use loader::{Batch, Loader, PIXEL_CENTER, normalize_u8};
+#[cfg(feature = "train")]
+pub use loader::{Batch, Loader, normalize_u8};
 
 use crate::config::{DataConfig, DataKind};
 use crate::space::Shape;
@@ -74,8 +76,32 @@ pub enum DataError {
     #[error("{0}")]
     TooSmall(String),
     /// A tensor operation failed (e.g. the device is unavailable).
+    #[cfg(feature = "train")]
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
+}
+
+/// Network input for pixel value `p`: `(p − 127.5) / 127.5`, in [−1, 1].
+/// An exported model expects the same scaling.
+pub const PIXEL_CENTER: f64 = 127.5;
+
+/// `n` HWC images as the network input without libtorch: NCHW `f32`, scaled
+/// by [`PIXEL_CENTER`] with the same two `f32` operations as the training
+/// loader's `normalize_u8` (subtract, then multiply by the reciprocal), so
+/// the values are bit for bit the same; a test holds the two together.
+pub fn normalized_nchw(pixels: &[u8], n: usize, shape: Shape) -> Vec<f32> {
+    let (c, hw) = (shape.channels, shape.height * shape.width);
+    let center = PIXEL_CENTER as f32;
+    let scale = (1.0 / PIXEL_CENTER) as f32;
+    let mut out = vec![0f32; n * c * hw];
+    for (i, image) in pixels.chunks_exact(c * hw).take(n).enumerate() {
+        for (p, px) in image.chunks_exact(c).enumerate() {
+            for (ch, &v) in px.iter().enumerate() {
+                out[(i * c + ch) * hw + p] = (f32::from(v) - center) * scale;
+            }
+        }
+    }
+    out
 }
 
 impl DataError {

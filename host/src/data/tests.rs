@@ -170,3 +170,22 @@ fn loader_keeps_up_with_training() {
     eprintln!("loader: {ips:.0} images/s (crop + flip, one thread)");
     assert!(ips > 10_000.0, "{ips:.0} images/s");
 }
+
+#[test]
+fn libtorch_free_input_scaling_is_bit_identical_to_the_loaders() {
+    // Two 3-channel images of odd size, then every pixel value 0..=255.
+    let shape = Shape::new(3, 5, 7);
+    let pixels: Vec<u8> = (0..2 * shape.numel())
+        .map(|i| (i * 7 % 256) as u8)
+        .collect();
+    let want = normalize_u8(&pixels, 2, shape, tch::Device::Cpu).expect("tensor");
+    let want: Vec<f32> = Vec::try_from(want.contiguous().view([-1])).expect("values");
+    let got = normalized_nchw(&pixels, 2, shape);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&want));
+    let all: Vec<u8> = (0..=255).collect();
+    let one = Shape::new(1, 16, 16);
+    let want = normalize_u8(&all, 1, one, tch::Device::Cpu).expect("tensor");
+    let want: Vec<f32> = Vec::try_from(want.contiguous().view([-1])).expect("values");
+    assert_eq!(bits(&normalized_nchw(&all, 1, one)), bits(&want));
+}

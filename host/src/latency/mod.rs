@@ -2,7 +2,7 @@
 //! summed per architecture, validated against whole networks.
 //!
 //! - [`table`]: the JSON table (provenance header, one entry per
-//!   [`BlockKey`](crate::space::BlockKey), sentinel records), atomic writes;
+//!   [`BlockKey`](crate::space::BlockKey), sentinel records);
 //! - [`stats`]: the order-statistic confidence interval of the median,
 //!   accuracy metrics, the linear calibration and its leave-one-out check;
 //! - [`measure`]: noise control (bench in rounds, pool samples until the
@@ -156,6 +156,17 @@ pub enum LatencyError {
     /// An argument is out of range.
     #[error("{0}")]
     InvalidArgument(String),
+}
+
+/// A failed atomic write is an I/O error on the file it names.
+impl From<crate::files::WriteError> for LatencyError {
+    fn from(e: crate::files::WriteError) -> Self {
+        LatencyError::Io {
+            path: e.path,
+            action: e.action,
+            source: e.source,
+        }
+    }
 }
 
 impl LatencyError {

@@ -12,8 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use padnas_agent::proto::AgentInfo;
 use serde::{Deserialize, Serialize};
@@ -404,7 +403,7 @@ impl Table {
             source: std::io::Error::other(e),
         })?;
         text.push('\n');
-        write_atomic(path, text.as_bytes())
+        Ok(crate::files::write_atomic(path, text.as_bytes())?)
     }
 
     /// Measured median of `key`, if measured.
@@ -489,48 +488,6 @@ impl Table {
         }
         Ok(())
     }
-}
-
-/// Writes `bytes` to `path` atomically (temp file + fsync + rename + dir fsync),
-/// creating the directory if needed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LatencyError> {
-    let io = |action: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| LatencyError::Io {
-            path: p,
-            action,
-            source,
-        }
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir).map_err(io("create the directory", &dir))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Hidden and unique per process, so two writers never share a temp file
-    // and a leftover from a kill is not mistaken for a table.
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(bytes).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(io("rename into place", path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    // Persist the rename itself; some filesystems refuse to fsync a
-    // directory, which costs only durability across a power cut, not atomicity.
-    if let Ok(d) = fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

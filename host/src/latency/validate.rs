@@ -14,7 +14,8 @@ use super::LatencyError;
 use super::measure::{Link, measure_model};
 use super::predict::predict;
 use super::stats::{LinearFit, Metrics, fit_linear, loo_predictions, metrics};
-use super::table::{Table, write_atomic};
+use super::table::Table;
+use crate::files::write_atomic;
 use crate::onnx::{self, RandomWeights};
 use crate::space::{Arch, Space};
 
@@ -464,7 +465,7 @@ pub fn plot_svg(v: &Validation, path: &Path, title: &str) -> Result<(), LatencyE
             .map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
     }
-    write_atomic(path, svg.as_bytes())
+    Ok(write_atomic(path, svg.as_bytes())?)
 }
 
 #[cfg(test)]

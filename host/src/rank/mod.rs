@@ -10,6 +10,7 @@ pub mod truth;
 
 use std::path::PathBuf;
 
+use crate::files::WriteError;
 use crate::search::SearchError;
 use crate::space::SpaceError;
 use crate::supernet::SupernetError;
@@ -46,9 +47,12 @@ pub enum RankError {
     /// Building or scoring a network failed.
     #[error(transparent)]
     Supernet(#[from] SupernetError),
-    /// Scoring a path or writing a file failed.
+    /// Scoring a path failed.
     #[error(transparent)]
     Search(#[from] SearchError),
+    /// Writing a file failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
     /// An architecture is not in the space.
     #[error(transparent)]
     Space(#[from] SpaceError),

@@ -22,7 +22,8 @@ use super::RankError;
 use crate::config::{Augment, Schedule, TrainConfig};
 use crate::data::derive_seed;
 use crate::latency::stats::{Correlation, correlate};
-use crate::search::{LatencyModel, Window, write_atomic};
+use crate::files::write_atomic;
+use crate::search::{LatencyModel, Window};
 use crate::space::{Arch, Space};
 
 /// Seed of the bootstrap resamples: fixed, so a score repeats exactly.

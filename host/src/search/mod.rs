@@ -16,6 +16,7 @@ pub use arch::{ArchProblem, LatencyModel, OneShotSettings, Window, one_shot_accu
 pub use nsga2::{Nsga2Config, Problem, State};
 pub use prune::{Pruning, prune};
 
+use crate::files::WriteError;
 use crate::latency::LatencyError;
 use crate::space::{Space, SpaceError};
 use crate::supernet::SupernetError;
@@ -48,7 +49,10 @@ pub enum SearchError {
     /// One-shot evaluation failed.
     #[error(transparent)]
     Supernet(#[from] SupernetError),
-    /// A record or plot could not be read or written.
+    /// A record or plot could not be written.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// A record could not be read or serialised, or a plot not drawn.
     #[error("{path}: {message}")]
     File {
         /// The file.
@@ -175,15 +179,9 @@ impl SearchRecord {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        write_atomic(path, text.as_bytes())
+        Ok(write_atomic(path, text.as_bytes())?)
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so a
-/// crash never leaves a half-written file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SearchError> {
-    crate::latency::table::write_atomic(path, bytes).map_err(|e| SearchError::File {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
-}
+// `cmd::pipeline` imports it from here; the one implementation is in `files`.
+pub use crate::files::write_atomic;

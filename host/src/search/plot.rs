@@ -5,7 +5,8 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{Pruning, SearchError, SearchRecord, write_atomic};
+use super::{Pruning, SearchError, SearchRecord};
+use crate::files::write_atomic;
 
 const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
@@ -129,7 +130,7 @@ pub fn pareto(searches: &[(&str, &SearchRecord)], path: &Path) -> Result<(), Sea
             .map_err(|x| e(&x))?;
         root.present().map_err(|x| e(&x))?;
     }
-    write_atomic(path, svg.as_bytes())
+    Ok(write_atomic(path, svg.as_bytes())?)
 }
 
 /// Heat map of op frequencies among the top-ranked architectures, one
@@ -216,7 +217,7 @@ pub fn survival(p: &Pruning, title: &str, path: &Path) -> Result<(), SearchError
         }
         root.present().map_err(|x| e(&x))?;
     }
-    write_atomic(path, svg.as_bytes())
+    Ok(write_atomic(path, svg.as_bytes())?)
 }
 
 /// Best one-shot accuracy in the population and hypervolume of its front,
@@ -300,7 +301,7 @@ pub fn progress(searches: &[(&str, &SearchRecord)], path: &Path) -> Result<(), S
         }
         root.present().map_err(|x| e(&x))?;
     }
-    write_atomic(path, svg.as_bytes())
+    Ok(write_atomic(path, svg.as_bytes())?)
 }
 
 /// Number of architectures (log scale) of each stage's space.
@@ -347,5 +348,5 @@ pub fn space_size(stages: &[(String, f64)], path: &Path) -> Result<(), SearchErr
         }
         root.present().map_err(|x| e(&x))?;
     }
-    write_atomic(path, svg.as_bytes())
+    Ok(write_atomic(path, svg.as_bytes())?)
 }

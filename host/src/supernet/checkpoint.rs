@@ -10,7 +10,6 @@
 //!   weights, optimizer and step can never disagree after a crash.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
@@ -91,14 +90,9 @@ fn to_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-/// Writes `bytes` to `path` through a temp file in the same directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SupernetError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+/// [`crate::files::write_atomic`], its error as this module's.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SupernetError> {
+    crate::files::write_atomic(path, bytes).map_err(|e| io_err(&e.path, e.source))
 }
 
 fn serialize(
