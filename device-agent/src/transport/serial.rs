@@ -97,7 +97,9 @@ impl Transport for SerialTransport {
                     {
                         return Err(TransportError::Proto(e));
                     }
-                    if self.read_timeout.is_some_and(|t| start.elapsed() >= t) {
+                    if self.read_timeout.is_some_and(|t| start.elapsed() >= t)
+                        || self.reader.deadline().is_some_and(|d| Instant::now() >= d)
+                    {
                         return Err(TransportError::TimedOut);
                     }
                 }
@@ -109,6 +111,17 @@ impl Transport for SerialTransport {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
         self.read_timeout = timeout;
         Ok(())
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) -> Result<(), TransportError> {
+        // The port's own short timeout (POLL) ends every blocked read; the
+        // frame reader refuses to start one after the deadline.
+        self.reader.set_deadline(deadline);
+        Ok(())
+    }
+
+    fn set_max_payload(&mut self, max: u32) {
+        self.reader.set_max_payload(max);
     }
 
     fn peer(&self) -> String {
