@@ -425,7 +425,7 @@ impl std::fmt::Display for ErrorReply {
 pub enum ProtoError {
     /// The underlying reader failed (including read timeouts).
     #[error("i/o error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// Bytes that do not start a frame were skipped up to the next magic.
     #[error("skipped {skipped} byte(s) of garbage before a frame magic")]
     Garbage {
@@ -473,12 +473,12 @@ pub enum ProtoError {
         context: &'static str,
     },
     /// The JSON header of a known kind does not parse.
-    #[error("bad {kind} header: {source}")]
+    #[error("bad {kind} header: {cause}")]
     BadHeader {
         /// Name of the kind.
         kind: &'static str,
         /// serde_json's reason, with line and column.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// A tensor whose shape and data disagree, or whose data is not f32 LE.
     #[error("bad tensor: {0}")]
@@ -572,7 +572,7 @@ impl Frame {
         };
         serde_json::from_slice(bytes).map_err(|source| ProtoError::BadHeader {
             kind: kind.name(),
-            source,
+            cause: source,
         })
     }
 }
@@ -582,7 +582,7 @@ fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, ProtoError> {
     // reported as a malformed header rather than a panic.
     serde_json::to_vec(value).map_err(|source| ProtoError::BadHeader {
         kind: "outgoing",
-        source,
+        cause: source,
     })
 }
 
