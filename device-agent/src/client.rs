@@ -31,10 +31,10 @@ pub enum ClientError {
         message: String,
     },
     /// The link failed or delivered damaged frames.
-    #[error("transport: {0}")]
+    #[error(transparent)]
     Transport(#[from] TransportError),
     /// A reply (or the request) could not be encoded or decoded.
-    #[error("protocol: {0}")]
+    #[error(transparent)]
     Proto(#[from] ProtoError),
     /// The agent closed the link.
     #[error("the agent closed the connection")]
@@ -206,7 +206,11 @@ impl Client {
     }
 
     /// Sends a frame and waits for the reply of kind `expected`.
-    fn exchange(&mut self, frame: &crate::proto::Frame, expected: Kind) -> Result<Response, ClientError> {
+    fn exchange(
+        &mut self,
+        frame: &crate::proto::Frame,
+        expected: Kind,
+    ) -> Result<Response, ClientError> {
         self.transport.send(frame)?;
         let response = loop {
             match self.transport.recv() {

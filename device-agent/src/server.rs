@@ -78,11 +78,19 @@ pub enum SessionEnd {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The link failed.
-    #[error("transport: {0}")]
+    #[error(transparent)]
     Transport(#[from] TransportError),
     /// A reply could not be encoded (a bug, or an output over the frame cap).
     #[error("encoding a reply: {0}")]
-    Encode(#[from] crate::proto::ProtoError),
+    Encode(crate::proto::ProtoError),
+}
+
+// By hand, not `#[from]`: the message shows the cause, so it is not also
+// returned as the source (each cause is printed once).
+impl From<crate::proto::ProtoError> for ServerError {
+    fn from(e: crate::proto::ProtoError) -> ServerError {
+        ServerError::Encode(e)
+    }
 }
 
 /// What to do after sending a reply.
@@ -760,7 +768,10 @@ mod tests {
             false
         });
         assert_eq!(server.join().unwrap().unwrap(), SessionEnd::TimedOut);
-        assert!(drip.join().unwrap(), "the agent stopped reading: writes fail");
+        assert!(
+            drip.join().unwrap(),
+            "the agent stopped reading: writes fail"
+        );
     }
 
     #[test]

@@ -134,7 +134,9 @@ impl Transport for MemoryTransport {
         reader.set_deadline(deadline);
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(Instant::now());
-            reader.get_mut().set_timeout(Some(left.max(Duration::from_millis(1))));
+            reader
+                .get_mut()
+                .set_timeout(Some(left.max(Duration::from_millis(1))));
         }
         Ok(())
     }

@@ -25,31 +25,31 @@ pub enum TransportError {
     #[error(transparent)]
     Proto(ProtoError),
     /// The link failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         /// What was being done.
         context: String,
         /// Why it failed.
-        source: io::Error,
+        cause: io::Error,
     },
     /// No frame arrived within the read timeout or before the deadline.
     #[error("timed out waiting for a frame")]
     TimedOut,
     /// Could not reach the agent.
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}: {cause}")]
     Connect {
         /// Address tried.
         addr: String,
         /// Last failure.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Could not start the agent process.
-    #[error("cannot start `{command}`: {source}")]
+    #[error("cannot start `{command}`: {cause}")]
     Spawn {
         /// The command line.
         command: String,
         /// Why.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The agent process ended; its last stderr lines say why.
     #[error("agent process `{command}` ended ({status}){}", tail_suffix(.stderr_tail))]
@@ -95,7 +95,7 @@ impl TransportError {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> TransportError {
         TransportError::Io {
             context: context.into(),
-            source,
+            cause: source,
         }
     }
 }

@@ -38,10 +38,7 @@ impl<R: Read + AsRawFd> PollRead<R> {
             }
             // Rounded up, so a wait never ends just before the deadline and
             // spins; capped, as poll takes an int of milliseconds.
-            let ms = left
-                .as_millis()
-                .saturating_add(1)
-                .min(i32::MAX as u128) as i32;
+            let ms = left.as_millis().saturating_add(1).min(i32::MAX as u128) as i32;
             let mut fd = libc::pollfd {
                 fd: self.inner.as_raw_fd(),
                 events: libc::POLLIN,

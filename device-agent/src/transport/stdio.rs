@@ -82,7 +82,7 @@ impl ChildTransport {
             .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(|source| TransportError::Spawn {
             command: description.clone(),
-            source,
+            cause: source,
         })?;
         let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let (Some(stdin), Some(stdout), Some(stderr)) = pipes else {
@@ -91,7 +91,7 @@ impl ChildTransport {
             let _ = child.wait();
             return Err(TransportError::Spawn {
                 command: description,
-                source: std::io::Error::other("child pipes missing"),
+                cause: std::io::Error::other("child pipes missing"),
             });
         };
         let tail = Arc::new(StderrTail {
@@ -128,7 +128,7 @@ impl ChildTransport {
             let _ = child.wait();
             return Err(TransportError::Spawn {
                 command: description,
-                source,
+                cause: source,
             });
         }
         Ok(ChildTransport {

@@ -88,7 +88,7 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpTransport, TransportE
         .to_socket_addrs()
         .map_err(|source| TransportError::Connect {
             addr: addr.to_string(),
-            source,
+            cause: source,
         })?
         .collect();
     let mut last = io::Error::new(io::ErrorKind::NotFound, "name resolved to no address");
@@ -100,7 +100,7 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpTransport, TransportE
     }
     Err(TransportError::Connect {
         addr: addr.to_string(),
-        source: last,
+        cause: last,
     })
 }
 
