@@ -84,9 +84,19 @@ fn stdout_carries_nothing_but_frames_even_when_verbose() {
     stdin.write_all(&input).unwrap();
     drop(stdin);
     let mut stdout = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(child.wait().unwrap().success());
     assert!(
         stderr.contains("LoadModel"),

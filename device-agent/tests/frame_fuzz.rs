@@ -245,26 +245,30 @@ fn arbitrary_bytes_in_arbitrary_splits_never_panic_or_overallocate() {
         proptest::collection::vec(1usize..4096, 1..8),
         any::<bool>(),
     );
-    run("arbitrary bytes", strategy, |(mut bytes, splits, with_header)| {
-        if with_header && bytes.len() >= 9 {
-            // Often a real magic with an arbitrary kind and length (up to
-            // 4 GiB) in front: the header must not size an allocation.
-            bytes[..4].copy_from_slice(b"PDNA");
-        }
-        LARGEST.store(0, Ordering::Relaxed);
-        ARMED.store(true, Ordering::Relaxed);
-        let frames = drain(bytes, splits);
-        ARMED.store(false, Ordering::Relaxed);
-        let largest = LARGEST.load(Ordering::Relaxed);
-        prop_assert!(
-            largest <= ALLOC_BOUND,
-            "allocated {largest} bytes at once under a {CAP}-byte cap"
-        );
-        for f in &frames {
-            decode(f);
-        }
-        Ok(())
-    });
+    run(
+        "arbitrary bytes",
+        strategy,
+        |(mut bytes, splits, with_header)| {
+            if with_header && bytes.len() >= 9 {
+                // Often a real magic with an arbitrary kind and length (up to
+                // 4 GiB) in front: the header must not size an allocation.
+                bytes[..4].copy_from_slice(b"PDNA");
+            }
+            LARGEST.store(0, Ordering::Relaxed);
+            ARMED.store(true, Ordering::Relaxed);
+            let frames = drain(bytes, splits);
+            ARMED.store(false, Ordering::Relaxed);
+            let largest = LARGEST.load(Ordering::Relaxed);
+            prop_assert!(
+                largest <= ALLOC_BOUND,
+                "allocated {largest} bytes at once under a {CAP}-byte cap"
+            );
+            for f in &frames {
+                decode(f);
+            }
+            Ok(())
+        },
+    );
 }
 
 #[test]
@@ -307,11 +311,7 @@ fn arbitrary_frames_decode_to_messages_or_errors() {
         proptest::collection::vec(any::<u8>(), 0..256),
     );
     run("frame decoding", strategy, |(kind, header, blob)| {
-        let frame = Frame {
-            kind,
-            header,
-            blob,
-        };
+        let frame = Frame { kind, header, blob };
         decode(&frame);
         // An encoded frame reads back as itself.
         let bytes = frame.encode().expect("small frame");
