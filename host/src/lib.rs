@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod latency;
 pub mod onnx;
+pub mod remote;
 pub mod search;
 pub mod session;
 pub mod space;

@@ -5,22 +5,26 @@
 //! YAML is parsed into a raw form that rejects unknown keys, then validated
 //! into [`Target`]; every error names the file and the key.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+use padnas_agent::client::Deadlines;
 use padnas_agent::proto::BenchLimits;
 use serde::Deserialize;
+
+mod transport;
+
+pub use transport::{DEFAULT_BAUD, TransportSpec};
 
 /// Errors from loading or validating a target.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     /// The file could not be read.
-    #[error("{file}: cannot read: {source}")]
+    #[error("{file}: cannot read: {cause}")]
     Io {
         /// File.
         file: String,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The YAML does not parse or has unknown/missing keys.
     #[error("{file}: {message}")]
@@ -73,6 +77,10 @@ struct RawTarget {
     #[serde(default)]
     bench: Option<RawBench>,
     #[serde(default)]
+    deadline_s: Option<f64>,
+    #[serde(default)]
+    deadline_margin: Option<f64>,
+    #[serde(default)]
     notes: Option<String>,
 }
 
@@ -89,138 +97,6 @@ struct RawBench {
     max_runs: Option<u32>,
     #[serde(default)]
     max_time_ms: Option<u64>,
-}
-
-/// How the host reaches the agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TransportSpec {
-    /// Agent spawned on this machine, spoken to over its stdio.
-    Local,
-    /// Cross-built agent run under qemu-user here, over stdio. Emulated.
-    Qemu,
-    /// `ssh://user@host[:port]`: agent started over ssh, spoken to over its stdio.
-    Ssh {
-        /// `user@host` as ssh takes it.
-        destination: String,
-        /// Port, when not 22.
-        port: Option<u16>,
-    },
-    /// `adb://SERIAL` (or `adb://` for the only device): agent started with
-    /// `adb shell -T`, spoken to over its stdio.
-    Adb {
-        /// Device serial; `None`: adb's default device.
-        serial: Option<String>,
-    },
-    /// `tcp://host:port`: agent already running with `--listen`.
-    Tcp {
-        /// `host:port`.
-        address: String,
-    },
-    /// `serial:///dev/ttyUSB0?baud=921600`: agent running with `--serial`.
-    Serial {
-        /// Device path.
-        path: String,
-        /// Baud rate.
-        baud: u32,
-    },
-}
-
-impl fmt::Display for TransportSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TransportSpec::Local => write!(f, "local"),
-            TransportSpec::Qemu => write!(f, "qemu"),
-            TransportSpec::Ssh { destination, port } => match port {
-                Some(p) => write!(f, "ssh://{destination}:{p}"),
-                None => write!(f, "ssh://{destination}"),
-            },
-            TransportSpec::Adb { serial } => write!(f, "adb://{}", serial.as_deref().unwrap_or("")),
-            TransportSpec::Tcp { address } => write!(f, "tcp://{address}"),
-            TransportSpec::Serial { path, baud } => write!(f, "serial://{path}?baud={baud}"),
-        }
-    }
-}
-
-/// Default serial speed: what the agent's `--baud` defaults to as well.
-pub const DEFAULT_BAUD: u32 = 115_200;
-
-impl TransportSpec {
-    /// Parses a transport URI as written in a target file.
-    pub fn parse(s: &str) -> Result<TransportSpec, String> {
-        let s = s.trim();
-        match s {
-            "local" => return Ok(TransportSpec::Local),
-            "qemu" => return Ok(TransportSpec::Qemu),
-            _ => {}
-        }
-        let (scheme, rest) = s.split_once("://").ok_or_else(|| {
-            format!("{s:?} is not a transport: use local, qemu, ssh://user@host, adb://SERIAL, tcp://host:port or serial:///dev/PATH?baud=N")
-        })?;
-        match scheme {
-            "ssh" => {
-                if rest.is_empty() {
-                    return Err("ssh:// needs a host, e.g. ssh://pi@raspberrypi.local".into());
-                }
-                // `user@host:port`; the port is only split off when it parses,
-                // so IPv6 literals in brackets stay intact.
-                if let Some((dest, port)) = rest.rsplit_once(':')
-                    && !dest.ends_with(']')
-                    && let Ok(p) = port.parse::<u16>()
-                {
-                    return Ok(TransportSpec::Ssh {
-                        destination: dest.to_string(),
-                        port: Some(p),
-                    });
-                }
-                Ok(TransportSpec::Ssh {
-                    destination: rest.to_string(),
-                    port: None,
-                })
-            }
-            "adb" => Ok(TransportSpec::Adb {
-                serial: (!rest.is_empty()).then(|| rest.to_string()),
-            }),
-            "tcp" => {
-                let (_, port) = rest
-                    .rsplit_once(':')
-                    .ok_or_else(|| format!("tcp://{rest}: needs host:port"))?;
-                port.parse::<u16>()
-                    .map_err(|_| format!("tcp://{rest}: port {port:?} is not a number"))?;
-                Ok(TransportSpec::Tcp {
-                    address: rest.to_string(),
-                })
-            }
-            "serial" => {
-                let (path, query) = match rest.split_once('?') {
-                    Some((p, q)) => (p, Some(q)),
-                    None => (rest, None),
-                };
-                if !path.starts_with('/') {
-                    return Err(format!(
-                        "serial://{rest}: needs an absolute device path, e.g. serial:///dev/ttyUSB0?baud=921600"
-                    ));
-                }
-                let mut baud = DEFAULT_BAUD;
-                for kv in query.into_iter().flat_map(|q| q.split('&')) {
-                    match kv.split_once('=') {
-                        Some(("baud", v)) => {
-                            baud = v.parse().ok().filter(|b| *b > 0).ok_or_else(|| {
-                                format!("serial: baud {v:?} is not a positive number")
-                            })?;
-                        }
-                        _ => return Err(format!("serial: unknown option {kv:?} (only baud=N)")),
-                    }
-                }
-                Ok(TransportSpec::Serial {
-                    path: path.to_string(),
-                    baud,
-                })
-            }
-            other => Err(format!(
-                "unknown transport scheme {other:?}: use local, qemu, ssh, adb, tcp or serial"
-            )),
-        }
-    }
 }
 
 /// A validated target.
@@ -246,6 +122,9 @@ pub struct Target {
     pub pin_cpu: Option<usize>,
     /// Benchmark limits (threads and pinning filled in from the fields above).
     pub bench: BenchLimits,
+    /// How long each request may wait for the agent's reply (`deadline_s`,
+    /// `deadline_margin`): past it the host gives up on a silent device.
+    pub deadlines: Deadlines,
     /// Free text.
     pub notes: Option<String>,
     /// File this target came from.
@@ -330,13 +209,8 @@ impl Target {
             }
             _ => {}
         }
-        if let Some(p) = &raw.agent_path
-            && !p.starts_with('/')
-        {
-            return Err(invalid(
-                "agent_path",
-                format!("{p:?} must be an absolute path on the board"),
-            ));
+        if let Some(p) = &raw.agent_path {
+            check_agent_path(p).map_err(|m| invalid("agent_path", m))?;
         }
         let threads = raw.threads.unwrap_or(1);
         if threads == 0 {
@@ -372,6 +246,27 @@ impl Target {
                 ),
             ));
         }
+        let mut deadlines = Deadlines::default();
+        if let Some(s) = raw.deadline_s {
+            if !(s.is_finite() && s > 0.0 && s < 1e7) {
+                return Err(invalid(
+                    "deadline_s",
+                    format!("{s} is not a positive number of seconds"),
+                ));
+            }
+            deadlines.base = std::time::Duration::from_secs_f64(s);
+        }
+        if let Some(m) = raw.deadline_margin {
+            if !(m.is_finite() && m >= 1.0 && m < 1e6) {
+                return Err(invalid(
+                    "deadline_margin",
+                    format!(
+                        "{m} must be at least 1 (a bench may take all the time its limits allow)"
+                    ),
+                ));
+            }
+            deadlines.bench_margin = m;
+        }
         bench.threads = Some(threads);
         bench.pin_cpu = raw.pin_cpu;
         let source = origin.to_path_buf();
@@ -395,6 +290,7 @@ impl Target {
             threads,
             pin_cpu: raw.pin_cpu,
             bench,
+            deadlines,
             notes: raw.notes,
             source,
         })
@@ -404,7 +300,7 @@ impl Target {
     pub fn load(path: &Path) -> Result<Target, TargetError> {
         let text = std::fs::read_to_string(path).map_err(|source| TargetError::Io {
             file: path.display().to_string(),
-            source,
+            cause: source,
         })?;
         Target::from_yaml_str(&text, path)
     }
@@ -443,6 +339,26 @@ impl Target {
     }
 }
 
+/// Checks a board path that goes to a remote shell (quoted, see
+/// [`crate::remote`]): absolute, so it never reads as an option, and free of
+/// control characters, which no quoting carries through every shell.
+fn check_agent_path(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("{p:?} must be an absolute path on the board"));
+    }
+    if let Some(c) = p.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "{p:?} contains the control character {c:?}, not allowed in a board path"
+        ));
+    }
+    if p.ends_with('/') {
+        return Err(format!(
+            "{p:?} names a directory; give the agent's file name"
+        ));
+    }
+    Ok(())
+}
+
 /// The triple of the machine padnas runs on.
 pub fn host_triple() -> &'static str {
     // Only Linux hosts are supported; the arch decides the rest.
@@ -455,151 +371,4 @@ pub fn host_triple() -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(yaml: &str) -> Result<Target, TargetError> {
-        Target::from_yaml_str(yaml, Path::new("targets/t.yaml"))
-    }
-
-    #[test]
-    fn transports_parse() {
-        assert_eq!(TransportSpec::parse("local"), Ok(TransportSpec::Local));
-        assert_eq!(
-            TransportSpec::parse("ssh://pi@rpi.local:2222"),
-            Ok(TransportSpec::Ssh {
-                destination: "pi@rpi.local".into(),
-                port: Some(2222)
-            })
-        );
-        assert_eq!(
-            TransportSpec::parse("adb://"),
-            Ok(TransportSpec::Adb { serial: None })
-        );
-        assert_eq!(
-            TransportSpec::parse("serial:///dev/ttyUSB0?baud=921600"),
-            Ok(TransportSpec::Serial {
-                path: "/dev/ttyUSB0".into(),
-                baud: 921_600
-            })
-        );
-        assert!(TransportSpec::parse("tcp://host").is_err());
-        assert!(TransportSpec::parse("serial://dev/tty?baud=x").is_err());
-        assert!(TransportSpec::parse("serial:///dev/tty?parity=odd").is_err());
-        assert!(TransportSpec::parse("ftp://x").is_err());
-        for s in [
-            "local",
-            "qemu",
-            "ssh://a@b",
-            "ssh://a@b:2",
-            "adb://X1",
-            "tcp://h:1",
-            "serial:///dev/x?baud=9600",
-        ] {
-            let t = TransportSpec::parse(s).expect(s);
-            assert_eq!(TransportSpec::parse(&t.to_string()), Ok(t));
-        }
-    }
-
-    #[test]
-    fn unknown_key_names_file_and_key() {
-        let e = parse("name: x\ntriple: x86_64-unknown-linux-gnu\ntransport: local\nthreadz: 2\n")
-            .expect_err("unknown key");
-        let m = e.to_string();
-        assert!(m.contains("targets/t.yaml") && m.contains("threadz"), "{m}");
-    }
-
-    #[test]
-    fn invalid_values_name_the_key() {
-        let cases = [
-            (
-                "name: x\ntriple: sparc-sun-solaris\ntransport: local\n",
-                "triple",
-            ),
-            (
-                "name: x\ntriple: aarch64-unknown-linux-gnu\ntransport: local\n",
-                "triple",
-            ),
-            (
-                "name: x\ntriple: aarch64-unknown-linux-gnu\ntransport: ssh://pi@h\n",
-                "agent_path",
-            ),
-            (
-                "name: x\ntriple: x86_64-unknown-linux-gnu\ntransport: local\nthreads: 0\n",
-                "threads",
-            ),
-            (
-                "name: x\ntriple: x86_64-unknown-linux-gnu\ntransport: local\nbench: {min_runs: 9, max_runs: 3}\n",
-                "bench.min_runs",
-            ),
-            (
-                "name: 'a b'\ntriple: x86_64-unknown-linux-gnu\ntransport: local\n",
-                "name",
-            ),
-            (
-                "name: x\ntriple: x86_64-unknown-linux-gnu\ntransport: carrier-pigeon\n",
-                "transport",
-            ),
-        ];
-        for (yaml, key) in cases {
-            match parse(yaml) {
-                Err(TargetError::Invalid { key: k, file, .. }) => {
-                    assert_eq!(k, key, "{yaml}");
-                    assert_eq!(file, "targets/t.yaml");
-                }
-                other => panic!("{yaml}: expected invalid {key}, got {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn qemu_is_emulated_and_limits_fill_in() {
-        let t = parse("name: q\ntriple: aarch64-unknown-linux-gnu\ntransport: qemu\nthreads: 2\npin_cpu: 1\nbench: {max_runs: 7, min_runs: 3}\n")
-            .expect("valid");
-        assert!(t.emulated());
-        assert_eq!(t.bench.max_runs, 7);
-        assert_eq!(t.bench.threads, Some(2));
-        assert_eq!(t.bench.pin_cpu, Some(1));
-    }
-
-    #[test]
-    fn every_shipped_target_loads() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../targets");
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&dir).expect("targets/ exists") {
-            let path = entry.expect("dir entry").path();
-            if path.extension().is_some_and(|e| e == "yaml") {
-                let t = Target::load(&path).unwrap_or_else(|e| panic!("{e}"));
-                assert_eq!(
-                    Some(t.name.as_str()),
-                    path.file_stem().and_then(|s| s.to_str()),
-                    "name matches file"
-                );
-                names.push(t.name);
-            }
-        }
-        names.sort();
-        for want in [
-            "android-arm64",
-            "local",
-            "qemu-aarch64",
-            "qemu-armv7",
-            "rpi3",
-            "rpi4",
-            "serial-example",
-            "tcp-example",
-        ] {
-            assert!(
-                names.iter().any(|n| n == want),
-                "missing target {want}: {names:?}"
-            );
-        }
-        let found = Target::resolve("qemu-armv7", &dir).expect("by name");
-        assert!(found.emulated());
-        let missing = Target::resolve("nope", &dir).expect_err("unknown");
-        assert!(
-            missing.to_string().contains("rpi4"),
-            "lists known targets: {missing}"
-        );
-    }
-}
+mod tests;
