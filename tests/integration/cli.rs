@@ -234,3 +234,16 @@ fn deploy_refuses_targets_it_cannot_copy_to() {
     assert_eq!(code, 1);
     assert!(err.contains("ssh and adb"), "{err}");
 }
+
+#[test]
+fn a_bad_key_is_reported_once() {
+    // An error shows its cause or returns it as its source, never both: the
+    // parser's message appears once in what padnas prints.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("c.yaml");
+    std::fs::write(&p, "name: x\nbogus_key: 1\n").expect("write");
+    let (code, _out, err) = padnas(&["train", "--config", p.to_str().expect("utf8")]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.matches("bogus_key").count(), 1, "{err}");
+    assert!(err.contains("c.yaml"), "{err}");
+}

@@ -238,6 +238,12 @@ fn a_hostile_agent_path_reaches_the_board_shell_quoted() {
             err.contains(&format!("hostile-{i}")),
             "names the target: {err}"
         );
+        // The failed start is told once: the command with its stderr.
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("padnas: error:"))
+            .unwrap_or("");
+        assert_eq!(line.matches("its stderr ended with").count(), 1, "{err}");
         assert!(!canary.exists(), "{path:?} ran a command on the board");
     }
 }

@@ -35,13 +35,12 @@ use crate::space::Shape;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A file or directory could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The path.
         path: PathBuf,
         /// Underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file is not in the expected format.
     #[error("{path}: {message}")]
@@ -52,13 +51,12 @@ pub enum DataError {
         message: String,
     },
     /// An image could not be decoded.
-    #[error("{path}: cannot decode image: {source}")]
+    #[error("{path}: cannot decode image: {cause}")]
     Image {
         /// The file.
         path: PathBuf,
         /// Decoder error.
-        #[source]
-        source: image::ImageError,
+        cause: image::ImageError,
     },
     /// The data set's images do not fit the space's input.
     #[error("{kind} images are {found}, but the space expects {expected}")]
@@ -82,7 +80,7 @@ impl DataError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 

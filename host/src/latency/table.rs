@@ -331,7 +331,7 @@ impl Table {
         let bytes = fs::read(path).map_err(|source| LatencyError::Io {
             path: path.to_path_buf(),
             action: "read",
-            source,
+            cause: source,
         })?;
         // Check the format before the full schema so a newer table says so
         // instead of failing on whatever field changed.
@@ -343,7 +343,7 @@ impl Table {
         let probe: Probe =
             serde_json::from_slice(&bytes).map_err(|source| LatencyError::Parse {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })?;
         let format_err = |message: String| LatencyError::Format {
             path: path.to_path_buf(),
@@ -370,7 +370,7 @@ impl Table {
         let table: Table =
             serde_json::from_slice(&bytes).map_err(|source| LatencyError::Parse {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })?;
         let referenced = table.header.noise.reference_block.is_some();
         for (key, e) in &table.entries {
@@ -401,7 +401,7 @@ impl Table {
         let mut text = serde_json::to_string_pretty(self).map_err(|e| LatencyError::Io {
             path: path.to_path_buf(),
             action: "serialise the table for",
-            source: std::io::Error::other(e),
+            cause: std::io::Error::other(e),
         })?;
         text.push('\n');
         write_atomic(path, text.as_bytes())
@@ -499,7 +499,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LatencyError> {
         move |source| LatencyError::Io {
             path: p,
             action,
-            source,
+            cause: source,
         }
     };
     let dir = match path.parent() {

@@ -48,13 +48,12 @@ pub enum SupernetError {
     #[error(transparent)]
     Data(#[from] DataError),
     /// A checkpoint or weights file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A checkpoint or weights file is malformed or does not fit the supernet.
     #[error("{path}: {message}")]
