@@ -73,7 +73,15 @@ pub enum DataError {
     TooSmall(String),
     /// A tensor operation failed (e.g. the device is unavailable).
     #[error("torch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
+}
+
+// By hand, not `#[from]`: the message shows the cause, so it is not also
+// returned as the source (each cause is printed once).
+impl From<tch::TchError> for DataError {
+    fn from(e: tch::TchError) -> DataError {
+        DataError::Torch(e)
+    }
 }
 
 impl DataError {

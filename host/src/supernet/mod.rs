@@ -40,7 +40,7 @@ use crate::space::SpaceError;
 pub enum SupernetError {
     /// A libtorch call failed (shape mismatch, device missing, …).
     #[error("torch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
     /// The space or an architecture is invalid.
     #[error(transparent)]
     Space(#[from] SpaceError),
@@ -78,4 +78,12 @@ pub enum SupernetError {
         /// The loss value.
         loss: f64,
     },
+}
+
+// By hand, not `#[from]`: the message shows the cause, so it is not also
+// returned as the source (each cause is printed once).
+impl From<tch::TchError> for SupernetError {
+    fn from(e: tch::TchError) -> SupernetError {
+        SupernetError::Torch(e)
+    }
 }

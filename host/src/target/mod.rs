@@ -248,7 +248,7 @@ impl Target {
         }
         let mut deadlines = Deadlines::default();
         if let Some(s) = raw.deadline_s {
-            if !(s.is_finite() && s > 0.0 && s < 1e7) {
+            if !(s > 0.0 && s < 1e7) {
                 return Err(invalid(
                     "deadline_s",
                     format!("{s} is not a positive number of seconds"),
@@ -257,7 +257,7 @@ impl Target {
             deadlines.base = std::time::Duration::from_secs_f64(s);
         }
         if let Some(m) = raw.deadline_margin {
-            if !(m.is_finite() && m >= 1.0 && m < 1e6) {
+            if !(1.0..1e6).contains(&m) {
                 return Err(invalid(
                     "deadline_margin",
                     format!(
