@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what padnas needs on a fresh Debian machine, skipping what is there:
 # cross compilers and qemu-user for the ARM agents, socat for the serial tests,
+# openssh-server (its sshd runs on 127.0.0.1 in the ssh tests),
 # the Fashion-MNIST data set, onnxruntime (pip, for a parity test), the rustup
 # targets, and libtorch (pip wheel).
 # Idempotent and quiet when nothing is missing. Used by scripts/test.sh and
@@ -12,7 +13,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 APT_PACKAGES=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf
-  libc6-dev-armhf-cross qemu-user socat dataset-fashion-mnist python3-pip)
+  libc6-dev-armhf-cross qemu-user socat dataset-fashion-mnist python3-pip openssh-server)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -41,4 +41,9 @@ phase "tests"
 # and would run their tests again.
 cargo test --workspace --bench '*'
 phase "benchmarks (test profile, run once)"
+# Interrupted runs: five SIGKILLs at seeded moments of the tiny job (two of
+# them kill its agent first), each rerun to the end and compared with an
+# uninterrupted run (README: the figure for 50).
+scripts/fault-run configs/ci-tiny/job.yaml 5 1
+phase "fault-run K=5"
 echo "test.sh: done in $(( $(date +%s) - start )) s" >&2

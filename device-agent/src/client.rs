@@ -12,6 +12,8 @@ use crate::proto::{
 };
 use crate::transport::{Transport, TransportError};
 
+use std::time::{Duration, Instant};
+
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -29,10 +31,10 @@ pub enum ClientError {
         message: String,
     },
     /// The link failed or delivered damaged frames.
-    #[error("transport: {0}")]
+    #[error(transparent)]
     Transport(#[from] TransportError),
     /// A reply (or the request) could not be encoded or decoded.
-    #[error("protocol: {0}")]
+    #[error(transparent)]
     Proto(#[from] ProtoError),
     /// The agent closed the link.
     #[error("the agent closed the connection")]
@@ -48,6 +50,59 @@ pub enum ClientError {
     /// The call's arguments are inconsistent (checked before sending).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// No reply came before the request's deadline: the agent is stopped,
+    /// wedged or cut off. The session is unusable (a late reply would be
+    /// taken for the next request's).
+    #[error(
+        "no reply to {request} from {peer} within {:.1} s (the agent may be stopped, wedged or cut off; deadlines: the target's deadline_s, plus deadline_margin × the bench time for Bench)",
+        .after.as_secs_f64()
+    )]
+    DeadlineExceeded {
+        /// Who was asked (the target's name, or the transport's peer).
+        peer: String,
+        /// The request kind.
+        request: &'static str,
+        /// The deadline it had.
+        after: Duration,
+    },
+}
+
+/// How long each request may wait for its reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deadlines {
+    /// Every request's allowance, and the whole of it for all but Bench.
+    pub base: Duration,
+    /// Bench gets `base` plus this many times the time its limits allow
+    /// (warm-up plus timed runs, twice that with a reference model).
+    pub bench_margin: f64,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            // Generous: an emulated agent (qemu-user) loads a network in
+            // tens of seconds; a silent device is found out within minutes.
+            base: Duration::from_secs(120),
+            bench_margin: 3.0,
+        }
+    }
+}
+
+impl Deadlines {
+    /// The deadline of `request`, from now.
+    pub fn for_request(&self, request: &Request) -> Duration {
+        match request {
+            Request::Bench(b) => {
+                let mut ms = b.limits.warmup_ms.saturating_add(b.limits.max_time_ms) as f64;
+                if b.reference.is_some() {
+                    ms *= 2.0;
+                }
+                let extra = (ms * self.bench_margin.max(0.0) / 1e3).min(1e9);
+                self.base + Duration::from_secs_f64(extra)
+            }
+            _ => self.base,
+        }
+    }
 }
 
 impl ClientError {
@@ -64,6 +119,7 @@ impl ClientError {
     pub fn session_usable(&self) -> bool {
         match self {
             ClientError::Remote(_) | ClientError::InvalidArgument(_) => true,
+            ClientError::DeadlineExceeded { .. } => false,
             ClientError::Transport(TransportError::Proto(e)) => {
                 !matches!(e, ProtoError::Truncated { .. }) && e.is_recoverable()
             }
@@ -76,15 +132,30 @@ impl ClientError {
 pub struct Client {
     transport: Box<dyn Transport>,
     info: Option<AgentInfo>,
+    deadlines: Option<Deadlines>,
+    /// Names the agent in errors.
+    name: String,
 }
 
 impl Client {
     /// A client over `transport`; call [`Client::hello`] first.
     pub fn new(transport: Box<dyn Transport>) -> Client {
+        let name = transport.peer();
         Client {
             transport,
             info: None,
+            deadlines: None,
+            name,
         }
+    }
+
+    /// Gives every request a deadline (see [`Deadlines`]); `name` names the
+    /// agent in [`ClientError::DeadlineExceeded`] (the host uses the target's
+    /// name). Without this, requests wait as long as the transport does.
+    pub fn with_deadlines(mut self, deadlines: Deadlines, name: impl Into<String>) -> Client {
+        self.deadlines = Some(deadlines);
+        self.name = name.into();
+        self
     }
 
     /// What the agent said in Hello.
@@ -104,8 +175,43 @@ impl Client {
 
     /// Sends `request` and waits for its reply of kind `expected`.
     fn call(&mut self, request: Request, expected: Kind) -> Result<Response, ClientError> {
+        let limit = self.deadlines.as_ref().map(|d| d.for_request(&request));
+        let kind = request.kind();
         let frame = request.into_frame()?;
-        self.transport.send(&frame)?;
+        if let Some(limit) = limit {
+            match self.transport.set_deadline(Some(Instant::now() + limit)) {
+                Ok(()) => {}
+                Err(TransportError::Unsupported(_)) => {
+                    tracing::debug!("{}: this transport cannot bound a wait", self.name);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let result = self.exchange(&frame, expected);
+        let result = match (result, limit) {
+            (Err(ClientError::Transport(TransportError::TimedOut)), Some(after)) => {
+                Err(ClientError::DeadlineExceeded {
+                    peer: self.name.clone(),
+                    request: kind.name(),
+                    after,
+                })
+            }
+            (result, _) => result,
+        };
+        if limit.is_some() {
+            // Best effort: a transport that cannot bound a wait said so above.
+            let _ = self.transport.set_deadline(None);
+        }
+        result
+    }
+
+    /// Sends a frame and waits for the reply of kind `expected`.
+    fn exchange(
+        &mut self,
+        frame: &crate::proto::Frame,
+        expected: Kind,
+    ) -> Result<Response, ClientError> {
+        self.transport.send(frame)?;
         let response = loop {
             match self.transport.recv() {
                 Ok(Some(frame)) => break Response::from_frame(frame)?,
@@ -256,5 +362,61 @@ fn unexpected(expected: Kind, got: &Response) -> ClientError {
     ClientError::Unexpected {
         expected: expected.name(),
         got: got.kind().name(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::memory;
+
+    #[test]
+    fn a_silent_agent_is_a_deadline_error_naming_it_and_the_request() {
+        // The agent end reads requests and never answers, like a stopped one.
+        let (host, mut agent) = memory::duplex();
+        let silent = std::thread::spawn(move || while let Ok(Some(_)) = agent.recv() {});
+        let deadlines = Deadlines {
+            base: Duration::from_millis(200),
+            bench_margin: 1.0,
+        };
+        let mut client = Client::new(Box::new(host)).with_deadlines(deadlines.clone(), "board-7");
+        let limits = BenchLimits {
+            warmup_ms: 100,
+            max_time_ms: 200,
+            ..BenchLimits::default()
+        };
+        let t0 = Instant::now();
+        let err = client.bench(1, &limits).expect_err("no reply");
+        let waited = t0.elapsed();
+        match &err {
+            ClientError::DeadlineExceeded {
+                peer,
+                request,
+                after,
+            } => {
+                assert_eq!(peer, "board-7");
+                assert_eq!(*request, "Bench");
+                // base + 1.0 × (100 + 200) ms
+                assert_eq!(*after, Duration::from_millis(500));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!err.session_usable());
+        let text = err.to_string();
+        assert!(text.contains("board-7") && text.contains("Bench"), "{text}");
+        // It gave up no sooner than its deadline, and not much later (a
+        // generous bound: the machine may be busy).
+        assert!(waited >= Duration::from_millis(500), "{waited:?}");
+        assert!(waited < Duration::from_secs(30), "{waited:?}");
+        // A reference doubles the bench time allowed.
+        let paired = Request::Bench(BenchRequest {
+            handle: 1,
+            limits,
+            reference: Some(2),
+            sensor_every: None,
+        });
+        assert_eq!(deadlines.for_request(&paired), Duration::from_millis(800));
+        drop(client);
+        silent.join().expect("silent agent");
     }
 }

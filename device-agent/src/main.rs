@@ -5,6 +5,7 @@
 //! Logs go to stderr only: in `--stdio` mode stdout is the wire.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ struct Cli {
     stdio: bool,
 
     /// Listen for hosts on ADDR, one at a time, forever [default mode,
-    /// default address 127.0.0.1:7878]. A non-loopback ADDR needs --token.
+    /// default address 127.0.0.1:7878]. A non-loopback ADDR needs a token.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = tcp::DEFAULT_LISTEN)]
     listen: Option<String>,
 
@@ -35,16 +36,17 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 115_200, requires = "serial")]
     baud: u32,
 
-    /// Shared secret every host must send in Hello.
-    #[arg(
-        long,
-        value_name = "T",
-        env = "PADNAS_AGENT_TOKEN",
-        hide_env_values = true
-    )]
+    /// File whose first line is the shared secret every host must send in
+    /// Hello (at least 16 characters). Or set PADNAS_AGENT_TOKEN.
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+
+    /// The secret itself. Discouraged: every user of the board sees command
+    /// lines in `ps`; use --token-file or PADNAS_AGENT_TOKEN.
+    #[arg(long, value_name = "T")]
     token: Option<String>,
 
-    /// Seconds a TCP host may take to say Hello.
+    /// Seconds a TCP host may take, from connecting to an accepted Hello.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     hello_timeout: u64,
 
@@ -84,7 +86,13 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose);
-    let token = cli.token.clone().filter(|t| !t.is_empty());
+    let token = match token(&cli) {
+        Ok(token) => token,
+        Err(message) => {
+            eprintln!("padnas-agent: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let base = ServerConfig {
         token,
         ..ServerConfig::default()
@@ -114,8 +122,8 @@ fn main() -> ExitCode {
         Ok(false) if base.token.is_some() => {}
         Ok(false) => {
             eprintln!(
-                "padnas-agent: refusing to listen on {addr} without --token: any machine that \
-                 can reach it could run models on this board. Pass --token T (or set \
+                "padnas-agent: refusing to listen on {addr} without a token: any machine that \
+                 can reach it could run models on this board. Pass --token-file PATH (or set \
                  PADNAS_AGENT_TOKEN), or listen on 127.0.0.1 and tunnel (ssh -L)."
             );
             return ExitCode::from(2);
@@ -149,6 +157,38 @@ fn main() -> ExitCode {
             tracing::error!("{e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Environment variable that carries the token (read when neither
+/// --token-file nor --token is given).
+const TOKEN_ENV: &str = "PADNAS_AGENT_TOKEN";
+
+/// The token from --token-file, --token or [`TOKEN_ENV`], checked for length.
+fn token(cli: &Cli) -> Result<Option<String>, String> {
+    let (token, from) = if let Some(path) = &cli.token_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+        let first = text.lines().next().unwrap_or("").trim().to_string();
+        (Some(first), format!("--token-file {}", path.display()))
+    } else if let Some(t) = &cli.token {
+        tracing::warn!(
+            "--token is visible to every user of this machine in `ps`; prefer --token-file or {TOKEN_ENV}"
+        );
+        (Some(t.clone()), "--token".to_string())
+    } else {
+        match std::env::var(TOKEN_ENV) {
+            Ok(t) if !t.is_empty() => (Some(t), TOKEN_ENV.to_string()),
+            _ => (None, String::new()),
+        }
+    };
+    match token {
+        Some(t) if t.chars().count() < server::MIN_TOKEN_LEN => Err(format!(
+            "the token from {from} has {} character(s); use at least {} (e.g. `head -c 12 /dev/urandom | base64`)",
+            t.chars().count(),
+            server::MIN_TOKEN_LEN
+        )),
+        other => Ok(other),
     }
 }
 

@@ -19,6 +19,7 @@
 //! messages, [`Request::to_frame`] / [`Request::from_frame`]).
 
 use std::io::{self, Read};
+use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -424,7 +425,7 @@ impl std::fmt::Display for ErrorReply {
 pub enum ProtoError {
     /// The underlying reader failed (including read timeouts).
     #[error("i/o error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// Bytes that do not start a frame were skipped up to the next magic.
     #[error("skipped {skipped} byte(s) of garbage before a frame magic")]
     Garbage {
@@ -472,12 +473,12 @@ pub enum ProtoError {
         context: &'static str,
     },
     /// The JSON header of a known kind does not parse.
-    #[error("bad {kind} header: {source}")]
+    #[error("bad {kind} header: {cause}")]
     BadHeader {
         /// Name of the kind.
         kind: &'static str,
         /// serde_json's reason, with line and column.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// A tensor whose shape and data disagree, or whose data is not f32 LE.
     #[error("bad tensor: {0}")]
@@ -571,7 +572,7 @@ impl Frame {
         };
         serde_json::from_slice(bytes).map_err(|source| ProtoError::BadHeader {
             kind: kind.name(),
-            source,
+            cause: source,
         })
     }
 }
@@ -581,7 +582,7 @@ fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, ProtoError> {
     // reported as a malformed header rather than a panic.
     serde_json::to_vec(value).map_err(|source| ProtoError::BadHeader {
         kind: "outgoing",
-        source,
+        cause: source,
     })
 }
 
@@ -611,6 +612,8 @@ pub struct FrameReader<R> {
     /// Rescanning after a reported error: skipped bytes are part of it.
     quiet: bool,
     max_payload: u32,
+    /// No read starts after this instant (see [`FrameReader::set_deadline`]).
+    deadline: Option<Instant>,
 }
 
 /// Where a magic is in a buffer.
@@ -651,7 +654,34 @@ impl<R: Read> FrameReader<R> {
             garbage: 0,
             quiet: false,
             max_payload: max_payload.min(MAX_PAYLOAD_BYTES),
+            deadline: None,
         }
+    }
+
+    /// Changes the payload cap from the next frame header on (the agent
+    /// lowers it until a host has said Hello). Never above
+    /// [`MAX_PAYLOAD_BYTES`].
+    pub fn set_max_payload(&mut self, max_payload: u32) {
+        self.max_payload = max_payload.min(MAX_PAYLOAD_BYTES);
+    }
+
+    /// The payload cap in force.
+    pub fn max_payload(&self) -> u32 {
+        self.max_payload
+    }
+
+    /// Makes every read from the underlying stream that would start at or
+    /// after `deadline` fail with [`io::ErrorKind::TimedOut`] instead, so a
+    /// peer that drips a byte at a time cannot keep [`FrameReader::read_frame`]
+    /// going past it. Bounding a single blocked read is the stream's job
+    /// (a socket timeout, `poll`); buffered bytes are kept either way.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// The deadline in force.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
     }
 
     /// The underlying reader.
@@ -714,6 +744,12 @@ impl<R: Read> FrameReader<R> {
             self.buf.copy_within(self.pos..self.end, 0);
             self.end -= self.pos;
             self.pos = 0;
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(ProtoError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "deadline passed",
+            )));
         }
         let chunk = want.clamp(64 << 10, 4 << 20);
         if self.buf.len() < self.end + chunk {
@@ -1229,6 +1265,49 @@ mod tests {
             reader.read_frame(),
             Err(ProtoError::Oversize { max: 8, .. })
         ));
+    }
+
+    #[test]
+    fn a_lowered_cap_refuses_from_the_header_and_the_next_frame_decodes() {
+        // What the agent does before Hello: a frame declaring 200 MiB is
+        // refused from its 9-byte header, without reading (or holding) the
+        // payload, and a small frame after it still decodes.
+        let mut bytes = MAGIC.to_vec();
+        bytes.push(Kind::LoadModel as u8);
+        bytes.extend((200u32 << 20).to_le_bytes());
+        bytes.extend(hello_frame().encode().unwrap());
+        let mut reader = FrameReader::new(&bytes[..]);
+        reader.set_max_payload(4096);
+        assert_eq!(reader.max_payload(), 4096);
+        match reader.read_frame() {
+            Err(ProtoError::Oversize { len, max }) => {
+                assert_eq!(len, 200 << 20);
+                assert_eq!(max, 4096);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(reader.read_frame().unwrap(), Some(hello_frame()));
+        reader.set_max_payload(u32::MAX);
+        assert_eq!(reader.max_payload(), MAX_PAYLOAD_BYTES);
+    }
+
+    #[test]
+    fn a_passed_deadline_stops_reading_and_keeps_what_was_buffered() {
+        let bytes = hello_frame().encode().unwrap();
+        let mut reader = FrameReader::new(ByteAtATime(bytes, 0));
+        // Five bytes in, then the deadline passes: the next read is refused
+        // even though the stream would go on giving bytes.
+        for _ in 0..5 {
+            reader.fill(1).unwrap();
+        }
+        reader.set_deadline(Some(Instant::now()));
+        match reader.read_frame() {
+            Err(ProtoError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::TimedOut),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(reader.buffered(), 5);
+        reader.set_deadline(None);
+        assert_eq!(reader.read_frame().unwrap(), Some(hello_frame()));
     }
 
     #[test]

@@ -10,11 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq;
 
 use crate::info;
 use crate::proto::{
-    ErrorCode, HelloRequest, PROTOCOL_MAJOR, PROTOCOL_MINOR, ProtoError, Request, Response,
+    ErrorCode, HelloRequest, MAX_PAYLOAD_BYTES, PROTOCOL_MAJOR, PROTOCOL_MINOR, ProtoError,
+    Request, Response,
 };
 use crate::transport::tcp::TcpServer;
 use crate::transport::{Transport, TransportError};
@@ -32,9 +35,14 @@ enum Model {}
 pub struct ServerConfig {
     /// Shared secret a Hello must carry; `None`: no check.
     pub token: Option<String>,
-    /// How long a new connection may take to say Hello (TCP); keeps a port
-    /// scanner or a stuck client from holding the single-client agent.
+    /// How long a new connection may take, from its first byte to an
+    /// accepted Hello, however it spends it (garbage, requests before Hello,
+    /// one byte at a time): a port scanner or a stuck client cannot hold the
+    /// single-client agent past it (TCP, serial).
     pub hello_timeout: Option<Duration>,
+    /// Pause before answering a Hello with a wrong or missing token, so
+    /// guesses come slowly.
+    pub refusal_delay: Duration,
     /// How long a greeted host may stay silent between requests.
     pub idle_timeout: Option<Duration>,
     /// Models one session may hold at once; a board has little memory.
@@ -46,6 +54,7 @@ impl Default for ServerConfig {
         ServerConfig {
             token: None,
             hello_timeout: None,
+            refusal_delay: Duration::from_secs(1),
             idle_timeout: None,
             max_models: 64,
         }
@@ -69,11 +78,19 @@ pub enum SessionEnd {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The link failed.
-    #[error("transport: {0}")]
+    #[error(transparent)]
     Transport(#[from] TransportError),
     /// A reply could not be encoded (a bug, or an output over the frame cap).
     #[error("encoding a reply: {0}")]
-    Encode(#[from] crate::proto::ProtoError),
+    Encode(crate::proto::ProtoError),
+}
+
+// By hand, not `#[from]`: the message shows the cause, so it is not also
+// returned as the source (each cause is printed once).
+impl From<crate::proto::ProtoError> for ServerError {
+    fn from(e: crate::proto::ProtoError) -> ServerError {
+        ServerError::Encode(e)
+    }
 }
 
 /// What to do after sending a reply.
@@ -83,15 +100,30 @@ enum Next {
     Close(SessionEnd),
 }
 
-fn same_token(given: &str, expected: &str) -> bool {
-    // Compare every byte regardless of where the first difference is, so
-    // the reply time does not leak how much of a guess was right.
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+/// Largest frame payload the agent reads before a host has said Hello: a
+/// Hello is a few hundred bytes, and an unauthenticated peer must not make a
+/// small board hold a 256 MiB payload. Larger frames are refused from their
+/// header.
+pub const PRE_HELLO_MAX_PAYLOAD: u32 = 4096;
+
+/// Shortest token the agent accepts: 16 characters, as from
+/// `head -c 12 /dev/urandom | base64`.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Whether `given` is the token, in time that depends on the length of
+/// `given` only (which the sender knows anyway): every byte of it is
+/// compared, against the expected token repeated, and the lengths are
+/// compared the same way, so neither the position of the first wrong byte
+/// nor the expected length shows in the reply time.
+fn same_token(given: &[u8], expected: &[u8]) -> bool {
+    if expected.is_empty() {
+        return false;
+    }
+    let mut equal = (given.len() as u64).ct_eq(&(expected.len() as u64));
+    for (i, b) in given.iter().enumerate() {
+        equal &= b.ct_eq(&expected[i % expected.len()]);
+    }
+    bool::from(equal)
 }
 
 /// One host's session state.
@@ -122,6 +154,33 @@ impl Session {
     }
 
     fn hello(&mut self, hello: HelloRequest) -> (Response, Next) {
+        // The token first: a host that does not know it learns nothing, not
+        // even which protocol or version this agent speaks.
+        if let Some(expected) = &self.config.token {
+            let ok = hello
+                .token
+                .as_deref()
+                .is_some_and(|t| same_token(t.as_bytes(), expected.as_bytes()));
+            if !ok {
+                tracing::warn!(
+                    "{}: refusing Hello with a missing or wrong token",
+                    self.peer
+                );
+                let why = if hello.token.is_some() {
+                    "wrong token"
+                } else {
+                    "missing token"
+                };
+                std::thread::sleep(self.config.refusal_delay);
+                return (
+                    Response::error(
+                        ErrorCode::Unauthorized,
+                        format!("{why}: this agent requires the token it was started with"),
+                    ),
+                    Next::Close(SessionEnd::Refused),
+                );
+            }
+        }
         if hello.protocol_major != PROTOCOL_MAJOR {
             tracing::warn!(
                 "{}: refusing host protocol {}.{} (agent speaks {PROTOCOL_MAJOR}.{PROTOCOL_MINOR})",
@@ -142,30 +201,6 @@ impl Session {
                 ),
                 Next::Close(SessionEnd::Refused),
             );
-        }
-        if let Some(expected) = &self.config.token {
-            let ok = hello
-                .token
-                .as_deref()
-                .is_some_and(|t| same_token(t, expected));
-            if !ok {
-                tracing::warn!(
-                    "{}: refusing Hello with a missing or wrong token",
-                    self.peer
-                );
-                let why = if hello.token.is_some() {
-                    "wrong token"
-                } else {
-                    "missing token"
-                };
-                return (
-                    Response::error(
-                        ErrorCode::Unauthorized,
-                        format!("{why}: this agent requires the token it was started with"),
-                    ),
-                    Next::Close(SessionEnd::Refused),
-                );
-            }
         }
         self.greeted = true;
         let info = info::gather();
@@ -381,8 +416,13 @@ pub fn serve_session(
 ) -> Result<SessionEnd, ServerError> {
     let peer = transport.peer();
     let mut session = Session::new(config.clone(), peer.clone());
-    // Not every transport can time out (stdio); that is fine.
-    let _ = transport.set_read_timeout(config.hello_timeout);
+    // Until Hello: small frames only, and one deadline for the whole
+    // handshake. Not every transport can time out (stdio, whose peer is the
+    // process that started the agent); that is fine.
+    transport.set_max_payload(PRE_HELLO_MAX_PAYLOAD);
+    if let Some(t) = config.hello_timeout {
+        let _ = transport.set_deadline(Some(Instant::now() + t));
+    }
     loop {
         let frame = match transport.recv() {
             Ok(Some(frame)) => frame,
@@ -391,7 +431,11 @@ pub fn serve_session(
                 return Ok(SessionEnd::Closed);
             }
             Err(TransportError::TimedOut) => {
-                tracing::info!("{peer}: silent too long; closing");
+                if session.greeted() {
+                    tracing::info!("{peer}: silent too long; closing");
+                } else {
+                    tracing::info!("{peer}: no accepted Hello within the hello timeout; closing");
+                }
                 return Ok(SessionEnd::TimedOut);
             }
             // Bytes that were never a frame are not a request: answering
@@ -443,6 +487,8 @@ pub fn serve_session(
             tracing::info!("{peer}: bench: {done}");
         }
         if !was_greeted && session.greeted() {
+            transport.set_max_payload(MAX_PAYLOAD_BYTES);
+            let _ = transport.set_deadline(None);
             let _ = transport.set_read_timeout(config.idle_timeout);
         }
         if let Next::Close(end) = next {
@@ -597,25 +643,135 @@ mod tests {
         fake.join().unwrap();
     }
 
+    const TOKEN: &str = "correct-horse-battery";
+
     #[test]
-    fn token_is_checked() {
+    fn token_is_checked_and_a_refusal_waits() {
+        let delay = Duration::from_millis(150);
         let config = ServerConfig {
-            token: Some("s3cret".into()),
+            token: Some(TOKEN.into()),
+            refusal_delay: delay,
             ..ServerConfig::default()
         };
-        for token in [None, Some("wrong"), Some("s3cre"), Some("s3cret!")] {
+        let near = &TOKEN[..TOKEN.len() - 1];
+        let longer = format!("{TOKEN}!");
+        for token in [None, Some("wrong"), Some(near), Some(longer.as_str())] {
             let (mut client, server) = start(config.clone());
+            let t0 = std::time::Instant::now();
             assert_eq!(
                 code(client.hello(token)),
                 ErrorCode::Unauthorized,
                 "{token:?}"
             );
+            // A lower bound only: the refusal came no sooner than the delay.
+            assert!(t0.elapsed() >= delay, "{token:?} answered without delay");
             assert_eq!(server.join().unwrap().unwrap(), SessionEnd::Refused);
         }
         let (mut client, server) = start(config);
-        client.hello(Some("s3cret")).unwrap();
+        client.hello(Some(TOKEN)).unwrap();
         client.shutdown().unwrap();
         server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn same_token_compares_every_byte_and_the_length() {
+        let t = TOKEN.as_bytes();
+        assert!(same_token(t, t));
+        assert!(!same_token(&t[..t.len() - 1], t));
+        assert!(!same_token(b"", t));
+        assert!(!same_token(t, b""));
+        // A repetition of the token is not the token.
+        let twice = [t, t].concat();
+        assert!(!same_token(&twice, t));
+        let mut flipped = t.to_vec();
+        flipped[t.len() - 1] ^= 1;
+        assert!(!same_token(&flipped, t));
+    }
+
+    #[test]
+    fn without_the_token_a_protocol_mismatch_says_nothing_about_the_agent() {
+        let config = ServerConfig {
+            token: Some(TOKEN.into()),
+            refusal_delay: Duration::ZERO,
+            ..ServerConfig::default()
+        };
+        let (mut host, server) = start_raw(config);
+        let hello = Request::Hello(HelloRequest {
+            protocol_major: PROTOCOL_MAJOR + 1,
+            protocol_minor: 0,
+            token: Some("guess".into()),
+        });
+        host.send(&hello.into_frame().unwrap()).unwrap();
+        match reply(&mut host) {
+            Response::Error(e) => {
+                assert_eq!(e.code, ErrorCode::Unauthorized);
+                assert!(
+                    !e.message.contains(info::AGENT_VERSION) && !e.message.contains("protocol"),
+                    "{}",
+                    e.message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(server.join().unwrap().unwrap(), SessionEnd::Refused);
+    }
+
+    #[test]
+    fn an_oversize_frame_before_hello_is_refused_from_its_header() {
+        let (mut host, server) = start_raw(ServerConfig::default());
+        // A LoadModel header that declares 200 MiB, and no payload: the
+        // agent must answer from the header alone, not wait for the bytes.
+        let mut head = crate::proto::MAGIC.to_vec();
+        head.push(Kind::LoadModel as u8);
+        head.extend((200u32 << 20).to_le_bytes());
+        host.send_raw(&head).unwrap();
+        match reply(&mut host) {
+            Response::Error(e) => {
+                assert_eq!(e.code, ErrorCode::Oversize);
+                assert!(
+                    e.message.contains(&PRE_HELLO_MAX_PAYLOAD.to_string()),
+                    "{}",
+                    e.message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // A real host is then served, and after Hello large frames pass.
+        let mut client = Client::new(Box::new(host));
+        client.hello(None).unwrap();
+        let big = Frame::new(Kind::Unload, b"{}".to_vec(), vec![0; 64 << 10]);
+        client.transport_mut().send(&big).unwrap();
+        let answer = client.transport_mut().recv().unwrap().unwrap();
+        assert!(
+            !matches!(Response::from_frame(answer).unwrap(), Response::Error(e) if e.code == ErrorCode::Oversize)
+        );
+        client.shutdown().unwrap();
+        server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_dripping_host_is_closed_at_the_hello_deadline() {
+        let config = ServerConfig {
+            hello_timeout: Some(Duration::from_millis(300)),
+            ..ServerConfig::default()
+        };
+        let (mut host, server) = start_raw(config);
+        // One byte of garbage every 20 ms, far more often than any per-read
+        // timeout would allow, for up to 30 s: the agent must close anyway.
+        let drip = thread::spawn(move || {
+            for _ in 0..1500 {
+                if host.send_raw(b"x").is_err() {
+                    return true;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            false
+        });
+        assert_eq!(server.join().unwrap().unwrap(), SessionEnd::TimedOut);
+        assert!(
+            drip.join().unwrap(),
+            "the agent stopped reading: writes fail"
+        );
     }
 
     #[test]

@@ -51,6 +51,73 @@ fn session(client: &mut Client) {
 }
 
 #[test]
+fn stdout_carries_nothing_but_frames_even_when_verbose() {
+    // Raw stdout, not through a client (which skips non-frame bytes): every
+    // byte must belong to a frame, one reply per request.
+    use padnas_agent::proto::{FrameReader, HelloRequest, LoadModel, Request, UnloadRequest};
+    use std::io::{Read, Write};
+    let requests = [
+        Request::Hello(HelloRequest {
+            protocol_major: padnas_agent::proto::PROTOCOL_MAJOR,
+            protocol_minor: padnas_agent::proto::PROTOCOL_MINOR,
+            token: None,
+        }),
+        Request::LoadModel {
+            header: LoadModel { input_shape: None },
+            onnx: b"not onnx".to_vec(),
+        },
+        Request::Unload(UnloadRequest { handle: 99 }),
+        Request::Shutdown,
+    ];
+    let mut input = Vec::new();
+    for r in &requests {
+        input.extend(r.to_frame().unwrap().encode().unwrap());
+    }
+    let mut child = Command::new(AGENT)
+        .args(["--stdio", "--verbose"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&input).unwrap();
+    drop(stdin);
+    let mut stdout = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        stderr.contains("LoadModel"),
+        "--verbose logs the requests (to stderr): {stderr}"
+    );
+    let mut reader = FrameReader::new(&stdout[..]);
+    let mut frames = 0;
+    loop {
+        match reader.read_frame() {
+            Ok(Some(_)) => frames += 1,
+            Ok(None) => break,
+            Err(e) => panic!(
+                "stdout holds bytes that are not frames ({e}): {:?}",
+                String::from_utf8_lossy(&stdout)
+            ),
+        }
+    }
+    assert_eq!(frames, requests.len(), "one reply per request");
+}
+
+#[test]
 fn stdio_session_with_verbose_logging() {
     // --verbose logs every request; none of it may reach stdout (the wire).
     let mut cmd = Command::new(AGENT);

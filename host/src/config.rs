@@ -33,22 +33,20 @@ pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{file}: cannot read: {source}")]
+    #[error("{file}: cannot read: {cause}")]
     Read {
         /// The config file.
         file: String,
         /// Underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The YAML does not parse or does not fit the schema (serde names the key).
-    #[error("{file}: {source}")]
+    #[error("{file}: {cause}")]
     Yaml {
         /// The config file.
         file: String,
         /// Parser error with key path and line.
-        #[source]
-        source: serde_yaml_ng::Error,
+        cause: serde_yaml_ng::Error,
     },
     /// A value is out of range or inconsistent with another.
     #[error("{file}: {key}: {message}")]
@@ -61,13 +59,12 @@ pub enum ConfigError {
         message: String,
     },
     /// The config could not be written (into a run directory).
-    #[error("{file}: cannot write: {source}")]
+    #[error("{file}: cannot write: {cause}")]
     Write {
         /// Destination.
         file: String,
         /// Underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -654,7 +651,7 @@ impl JobConfig {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             file: file.clone(),
-            source,
+            cause: source,
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         JobConfig::from_yaml_str(&text, &file, &base)
@@ -666,7 +663,7 @@ impl JobConfig {
         let raw: RawJobConfig =
             serde_yaml_ng::from_str(text).map_err(|source| ConfigError::Yaml {
                 file: file.to_string(),
-                source,
+                cause: source,
             })?;
         JobConfig::from_raw(raw, file, base)
     }
@@ -775,7 +772,10 @@ impl JobConfig {
         let tmp = path.with_extension("yaml.tmp");
         std::fs::write(&tmp, self.to_yaml())
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|source| ConfigError::Write { file, source })
+            .map_err(|source| ConfigError::Write {
+                file,
+                cause: source,
+            })
     }
 }
 

@@ -15,6 +15,7 @@ pub mod naming;
 pub mod onnx;
 #[cfg(feature = "train")]
 pub mod rank;
+pub mod remote;
 #[cfg(feature = "train")]
 pub mod search;
 pub mod session;

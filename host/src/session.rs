@@ -9,6 +9,7 @@ use padnas_agent::client::Client;
 use padnas_agent::proto::AgentInfo;
 use padnas_agent::transport::{self, Transport};
 
+use crate::remote::{self, RemoteError};
 use crate::target::{Target, TransportSpec, host_triple};
 
 /// Errors from starting, reaching or greeting an agent.
@@ -35,12 +36,12 @@ pub enum SessionError {
         message: String,
     },
     /// The agent answered, but not with a usable Hello.
-    #[error("target {target}: hello failed: {source}")]
+    #[error("target {target}: hello failed: {cause}")]
     Hello {
         /// Target name.
         target: String,
         /// Cause.
-        source: padnas_agent::client::ClientError,
+        cause: padnas_agent::client::ClientError,
     },
     /// The agent's architecture is not the target's.
     #[error("target {target}: agent reports arch {got}, but the target's triple is {triple}")]
@@ -52,6 +53,9 @@ pub enum SessionError {
         /// Triple of the target.
         triple: String,
     },
+    /// The target's ssh or adb command line cannot be built safely.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
     /// The token environment variable named by the target is not set.
     #[error("target {target}: token_env {var} is not set")]
     TokenMissing {
@@ -182,44 +186,26 @@ pub fn agent_command(target: &Target) -> Result<Option<Command>, SessionError> {
             if let Some(root) = sysroot {
                 c.arg("-L").arg(root);
             }
+            // A relative path could start with '-' and read as a qemu option.
+            let bin = if bin.is_relative() {
+                Path::new(".").join(bin)
+            } else {
+                bin
+            };
             c.arg(bin).arg("--stdio");
             c
         }
-        TransportSpec::Ssh { destination, port } => {
-            let mut c = Command::new("ssh");
-            // BatchMode: a password prompt would otherwise wait forever on a
-            // terminal nobody watches.
-            c.args(["-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"]);
-            if let Some(p) = port {
-                c.arg("-p").arg(p.to_string());
-            }
-            c.arg(destination)
-                .arg("--")
-                .arg(remote_agent(target))
-                .arg("--stdio");
-            c
-        }
-        TransportSpec::Adb { serial } => {
-            let mut c = Command::new("adb");
-            if let Some(s) = serial {
-                c.arg("-s").arg(s);
-            }
-            // -T: no pty, so the binary frames pass through untouched.
-            c.args(["shell", "-T"])
-                .arg(remote_agent(target))
-                .arg("--stdio");
-            c
-        }
+        spec @ TransportSpec::Ssh { .. } => remote::ssh(spec, &remote_agent_line(target)?)?,
+        spec @ TransportSpec::Adb { .. } => remote::adb_shell(spec, &remote_agent_line(target)?)?,
         TransportSpec::Tcp { .. } | TransportSpec::Serial { .. } => return Ok(None),
     };
     Ok(Some(cmd))
 }
 
-fn remote_agent(target: &Target) -> String {
-    target
-        .agent_path
-        .clone()
-        .unwrap_or_else(|| "padnas-agent".to_string())
+/// The quoted command line that starts the agent on the board in stdio mode.
+fn remote_agent_line(target: &Target) -> Result<String, SessionError> {
+    let path = target.agent_path.as_deref().unwrap_or("padnas-agent");
+    Ok(remote::command_line(&[path, "--stdio"])?)
 }
 
 /// Starts or reaches the agent of `target` and says Hello.
@@ -230,10 +216,15 @@ pub fn open(target: &Target) -> Result<Session, SessionError> {
         message,
     };
     let transport: Box<dyn Transport> = match &target.transport {
-        TransportSpec::Tcp { address } => Box::new(
-            transport::tcp::connect(address, Duration::from_secs(10))
-                .map_err(|e| connect_err(e.to_string()))?,
-        ),
+        TransportSpec::Tcp { address } => {
+            let mut t = transport::tcp::connect(address, Duration::from_secs(10))
+                .map_err(|e| connect_err(e.to_string()))?;
+            // A stopped agent stops reading: a large LoadModel must not
+            // block the send forever either.
+            t.set_write_timeout(Some(target.deadlines.base))
+                .map_err(|e| connect_err(e.to_string()))?;
+            Box::new(t)
+        }
         TransportSpec::Serial { path, baud } => {
             Box::new(transport::serial::open(path, *baud).map_err(|e| connect_err(e.to_string()))?)
         }
@@ -252,12 +243,13 @@ pub fn open(target: &Target) -> Result<Session, SessionError> {
         })?),
         None => None,
     };
-    let mut client = Client::new(transport);
+    let mut client = Client::new(transport)
+        .with_deadlines(target.deadlines.clone(), format!("target {}", target.name));
     let info = client
         .hello(token.as_deref())
         .map_err(|source| SessionError::Hello {
             target: target.name.clone(),
-            source,
+            cause: source,
         })?;
     let want = target.triple.split('-').next().unwrap_or("");
     let want = if want.starts_with("armv7") {

@@ -359,34 +359,13 @@ fn conformance_over_tcp_and_next_clients_are_served() {
 }
 
 #[test]
-fn tcp_token_is_checked_in_hello() {
-    let (_agent, addr) = tcp_agent(&["--token", "s3cret"]);
-    let mut l = tcp_link(&addr);
-    expect_error(l.call(hello_req()), ErrorCode::Unauthorized, "no token");
-    let mut l = tcp_link(&addr);
-    let r = l.call(Request::Hello(HelloRequest {
-        protocol_major: PROTOCOL_MAJOR,
-        protocol_minor: 0,
-        token: Some("wrong".into()),
-    }));
-    expect_error(r, ErrorCode::Unauthorized, "wrong token");
-    let mut l = tcp_link(&addr);
-    let r = l.call(Request::Hello(HelloRequest {
-        protocol_major: PROTOCOL_MAJOR,
-        protocol_minor: 0,
-        token: Some("s3cret".into()),
-    }));
-    assert!(matches!(r, Response::Hello(_)));
-}
-
-#[test]
 fn tcp_beyond_loopback_needs_a_token() {
     let out = std::process::Command::new(agent_bin(None))
         .args(["--listen", "0.0.0.0:0"])
         .output()
         .expect("run agent");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--token"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token-file"));
 }
 
 #[test]

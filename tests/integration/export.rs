@@ -201,6 +201,39 @@ fn retrain_export_and_verify_on_local_and_qemu() {
     );
     assert_eq!(v["runs"].as_u64(), Some(kept), "{v}");
 
+    // Over ssh through a real sshd on 127.0.0.1 (tests/integration/ssh.rs):
+    // deployed, then verified; the same agent build, so the same numbers.
+    if let Some(sshd) = crate::ssh::Sshd::start() {
+        let target = sshd.target("ssh-verify", &sshd.agent_path());
+        let t = s(&target);
+        let out = sshd.padnas(&["agent", "deploy", "--target", t]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = sshd.padnas(&[
+            "verify",
+            "--target",
+            t,
+            "--model",
+            s(&model),
+            "--table",
+            s(&table),
+            "--images",
+            "2",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = json_line(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(v["target"], "ssh-verify", "{v}");
+        assert_eq!(v["agree"], true, "{v}");
+        assert!(v["max_abs_diff"].as_f64().expect("diff") <= 1e-6, "{v}");
+    }
+
     // aarch64 tract under qemu: other kernels, so not bit-identical, but
     // the same network; its timing is labelled emulated, never device latency.
     let v = verify("qemu-aarch64", &model, &table, "3");

@@ -245,8 +245,38 @@ fn profile_predict_and_validate_on_a_tiny_space() {
     assert_eq!(p["target"], "local-test");
     assert!(p["calibrated_ms"].is_null());
 
-    // validate: metrics in range, plot and report written, calibration
-    // stored exactly when it beat the raw table out of sample.
+    // A check is read-only by default: the table is not touched, and the
+    // report is named by seed, sample count and date beside the table.
+    let table_bytes = std::fs::read(table).expect("table");
+    let out = run_ok(
+        padnas()
+            .args(["latency", "validate", "--target"])
+            .arg(target)
+            .arg("--table")
+            .arg(table)
+            .args(["--samples", "4", "--seed", "5", "--passes", "1"]),
+    );
+    let check = json_line(&out);
+    assert_eq!(check["calibration_stored"], false, "{check}");
+    assert_eq!(
+        std::fs::read(table).expect("table"),
+        table_bytes,
+        "the table was rewritten"
+    );
+    let check_report = check["report"].as_str().expect("report").to_string();
+    let name = Path::new(&check_report)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name");
+    assert!(
+        name.starts_with("tiny.validation-s5-n4-20") && name.ends_with(".json"),
+        "{name}"
+    );
+    let check_text = std::fs::read(&check_report).expect("report written");
+
+    // validate --store-calibration: metrics in range, plot and report
+    // written, calibration stored exactly when it beat the raw table out of
+    // sample; the earlier check's report is left as it was.
     let plot = dir.path().join("v.svg");
     let out = run_ok(
         padnas()
@@ -254,9 +284,17 @@ fn profile_predict_and_validate_on_a_tiny_space() {
             .arg(target)
             .arg("--table")
             .arg(table)
-            .args(["--samples", "6", "--seed", "3", "--plot"])
+            .args([
+                "--samples",
+                "6",
+                "--seed",
+                "3",
+                "--store-calibration",
+                "--plot",
+            ])
             .arg(&plot),
     );
+    assert_eq!(std::fs::read(&check_report).expect("report"), check_text);
     let v = json_line(&out);
     assert_eq!(v["n"], 6, "{v}");
     assert_eq!(v["passes"], 2, "the table's passes: {v}");
@@ -269,7 +307,7 @@ fn profile_predict_and_validate_on_a_tiny_space() {
     assert!(v["calibrated_loo"]["within_10pct"].is_number(), "{v}");
     let svg = std::fs::read_to_string(&plot).expect("plot written");
     assert!(svg.starts_with("<svg"), "{}", &svg[..100.min(svg.len())]);
-    let report = read_json(&dir.path().join("tiny.validation.json"));
+    let report = read_json(Path::new(v["report"].as_str().expect("report path")));
     assert_eq!(report["rows"].as_array().map(Vec::len), Some(6));
     // Two visits each: the second scored against the first, in both.
     assert_eq!(v["repeatability"]["n"], 6, "{v}");
@@ -307,7 +345,7 @@ fn profile_predict_and_validate_on_a_tiny_space() {
 #[test]
 fn a_reference_block_pairs_every_measurement() {
     let setup = Setup::new("tiny", TINY, 0);
-    let (dir, target, table) = (&setup.dir, &setup.target, &setup.table);
+    let (target, table) = (&setup.target, &setup.table);
     let reference = "mbconv:k3e3:in8x8x8:out8:s1";
     let profile = |reference: Option<&str>| match reference {
         Some(r) => setup.profile(table, &["--reference", r]),
@@ -363,7 +401,7 @@ fn a_reference_block_pairs_every_measurement() {
     assert_eq!(v["reference"]["block"], reference, "{v}");
     assert!((v["reference"]["scale_ms"].as_f64().expect("scale") - scale).abs() < 1e-12);
     assert_eq!(v["without_reference"]["n"], 4, "{v}");
-    let report = read_json(&dir.path().join("tiny.validation.json"));
+    let report = read_json(Path::new(v["report"].as_str().expect("report path")));
     for row in report["rows"].as_array().expect("rows") {
         assert!(row["raw_measured_ms"].as_f64().expect("raw") > 0.0, "{row}");
         assert!(
@@ -393,7 +431,7 @@ fn a_reference_block_pairs_every_measurement() {
 #[test]
 fn the_sensor_gate_measures_through_the_real_agent() {
     let setup = Setup::new("tiny", TINY, 0);
-    let (dir, target, table) = (&setup.dir, &setup.target, &setup.table);
+    let (target, table) = (&setup.target, &setup.table);
     let profile = |extra: &[&str]| setup.profile(table, extra);
     // A loose confidence target: this test is about what the gate keeps,
     // not about how long a noisy machine takes to converge.
@@ -435,7 +473,7 @@ fn the_sensor_gate_measures_through_the_real_agent() {
     assert_eq!(v["sensor_gate"]["pct"], 50.0, "{v}");
     let without = v["sensor_gate"]["networks_without_quiet_runs"].as_u64();
     assert!(without.is_some_and(|n| n <= 3), "{v}");
-    let report = read_json(&dir.path().join("tiny.validation.json"));
+    let report = read_json(Path::new(v["report"].as_str().expect("report path")));
     for row in report["rows"].as_array().expect("rows") {
         let kept = row["quiet"]["kept"].as_u64().expect("kept");
         assert_eq!(row["runs"].as_u64(), Some(kept), "{row}");

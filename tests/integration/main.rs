@@ -5,6 +5,10 @@
 mod agent;
 mod cli;
 mod export;
+mod hostile;
 mod latency;
 mod pipeline;
+mod preauth;
+mod silent;
+mod ssh;
 mod util;

@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{StreamTransport, Transport, TransportError};
 use crate::proto::Frame;
@@ -125,6 +125,24 @@ impl Transport for MemoryTransport {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
         self.inner.reader_mut().get_mut().set_timeout(timeout);
         Ok(())
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) -> Result<(), TransportError> {
+        // The pipe's timeout bounds the one read that may block; the frame
+        // reader refuses any read after the deadline.
+        let reader = self.inner.reader_mut();
+        reader.set_deadline(deadline);
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            reader
+                .get_mut()
+                .set_timeout(Some(left.max(Duration::from_millis(1))));
+        }
+        Ok(())
+    }
+
+    fn set_max_payload(&mut self, max: u32) {
+        self.inner.set_max_payload(max);
     }
 
     fn peer(&self) -> String {

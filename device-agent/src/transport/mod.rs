@@ -7,11 +7,12 @@
 //! goes on reading.
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::proto::{Frame, FrameReader, ProtoError};
 
 pub mod memory;
+pub mod poll;
 #[cfg(feature = "serial")]
 pub mod serial;
 pub mod stdio;
@@ -24,31 +25,31 @@ pub enum TransportError {
     #[error(transparent)]
     Proto(ProtoError),
     /// The link failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         /// What was being done.
         context: String,
         /// Why it failed.
-        source: io::Error,
+        cause: io::Error,
     },
-    /// No frame arrived within the read timeout.
+    /// No frame arrived within the read timeout or before the deadline.
     #[error("timed out waiting for a frame")]
     TimedOut,
     /// Could not reach the agent.
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}: {cause}")]
     Connect {
         /// Address tried.
         addr: String,
         /// Last failure.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Could not start the agent process.
-    #[error("cannot start `{command}`: {source}")]
+    #[error("cannot start `{command}`: {cause}")]
     Spawn {
         /// The command line.
         command: String,
         /// Why.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The agent process ended; its last stderr lines say why.
     #[error("agent process `{command}` ended ({status}){}", tail_suffix(.stderr_tail))]
@@ -94,7 +95,7 @@ impl TransportError {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> TransportError {
         TransportError::Io {
             context: context.into(),
-            source,
+            cause: source,
         }
     }
 }
@@ -122,6 +123,18 @@ pub trait Transport: Send {
     fn set_read_timeout(&mut self, _timeout: Option<Duration>) -> Result<(), TransportError> {
         Err(TransportError::Unsupported("read timeouts"))
     }
+    /// Makes [`Transport::recv`] give up with [`TransportError::TimedOut`]
+    /// once `deadline` has passed, however the bytes trickle in (unlike a
+    /// read timeout, which a byte now and then keeps resetting); `None`
+    /// lifts it. Transports that cannot bound a read answer
+    /// [`TransportError::Unsupported`].
+    fn set_deadline(&mut self, _deadline: Option<Instant>) -> Result<(), TransportError> {
+        Err(TransportError::Unsupported("deadlines"))
+    }
+    /// Caps the payload of the frames [`Transport::recv`] accepts from the
+    /// next header on: larger frames are refused from their header alone
+    /// (the agent keeps it low until a host has said Hello).
+    fn set_max_payload(&mut self, max: u32);
     /// Who is on the other side, for logs.
     fn peer(&self) -> String {
         "peer".to_string()
@@ -137,6 +150,12 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
         (**self).set_read_timeout(timeout)
+    }
+    fn set_deadline(&mut self, deadline: Option<Instant>) -> Result<(), TransportError> {
+        (**self).set_deadline(deadline)
+    }
+    fn set_max_payload(&mut self, max: u32) {
+        (**self).set_max_payload(max)
     }
     fn peer(&self) -> String {
         (**self).peer()
@@ -188,6 +207,10 @@ impl<R: Read + Send, W: Write + Send> Transport for StreamTransport<R, W> {
 
     fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         self.reader.read_frame().map_err(TransportError::from)
+    }
+
+    fn set_max_payload(&mut self, max: u32) {
+        self.reader.set_max_payload(max);
     }
 
     fn peer(&self) -> String {

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::poll::PollRead;
 use super::{StreamTransport, Transport, TransportError};
 use crate::proto::{Frame, FrameReader};
 
@@ -52,7 +53,7 @@ impl StderrTail {
 /// Dropping it closes the child's stdin (the agent exits on end of input),
 /// waits briefly, then kills and reaps the child.
 pub struct ChildTransport {
-    reader: FrameReader<ChildStdout>,
+    reader: FrameReader<PollRead<ChildStdout>>,
     writer: Option<ChildStdin>,
     child: Child,
     command: String,
@@ -81,7 +82,7 @@ impl ChildTransport {
             .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(|source| TransportError::Spawn {
             command: description.clone(),
-            source,
+            cause: source,
         })?;
         let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let (Some(stdin), Some(stdout), Some(stderr)) = pipes else {
@@ -90,7 +91,7 @@ impl ChildTransport {
             let _ = child.wait();
             return Err(TransportError::Spawn {
                 command: description,
-                source: std::io::Error::other("child pipes missing"),
+                cause: std::io::Error::other("child pipes missing"),
             });
         };
         let tail = Arc::new(StderrTail {
@@ -127,11 +128,11 @@ impl ChildTransport {
             let _ = child.wait();
             return Err(TransportError::Spawn {
                 command: description,
-                source,
+                cause: source,
             });
         }
         Ok(ChildTransport {
-            reader: FrameReader::new(stdout),
+            reader: FrameReader::new(PollRead::new(stdout)),
             writer: Some(stdin),
             child,
             command: description,
@@ -235,6 +236,16 @@ impl Transport for ChildTransport {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) -> Result<(), TransportError> {
+        self.reader.set_deadline(deadline);
+        self.reader.get_mut().set_deadline(deadline);
+        Ok(())
+    }
+
+    fn set_max_payload(&mut self, max: u32) {
+        self.reader.set_max_payload(max);
     }
 
     fn peer(&self) -> String {

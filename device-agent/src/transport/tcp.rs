@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{StreamTransport, Transport, TransportError};
 use crate::proto::Frame;
@@ -16,6 +16,8 @@ pub struct TcpTransport {
     /// A second handle on the socket, for timeouts.
     control: TcpStream,
     peer: SocketAddr,
+    /// Per-read timeout asked for; a deadline may shorten it.
+    read_timeout: Option<Duration>,
 }
 
 impl TcpTransport {
@@ -38,6 +40,7 @@ impl TcpTransport {
             inner: StreamTransport::new(reader, stream, format!("tcp://{peer}")),
             control,
             peer,
+            read_timeout: None,
         })
     }
 
@@ -54,6 +57,30 @@ impl TcpTransport {
     }
 }
 
+impl TcpTransport {
+    /// Sets the socket's read timeout to the shorter of the per-read timeout
+    /// and the time left to the deadline: a read blocked on a silent peer
+    /// then ends by the deadline, and the frame reader refuses to start
+    /// another one after it.
+    fn apply_socket_timeout(&mut self) -> Result<(), TransportError> {
+        let left = self
+            .inner
+            .reader_mut()
+            .deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        let timeout = match (self.read_timeout, left) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // A zero duration means "no timeout" to the OS; treat it as the
+        // shortest one instead.
+        let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
+        self.control
+            .set_read_timeout(timeout)
+            .map_err(|e| TransportError::io("setting read timeout", e))
+    }
+}
+
 /// Connects to an agent at `addr` (`host:port`), trying every address the
 /// name resolves to, each for at most `timeout`.
 pub fn connect(addr: &str, timeout: Duration) -> Result<TcpTransport, TransportError> {
@@ -61,7 +88,7 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpTransport, TransportE
         .to_socket_addrs()
         .map_err(|source| TransportError::Connect {
             addr: addr.to_string(),
-            source,
+            cause: source,
         })?
         .collect();
     let mut last = io::Error::new(io::ErrorKind::NotFound, "name resolved to no address");
@@ -73,7 +100,7 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpTransport, TransportE
     }
     Err(TransportError::Connect {
         addr: addr.to_string(),
-        source: last,
+        cause: last,
     })
 }
 
@@ -87,12 +114,17 @@ impl Transport for TcpTransport {
     }
 
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
-        // A zero duration means "no timeout" to the OS; treat it as the
-        // shortest one instead.
-        let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
-        self.control
-            .set_read_timeout(timeout)
-            .map_err(|e| TransportError::io("setting read timeout", e))
+        self.read_timeout = timeout;
+        self.apply_socket_timeout()
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) -> Result<(), TransportError> {
+        self.inner.reader_mut().set_deadline(deadline);
+        self.apply_socket_timeout()
+    }
+
+    fn set_max_payload(&mut self, max: u32) {
+        self.inner.set_max_payload(max);
     }
 
     fn peer(&self) -> String {

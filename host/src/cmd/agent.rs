@@ -6,6 +6,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use serde_json::json;
 
+use crate::remote;
 use crate::session::{self, agent_binary_for};
 use crate::target::{Target, TransportSpec};
 
@@ -184,9 +185,15 @@ fn bench(b: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a command and fails with its name and exit status.
-fn run_cmd(mut c: Command) -> anyhow::Result<()> {
+/// Runs a command, its stdin from `stdin` when given, and fails with its
+/// name and exit status.
+fn run_cmd(mut c: Command, stdin: Option<&std::path::Path>) -> anyhow::Result<()> {
     let shown = format!("{c:?}");
+    if let Some(path) = stdin {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        c.stdin(file);
+    }
     let status = c.status().with_context(|| format!("starting {shown}"))?;
     if !status.success() {
         bail!("{shown} failed with {status}");
@@ -194,51 +201,56 @@ fn run_cmd(mut c: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One step of a deploy: a command, and the file it reads on stdin.
+pub struct DeployStep {
+    /// The command.
+    pub command: Command,
+    /// File to feed it on stdin.
+    pub stdin: Option<PathBuf>,
+}
+
 /// The commands that copy the agent to the board and make it executable.
-pub fn deploy_commands(target: &Target, binary: &std::path::Path) -> anyhow::Result<Vec<Command>> {
-    let remote = target
+///
+/// Over ssh the binary goes through `cat` on the board rather than `scp`,
+/// whose remote path older servers pass to a shell unquoted: one quoting
+/// rule ([`remote::command_line`]) covers every word that reaches the board.
+pub fn deploy_commands(
+    target: &Target,
+    binary: &std::path::Path,
+) -> anyhow::Result<Vec<DeployStep>> {
+    let remote_path = target
         .agent_path
         .as_deref()
         .context("target has no agent_path")?;
-    let mut cmds = Vec::new();
+    let mut steps = Vec::new();
     match &target.transport {
-        TransportSpec::Ssh { destination, port } => {
-            let mut scp = Command::new("scp");
-            scp.args(["-o", "BatchMode=yes"]);
-            if let Some(p) = port {
-                scp.arg("-P").arg(p.to_string());
-            }
-            scp.arg(binary).arg(format!("{destination}:{remote}"));
-            cmds.push(scp);
-            let mut chmod = Command::new("ssh");
-            chmod.args(["-o", "BatchMode=yes"]);
-            if let Some(p) = port {
-                chmod.arg("-p").arg(p.to_string());
-            }
-            chmod.arg(destination).args(["--", "chmod", "755", remote]);
-            cmds.push(chmod);
-        }
-        TransportSpec::Adb { serial } => {
-            let adb = || {
-                let mut c = Command::new("adb");
-                if let Some(s) = serial {
-                    c.arg("-s").arg(s);
-                }
-                c
-            };
-            let mut push = adb();
-            push.arg("push").arg(binary).arg(remote);
-            cmds.push(push);
-            let mut chmod = adb();
-            chmod.args(["shell", "chmod", "755", remote]);
-            cmds.push(chmod);
+        spec @ TransportSpec::Ssh { .. } => steps.push(DeployStep {
+            command: remote::ssh(spec, &remote::install_from_stdin(remote_path)?)?,
+            stdin: Some(binary.to_path_buf()),
+        }),
+        spec @ TransportSpec::Adb { .. } => {
+            // adb push takes the path literally (no shell); chmod goes
+            // through the shell, quoted.
+            let mut push = remote::adb(spec)?;
+            push.arg("push").arg(binary).arg(remote_path);
+            steps.push(DeployStep {
+                command: push,
+                stdin: None,
+            });
+            let chmod = remote::command_line(&["chmod", "755", "--", remote_path])?;
+            let mut c = remote::adb(spec)?;
+            c.arg("shell").arg(chmod);
+            steps.push(DeployStep {
+                command: c,
+                stdin: None,
+            });
         }
         other => bail!(
             "target {} uses transport {other}: deploy copies agents to ssh and adb targets only (start a tcp or serial agent on the board yourself)",
             target.name
         ),
     }
-    Ok(cmds)
+    Ok(steps)
 }
 
 fn deploy(t: &TargetArg) -> anyhow::Result<()> {
@@ -254,8 +266,8 @@ fn deploy(t: &TargetArg) -> anyhow::Result<()> {
         );
     }
     let binary = agent_binary_for(&target)?;
-    for c in deploy_commands(&target, &binary)? {
-        run_cmd(c)?;
+    for step in deploy_commands(&target, &binary)? {
+        run_cmd(step.command, step.stdin.as_deref())?;
     }
     // Prove the deployed binary runs there before saying so.
     let s = session::open(&target)?;

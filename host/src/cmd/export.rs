@@ -371,7 +371,12 @@ head: { channels: 32 }
             .output()
             .is_ok_and(|o| o.status.success());
         if !has_ort {
-            eprintln!("skipped: onnxruntime not installed (scripts/setup.sh installs it)");
+            // Under CI a missing tool is a failure, never a silent pass.
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "onnxruntime is not installed (scripts/setup.sh installs it)"
+            );
+            eprintln!("SKIPPED: onnxruntime not installed (scripts/setup.sh installs it)");
             return;
         }
         let f = fixture();

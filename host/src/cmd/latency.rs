@@ -49,8 +49,8 @@ pub struct ValidateArgs {
     /// Directory of target files.
     #[arg(long, default_value = "targets")]
     pub targets_dir: PathBuf,
-    /// Latency table (JSON) built on the same target; its header receives
-    /// the fitted calibration.
+    /// Latency table (JSON) built on the same target. Read only, unless
+    /// --store-calibration.
     #[arg(long)]
     pub table: PathBuf,
     /// Random networks to measure.
@@ -62,20 +62,28 @@ pub struct ValidateArgs {
     /// Space YAML [default: the space recorded in the table, if unchanged].
     #[arg(long, short)]
     pub space: Option<PathBuf>,
-    /// Scatter plot (SVG) [default: beside the table, `<table>.validation.svg`].
+    /// Scatter plot (SVG) [default: beside the report, `.svg` for `.json`].
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Report (JSON) [default: beside the table, `<table>.validation.json`].
-    #[arg(long)]
+    /// Report (JSON) [default: beside the table, named by seed, sample count
+    /// and date, `<table>.validation-s<SEED>-n<N>-<YYYY-MM-DD>.json`, so a
+    /// check never replaces an earlier report].
+    #[arg(long, alias = "out")]
     pub report: Option<PathBuf>,
     /// Sweeps over the networks, each network standing for its fastest
     /// visit [default: the table's `noise.passes`, so that networks are
     /// measured as its entries were].
     #[arg(long)]
     pub passes: Option<u32>,
-    /// Leave the table's calibration as it is.
-    #[arg(long)]
+    /// Do not fit a calibration at all (the table is left as it is either way
+    /// without --store-calibration).
+    #[arg(long, conflicts_with = "store_calibration")]
     pub no_calibrate: bool,
+    /// Store the fitted calibration in the table's header (when it helps:
+    /// its leave-one-out error beats the raw one), replacing the stored one.
+    /// Without it a validation changes nothing it did not create.
+    #[arg(long)]
+    pub store_calibration: bool,
     /// Fresh sessions to try, in a row, when the device drops.
     #[arg(long, default_value_t = 2)]
     pub reconnects: u32,
@@ -148,13 +156,18 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
     let passes = check_passes(a.passes.unwrap_or(table.header.noise.passes))
         .map_err(|m| LatencyError::InvalidArgument(format!("--passes {m}")))?;
     let archs = sample(&space, a.samples, a.seed);
-    let report_path = a
-        .report
-        .clone()
-        .unwrap_or_else(|| beside(&a.table, "validation.json"));
+    let runs_name = format!("validation-s{}-n{}", a.seed, a.samples);
+    let report_path = a.report.clone().unwrap_or_else(|| {
+        let date = now_rfc3339().chars().take(10).collect::<String>();
+        beside(&a.table, &format!("{runs_name}-{date}.json"))
+    });
     // What was measured so far lives beside the report until the report is
-    // written, so a killed validation resumes instead of starting over.
-    let partial = report_path.with_extension("partial.json");
+    // written, so a killed validation resumes instead of starting over (on
+    // another day too: the default progress file is not named by date).
+    let partial = match &a.report {
+        Some(r) => r.with_extension("partial.json"),
+        None => beside(&a.table, &format!("{runs_name}.partial.json")),
+    };
     let space_hash = space.hash();
     let done = match std::fs::read_to_string(&partial) {
         Ok(text) => match serde_json::from_str::<Progress>(&text) {
@@ -209,7 +222,7 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
         let text = serde_json::to_string(&p).map_err(|e| LatencyError::Io {
             path: partial.clone(),
             action: "serialise the validation progress for",
-            source: std::io::Error::other(e),
+            cause: std::io::Error::other(e),
         })?;
         Ok(write_atomic(&partial, text.as_bytes())?)
     };
@@ -237,7 +250,7 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
     let plot_path = a
         .plot
         .clone()
-        .unwrap_or_else(|| beside(&a.table, "validation.svg"));
+        .unwrap_or_else(|| report_path.with_extension("svg"));
     let title = format!(
         "{} ({} thread(s)): {} random networks of {}",
         table.header.label,
@@ -248,10 +261,28 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
     plot_svg(&v, &plot_path, &title)?;
     // Decide on the calibration first so the report records the verdict.
     let helps = calibration_helps(&v);
+    // A stored calibration fitted on more networks is only replaced when
+    // asked, and then said so.
+    let earlier_n = table.header.calibration.as_ref().map(|c| c.n);
+    let replaces_larger = earlier_n
+        .filter(|&n| n > v.rows.len())
+        .map(|n| {
+            format!(
+                "; it replaces the calibration fitted on {n} networks with one fitted on {}",
+                v.rows.len()
+            )
+        })
+        .unwrap_or_default();
     let calibration_note = match (&v.fit, &v.calibrated_loo) {
-        _ if a.no_calibrate => "table left as it was (--no-calibrate)".to_string(),
+        _ if a.no_calibrate => "not fitted (--no-calibrate); table left as it was".to_string(),
+        (Some(_), Some(loo)) if !a.store_calibration => format!(
+            "fitted, not stored (pass --store-calibration to store it): leave-one-out MAPE \
+             {:.2}% vs raw {:.2}%; the table is left as it was",
+            loo.mape * 100.0,
+            v.raw.mape * 100.0
+        ),
         (Some(_), Some(loo)) if helps => format!(
-            "stored: leave-one-out MAPE {:.2}% < raw {:.2}%",
+            "stored: leave-one-out MAPE {:.2}% < raw {:.2}%{replaces_larger}",
             loo.mape * 100.0,
             v.raw.mape * 100.0
         ),
@@ -318,7 +349,10 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
     }
 
     let mut stored = false;
-    if !a.no_calibrate && v.fit.is_some() {
+    if a.store_calibration && v.fit.is_some() {
+        if !replaces_larger.is_empty() && helps {
+            tracing::warn!("--store-calibration{replaces_larger}");
+        }
         // Re-read so a profile that resumed meanwhile is not overwritten
         // with the copy loaded before the measurements.
         let mut fresh = Table::load(&a.table)?;

@@ -730,7 +730,7 @@ pub fn write_report(job: &Job, lat: &LatencyRecord, fin: &SearchRecord) -> anyho
         {
             let _ = writeln!(
                 md,
-                "On target `{}` ({}): outputs on {} test images within {:.1e} of the host's (same class: {}); latency **measured {:.3} ms** (median, p10 {:.3}, p90 {:.3}, {} runs, {} thread(s)) vs **predicted {:.3} ms** by the table.{}\n",
+                "On target `{}` ({}): outputs on {} test images within {:.1e} of the host's (same class: {}); latency **measured {:.3} ms** (median, p10 {:.3}, p90 {:.3}, {} runs, {} thread(s)){} vs **predicted {:.3} ms** by the table.{}\n",
                 v["target"].as_str().unwrap_or("?"),
                 v["label"].as_str().unwrap_or("?"),
                 v["images"],
@@ -741,6 +741,14 @@ pub fn write_report(job: &Job, lat: &LatencyRecord, fin: &SearchRecord) -> anyho
                 v["p90_ms"].as_f64().unwrap_or(f64::NAN),
                 v["runs"],
                 v["threads"],
+                // A table with a reference block predicts ratio × its scale:
+                // the comparable figure, named as such.
+                v["reference_scaled_ms"]
+                    .as_f64()
+                    .map_or(String::new(), |ms| format!(
+                        "; {:.3} × the reference block = **{ms:.3} ms** in the table's units",
+                        v["ratio_to_reference"].as_f64().unwrap_or(f64::NAN)
+                    )),
                 v["predicted_ms"].as_f64().unwrap_or(f64::NAN),
                 if v["emulated"].as_bool() == Some(true) {
                     " Emulated: these times are not device latency."
@@ -791,6 +799,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
             "arch",
             "label",
             "measured_ms",
+            "reference_scaled_ms",
             "predicted_ms",
             "max_abs_diff",
         ] {

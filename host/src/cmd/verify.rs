@@ -258,6 +258,59 @@ fn prediction(
     Ok((table, p))
 }
 
+/// How the target's outputs compare with the host's.
+#[derive(Debug, PartialEq)]
+struct Comparison {
+    max_abs_diff: f32,
+    /// Same class on every image.
+    agree: bool,
+    /// Images the target classified right.
+    correct: usize,
+}
+
+/// Compares the target's outputs with the host's, image by image. A NaN or
+/// an infinity on either side is an error naming the image and the index
+/// (`f32::max` would skip a NaN and report an all-NaN output as |Δ| 0).
+fn compare_outputs(
+    got: &[Vec<f32>],
+    want: &[Vec<f32>],
+    labels: &[usize],
+) -> Result<Comparison, String> {
+    if got.len() != want.len() {
+        return Err(format!("{} outputs for {} images", got.len(), want.len()));
+    }
+    let mut c = Comparison {
+        max_abs_diff: 0.0,
+        agree: true,
+        correct: 0,
+    };
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if g.len() != w.len() {
+            return Err(format!(
+                "image {i}: the target returned {} values, the host {}",
+                g.len(),
+                w.len()
+            ));
+        }
+        for (side, values) in [("the target's", g), ("the host's", w)] {
+            let bad = values.iter().filter(|v| !v.is_finite()).count();
+            if let Some(j) = values.iter().position(|v| !v.is_finite()) {
+                return Err(format!(
+                    "image {i}: {side} output has {bad} non-finite value(s) of {} (first: {} at index {j})",
+                    values.len(),
+                    values[j]
+                ));
+            }
+        }
+        for (a, b) in g.iter().zip(w) {
+            c.max_abs_diff = c.max_abs_diff.max((a - b).abs());
+        }
+        c.agree &= argmax(g) == argmax(w);
+        c.correct += usize::from(labels.get(i) == Some(&argmax(g)));
+    }
+    Ok(c)
+}
+
 /// Runs `padnas verify`.
 pub fn run(a: &VerifyArgs) -> anyhow::Result<()> {
     let line = verify(a)?;
@@ -347,32 +400,29 @@ pub fn verify(a: &VerifyArgs) -> anyhow::Result<serde_json::Value> {
     session.close();
     let ran = ran?;
 
-    let mut max_abs_diff = 0f32;
-    let (mut agree, mut correct) = (true, 0usize);
-    for (i, (got, want)) in ran.outputs.iter().zip(&want).enumerate() {
-        if got.len() != want.len() {
-            bail!(
-                "image {i}: the target returned {} values, the host {}",
-                got.len(),
-                want.len()
-            );
-        }
-        for (g, w) in got.iter().zip(want) {
-            max_abs_diff = max_abs_diff.max((g - w).abs());
-        }
-        agree &= argmax(got) == argmax(want);
-        correct += usize::from(argmax(got) == test.labels[i] as usize);
-    }
-    // A table with a reference block predicts in its units: measure the
-    // same way and compare ratio × scale.
+    let labels: Vec<usize> = (0..n).map(|i| test.labels[i] as usize).collect();
+    let Comparison {
+        max_abs_diff,
+        agree,
+        correct,
+    } = compare_outputs(&ran.outputs, &want, &labels).map_err(|m| {
+        anyhow!(
+            "target {}: {m}; {} is not usable there",
+            target.name,
+            a.model.display()
+        )
+    })?;
+    // A table with a reference block predicts in its units (ratio to the
+    // reference × the table's scale): the measured ratio is put in the same
+    // units to be compared, and named for what it is.
     let reference = predicted.as_ref().and_then(|(t, _)| {
         let key = t.header.noise.reference_block?;
         Some((key, t.reference_scale_ms()?))
     });
     let lat = &ran.latency;
-    let (measured_ms, raw_measured_ms) = match (reference, lat.ratio) {
-        (Some((_, scale)), Some(ratio)) => (ratio * scale, Some(lat.median_ms)),
-        _ => (lat.median_ms, None),
+    let reference_scaled_ms = match (reference, lat.ratio) {
+        (Some((_, scale)), Some(ratio)) => Some(ratio * scale),
+        _ => None,
     };
     let (table_target, table_label, predicted_ms, uncalibrated_ms) = match &predicted {
         Some((t, p)) => {
@@ -403,8 +453,9 @@ pub fn verify(a: &VerifyArgs) -> anyhow::Result<serde_json::Value> {
         "agree": agree,
         "max_abs_diff": max_abs_diff,
         "correct": correct,
-        "measured_ms": measured_ms,
-        "raw_measured_ms": raw_measured_ms,
+        "measured_ms": lat.median_ms,
+        "ratio_to_reference": lat.ratio,
+        "reference_scaled_ms": reference_scaled_ms,
         "reference": reference.map(|(k, scale)| json!({"block": k.to_string(), "scale_ms": scale})),
         "p10_ms": lat.p10_ms,
         "p90_ms": lat.p90_ms,
@@ -431,6 +482,38 @@ mod tests {
         assert_eq!(argmax(&[0.0, 3.0, -1.0, 3.0]), 1);
         assert_eq!(argmax(&[-5.0]), 0);
         assert_eq!(argmax(&[-2.0, -1.0]), 1);
+    }
+
+    #[test]
+    fn nan_or_inf_anywhere_is_an_error_not_a_zero_difference() {
+        let want = vec![vec![0.1, 0.9], vec![0.8, 0.2]];
+        let ok = compare_outputs(&want, &want, &[1, 0]).expect("finite");
+        assert_eq!(
+            ok,
+            Comparison {
+                max_abs_diff: 0.0,
+                agree: true,
+                correct: 2
+            }
+        );
+        let all_nan = vec![vec![f32::NAN; 2]; 2];
+        let e = compare_outputs(&all_nan, &want, &[1, 0]).expect_err("all NaN");
+        assert!(
+            e.contains("image 0") && e.contains("target") && e.contains("NaN"),
+            "{e}"
+        );
+        let one_inf = vec![vec![0.1, 0.9], vec![0.8, f32::INFINITY]];
+        let e = compare_outputs(&one_inf, &want, &[1, 0]).expect_err("Inf");
+        assert!(
+            e.contains("image 1") && e.contains("index 1") && e.contains("inf"),
+            "{e}"
+        );
+        let e = compare_outputs(&want, &one_inf, &[1, 0]).expect_err("host Inf");
+        assert!(e.contains("host"), "{e}");
+        let shifted = vec![vec![0.1, 0.9], vec![0.8, 0.25]];
+        let c = compare_outputs(&shifted, &want, &[1, 1]).expect("finite");
+        assert!((c.max_abs_diff - 0.05).abs() < 1e-6);
+        assert_eq!(c.correct, 1);
     }
 
     #[test]

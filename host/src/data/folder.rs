@@ -39,7 +39,7 @@ fn class_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, DataError> {
 fn decode(path: &Path, shape: Shape) -> Result<Vec<u8>, DataError> {
     let img = image::open(path).map_err(|source| DataError::Image {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     let (w, h) = (shape.width as u32, shape.height as u32);
     let img = if img.width() == w && img.height() == h {

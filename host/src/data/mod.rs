@@ -37,13 +37,12 @@ use crate::space::Shape;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A file or directory could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The path.
         path: PathBuf,
         /// Underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file is not in the expected format.
     #[error("{path}: {message}")]
@@ -54,13 +53,12 @@ pub enum DataError {
         message: String,
     },
     /// An image could not be decoded.
-    #[error("{path}: cannot decode image: {source}")]
+    #[error("{path}: cannot decode image: {cause}")]
     Image {
         /// The file.
         path: PathBuf,
         /// Decoder error.
-        #[source]
-        source: image::ImageError,
+        cause: image::ImageError,
     },
     /// The data set's images do not fit the space's input.
     #[error("{kind} images are {found}, but the space expects {expected}")]
@@ -78,7 +76,15 @@ pub enum DataError {
     /// A tensor operation failed (e.g. the device is unavailable).
     #[cfg(feature = "train")]
     #[error("torch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
+}
+
+// By hand, not `#[from]`: the message shows the cause, so it is not also
+// returned as the source (each cause is printed once).
+impl From<tch::TchError> for DataError {
+    fn from(e: tch::TchError) -> DataError {
+        DataError::Torch(e)
+    }
 }
 
 /// Network input for pixel value `p`: `(p − 127.5) / 127.5`, in [−1, 1].
@@ -108,7 +114,7 @@ impl DataError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 

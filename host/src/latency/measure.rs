@@ -564,14 +564,14 @@ pub fn measure_model(
                 crate::onnx::write_block(key, super::profile::BLOCK_SEED).map_err(|source| {
                     LatencyError::Onnx {
                         what: format!("reference {key}"),
-                        source,
+                        cause: source,
                     }
                 })?;
             let r = dev
                 .load_model(&bytes)
                 .map_err(|source| LatencyError::Device {
                     what: format!("loading the reference {key}"),
-                    source,
+                    cause: source,
                 })?;
             Some(r.handle)
         }
@@ -581,7 +581,7 @@ pub fn measure_model(
         .load_model(onnx)
         .map_err(|source| LatencyError::Device {
             what: format!("loading {what}"),
-            source,
+            cause: source,
         })?;
     let mut m = measure_loaded(dev, loaded.handle, reference, what, base, noise)?;
     m.load_ms = loaded.load_ms;
@@ -591,7 +591,7 @@ pub fn measure_model(
         if let Err(source) = dev.unload(handle) {
             let e = LatencyError::Device {
                 what: format!("unloading {what}"),
-                source,
+                cause: source,
             };
             if e.is_link_failure() {
                 return Err(e);
@@ -676,7 +676,7 @@ pub fn measure_loaded(
             .bench(handle, reference, every, &limits)
             .map_err(|source| LatencyError::Device {
                 what: format!("benchmarking {what}"),
-                source,
+                cause: source,
             })?;
         let valid = |v: &[f64]| !v.is_empty() && v.iter().all(|x| x.is_finite() && *x >= 0.0);
         let got = stats

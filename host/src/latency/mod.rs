@@ -35,22 +35,22 @@ pub use table::{Calibration, Entry, Header, SentinelRecord, SpaceRef, Table};
 #[derive(Debug, thiserror::Error)]
 pub enum LatencyError {
     /// A file could not be read or written.
-    #[error("{path}: cannot {action}: {source}")]
+    #[error("{path}: cannot {action}: {cause}")]
     Io {
         /// The file (or directory).
         path: PathBuf,
         /// What was being done, e.g. `read`, `write`, `rename into place`.
         action: &'static str,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A table file is not valid JSON, or not a table.
-    #[error("{path}: not a valid latency table: {source}")]
+    #[error("{path}: not a valid latency table: {cause}")]
     Parse {
         /// The file.
         path: PathBuf,
         /// serde_json's reason, with line and column.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// A table of another format or a newer format version.
     #[error("{path}: {message}")]
@@ -95,23 +95,23 @@ pub enum LatencyError {
     #[error(transparent)]
     Space(#[from] SpaceError),
     /// Writing a block or network as ONNX failed.
-    #[error("writing {what} as ONNX: {source}")]
+    #[error("writing {what} as ONNX: {cause}")]
     Onnx {
         /// The block key or architecture.
         what: String,
         /// Cause.
-        source: OnnxError,
+        cause: OnnxError,
     },
     /// Opening a session with the target's agent failed.
     #[error(transparent)]
     Session(#[from] SessionError),
     /// A request to the agent failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Device {
         /// What was being done, e.g. `benchmarking mbconv:k3e6:…`.
         what: String,
         /// Cause.
-        source: ClientError,
+        cause: ClientError,
     },
     /// The agent answered, but with something unusable.
     #[error("{what}: {message}")]
@@ -133,7 +133,7 @@ pub enum LatencyError {
     },
     /// A profile stopped early; what was measured is saved.
     #[error(
-        "profiling stopped: {saved} of {total} entries are saved in {path}; run the same command again to resume: {source}"
+        "profiling stopped: {saved} of {total} entries are saved in {path}; run the same command again to resume: {cause}"
     )]
     Interrupted {
         /// The table file.
@@ -143,7 +143,7 @@ pub enum LatencyError {
         /// Entries the space needs.
         total: usize,
         /// Why it stopped.
-        source: Box<LatencyError>,
+        cause: Box<LatencyError>,
     },
     /// Drawing the plot failed.
     #[error("{path}: cannot draw the plot: {message}")]
@@ -182,7 +182,7 @@ impl LatencyError {
             | LatencyError::NoSpace { .. }
             | LatencyError::Space(_)
             | LatencyError::InvalidArgument(_) => true,
-            LatencyError::Interrupted { source, .. } => source.is_bad_input(),
+            LatencyError::Interrupted { cause: source, .. } => source.is_bad_input(),
             _ => false,
         }
     }
@@ -190,7 +190,7 @@ impl LatencyError {
     /// Whether the link to the agent is gone (so a fresh session may help),
     /// rather than the request itself having failed.
     pub fn is_link_failure(&self) -> bool {
-        matches!(self, LatencyError::Device { source, .. } if !source.session_usable())
+        matches!(self, LatencyError::Device { cause: source, .. } if !source.session_usable())
     }
 }
 

@@ -205,7 +205,7 @@ pub fn profile(
                 let bytes =
                     onnx::write_block(key, BLOCK_SEED).map_err(|source| LatencyError::Onnx {
                         what: what.clone(),
-                        source,
+                        cause: source,
                     })?;
                 let noise = run.table.header.noise.clone();
                 let m = run
@@ -262,7 +262,7 @@ pub fn profile(
             path: path.to_path_buf(),
             saved,
             total,
-            source: Box::new(e),
+            cause: Box::new(e),
         });
     }
     Ok(ProfileSummary {
@@ -311,7 +311,7 @@ impl Run<'_, '_> {
         let what = format!("sentinel {key}");
         let bytes = onnx::write_block(&key, BLOCK_SEED).map_err(|source| LatencyError::Onnx {
             what: what.clone(),
-            source,
+            cause: source,
         })?;
         let limits = self.limits;
         let m = self

@@ -330,7 +330,7 @@ impl Table {
         let bytes = fs::read(path).map_err(|source| LatencyError::Io {
             path: path.to_path_buf(),
             action: "read",
-            source,
+            cause: source,
         })?;
         // Check the format before the full schema so a newer table says so
         // instead of failing on whatever field changed.
@@ -342,7 +342,7 @@ impl Table {
         let probe: Probe =
             serde_json::from_slice(&bytes).map_err(|source| LatencyError::Parse {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })?;
         let format_err = |message: String| LatencyError::Format {
             path: path.to_path_buf(),
@@ -369,7 +369,7 @@ impl Table {
         let table: Table =
             serde_json::from_slice(&bytes).map_err(|source| LatencyError::Parse {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })?;
         let referenced = table.header.noise.reference_block.is_some();
         for (key, e) in &table.entries {
@@ -400,7 +400,7 @@ impl Table {
         let mut text = serde_json::to_string_pretty(self).map_err(|e| LatencyError::Io {
             path: path.to_path_buf(),
             action: "serialise the table for",
-            source: std::io::Error::other(e),
+            cause: std::io::Error::other(e),
         })?;
         text.push('\n');
         Ok(crate::files::write_atomic(path, text.as_bytes())?)

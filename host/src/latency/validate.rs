@@ -250,7 +250,7 @@ pub fn validate(
             let bytes = onnx::write_network(space, arch, &mut RandomWeights::new(*seed)).map_err(
                 |source| LatencyError::Onnx {
                     what: what.clone(),
-                    source,
+                    cause: source,
                 },
             )?;
             let m = link.run(|d| measure_model(d, &bytes, &what, limits, noise))?;

@@ -34,22 +34,20 @@ pub use schema::{RawHead, RawInput, RawSpace, RawStage, RawStem};
 #[derive(Debug, thiserror::Error)]
 pub enum SpaceError {
     /// The space file could not be read.
-    #[error("{origin}: cannot read: {source}")]
+    #[error("{origin}: cannot read: {cause}")]
     Read {
         /// File the space was read from.
         origin: String,
         /// Underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The YAML does not parse or does not fit the schema (serde names the key).
-    #[error("{origin}: {source}")]
+    #[error("{origin}: {cause}")]
     Yaml {
         /// File (or other origin) of the text.
         origin: String,
         /// Parser error, with key path and line.
-        #[source]
-        source: serde_yaml_ng::Error,
+        cause: serde_yaml_ng::Error,
     },
     /// The YAML fits the schema but breaks a rule of the space.
     #[error("{origin}: {key}: {message}")]
@@ -183,7 +181,7 @@ impl Space {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| SpaceError::Read {
             origin: origin.clone(),
-            source,
+            cause: source,
         })?;
         Space::from_yaml_str(&text, &origin)
     }
@@ -192,7 +190,7 @@ impl Space {
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<Space, SpaceError> {
         let raw: RawSpace = serde_yaml_ng::from_str(text).map_err(|source| SpaceError::Yaml {
             origin: origin.to_string(),
-            source,
+            cause: source,
         })?;
         Space::from_raw(raw, origin)
     }

@@ -62,7 +62,7 @@ type RawTensor = (String, Vec<usize>, Vec<u8>);
 fn io_err(path: &Path, source: std::io::Error) -> SupernetError {
     SupernetError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     }
 }
 

@@ -75,12 +75,29 @@ mod tests {
 
     /// On a machine without a GPU (CI, this sandbox) `--device cuda` must
     /// fail with a message that names the device; on one with a GPU and the
-    /// CUDA libraries it must give the device.
+    /// CUDA libraries it must give the device. Which case this machine is
+    /// comes from outside libtorch (the driver's device node, the library
+    /// file), so a wrong answer either way fails.
     #[test]
     fn cuda_is_the_gpu_or_a_clear_error() {
+        let gpu = std::path::Path::new("/dev/nvidiactl").exists();
+        let cuda_lib =
+            LIBTORCH_LIB.is_some_and(|d| std::path::Path::new(d).join("libtorch_cuda.so").exists());
         match torch_device(DeviceSpec::Cuda(0)) {
-            Ok(d) => assert_eq!(d, tch::Device::Cuda(0)),
-            Err(e) => assert!(e.to_string().starts_with("--device cuda: "), "{e}"),
+            Ok(d) => {
+                assert!(
+                    gpu,
+                    "--device cuda gave a device on a machine without a GPU"
+                );
+                assert_eq!(d, tch::Device::Cuda(0));
+            }
+            Err(e) => {
+                assert!(
+                    !(gpu && cuda_lib),
+                    "a GPU and libtorch's CUDA library are here, yet: {e}"
+                );
+                assert!(e.to_string().starts_with("--device cuda: "), "{e}");
+            }
         }
         let e = torch_device(DeviceSpec::Cuda(1000)).unwrap_err();
         assert!(e.to_string().starts_with("--device cuda:1000: "), "{e}");

@@ -45,7 +45,7 @@ use crate::space::SpaceError;
 pub enum SupernetError {
     /// A libtorch call failed (shape mismatch, device missing, …).
     #[error("torch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
     /// The space or an architecture is invalid.
     #[error(transparent)]
     Space(#[from] SpaceError),
@@ -53,13 +53,12 @@ pub enum SupernetError {
     #[error(transparent)]
     Data(#[from] DataError),
     /// A checkpoint or weights file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A checkpoint or weights file is malformed or does not fit the supernet.
     #[error("{path}: {message}")]
@@ -84,4 +83,12 @@ pub enum SupernetError {
         /// The loss value.
         loss: f64,
     },
+}
+
+// By hand, not `#[from]`: the message shows the cause, so it is not also
+// returned as the source (each cause is printed once).
+impl From<tch::TchError> for SupernetError {
+    fn from(e: tch::TchError) -> SupernetError {
+        SupernetError::Torch(e)
+    }
 }
