@@ -11,15 +11,15 @@ use std::path::{Path, PathBuf};
 
 /// A file could not be written in place.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: cannot {action}: {source}")]
+#[error("{path}: cannot {action}: {cause}")]
 pub struct WriteError {
     /// The file, its temporary twin or its directory.
     pub path: PathBuf,
     /// What was being done, e.g. `write`, `rename into place`.
     pub action: &'static str,
-    /// Cause.
-    #[source]
-    pub source: std::io::Error,
+    /// Cause (shown in the message, so not also returned as `source()`:
+    /// each cause is printed once).
+    pub cause: std::io::Error,
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same
@@ -31,7 +31,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         move |source| WriteError {
             path,
             action,
-            source,
+            cause: source,
         }
     };
     let dir = match path.parent() {

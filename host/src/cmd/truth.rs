@@ -15,12 +15,12 @@ use super::job::{Job, LatencyRecord};
 use super::train::{CONFIG_FILE, setup_torch};
 use crate::config::JobConfig;
 use crate::data::{self, Splits};
+use crate::files::write_atomic;
 use crate::latency::stats::Correlation;
 use crate::rank::truth::{
     Budget, DataInfo, DrawInfo, LatencyInfo, TRUTH_FORMAT, TruthArch, TruthFile, TruthRun, measure,
 };
 use crate::rank::{RankError, RunLatency, Score, draw_stratified, score_supernet};
-use crate::files::write_atomic;
 use crate::search::{LatencyModel, OneShotSettings};
 use crate::space::Space;
 use crate::supernet::checkpoint::{LoadMode, WEIGHTS_FILE, load_weights, weights_space_hash};

@@ -164,7 +164,7 @@ impl From<crate::files::WriteError> for LatencyError {
         LatencyError::Io {
             path: e.path,
             action: e.action,
-            source: e.source,
+            cause: e.cause,
         }
     }
 }

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::RankError;
 use crate::config::{Augment, Schedule, TrainConfig};
 use crate::data::derive_seed;
-use crate::latency::stats::{Correlation, correlate};
 use crate::files::write_atomic;
+use crate::latency::stats::{Correlation, correlate};
 use crate::search::{LatencyModel, Window};
 use crate::space::{Arch, Space};
 

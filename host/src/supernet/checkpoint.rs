@@ -92,7 +92,7 @@ fn to_bytes(values: &[f32]) -> Vec<u8> {
 
 /// [`crate::files::write_atomic`], its error as this module's.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SupernetError> {
-    crate::files::write_atomic(path, bytes).map_err(|e| io_err(&e.path, e.source))
+    crate::files::write_atomic(path, bytes).map_err(|e| io_err(&e.path, e.cause))
 }
 
 fn serialize(
