@@ -81,6 +81,7 @@ pub enum DataError {
 
 // By hand, not `#[from]`: the message shows the cause, so it is not also
 // returned as the source (each cause is printed once).
+#[cfg(feature = "train")]
 impl From<tch::TchError> for DataError {
     fn from(e: tch::TchError) -> DataError {
         DataError::Torch(e)
