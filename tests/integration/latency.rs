@@ -49,8 +49,8 @@ stages:
 head: { channels: 32 }
 ";
 
-/// 19 blocks, for the kill-and-resume test.
-const WIDER: &str = "\
+/// 19 blocks, for the kill-and-resume tests (here and in `silent`).
+pub(crate) const WIDER: &str = "\
 name: wider
 input: { channels: 3, height: 16, width: 16 }
 num_classes: 10

@@ -11,19 +11,8 @@ use serde_json::Value;
 
 use crate::util::{padnas_bin, tcp_agent};
 
-/// 19 blocks; each entry takes at least 120 ms of warm-up.
-const SPACE: &str = "\
-name: wider
-input: { channels: 3, height: 16, width: 16 }
-num_classes: 10
-stem: { kernel: 3, channels: 8, stride: 2 }
-stages:
-  - { channels: 8, num_layers: 1, stride: 1, first_ops: [k3e1, k5e1, k7e1] }
-  - { channels: 16, num_layers: 2, stride: 2, first_ops: [k3e3, k5e3, k7e3], ops: [k3e3, k5e3, k7e3, id] }
-  - { channels: 24, num_layers: 2, stride: 2, first_ops: [k3e3, k5e3, k7e3], ops: [k3e3, k5e3, k7e3, id] }
-  - { channels: 24, num_layers: 1, stride: 1, first_ops: [k3e6, k5e6] }
-head: { channels: 32 }
-";
+// 19 blocks; each entry takes at least 120 ms of warm-up.
+use crate::latency::WIDER as SPACE;
 
 fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) with the pid of a child this test started.
