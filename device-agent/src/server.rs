@@ -2,7 +2,7 @@
 //! between.
 //!
 //! Robustness rules: every damaged frame, unknown kind, bad header, corrupt
-//! model or bad input gets an [`ErrorReply`] naming the problem and the
+//! model or bad input gets an [`ErrorReply`](crate::proto::ErrorReply) naming the problem and the
 //! session goes on; only a protocol-major mismatch and a bad token close it.
 //! tract runs on worker threads that catch panics (see [`crate::bench`]),
 //! and [`serve_tcp`] also catches any panic of a whole session, so one bad
