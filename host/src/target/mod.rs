@@ -58,7 +58,7 @@ pub enum TargetError {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTarget {
+struct RawTargetFile {
     name: String,
     #[serde(default)]
     description: Option<String>,
@@ -149,7 +149,7 @@ impl Target {
     /// Parses and validates target YAML; `origin` names the file in errors.
     pub fn from_yaml_str(text: &str, origin: &Path) -> Result<Target, TargetError> {
         let file = origin.display().to_string();
-        let raw: RawTarget = serde_yaml_ng::from_str(text).map_err(|e| TargetError::Yaml {
+        let raw: RawTargetFile = serde_yaml_ng::from_str(text).map_err(|e| TargetError::Yaml {
             file: file.clone(),
             message: e.to_string(),
         })?;
