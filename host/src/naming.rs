@@ -15,7 +15,7 @@ pub enum Site {
     /// The stem conv.
     Stem,
     /// Searchable layer `index` running `op`. A lone block written by
-    /// [`write_block`] is layer 0.
+    /// [`write_block`](crate::onnx::write_block) is layer 0.
     Layer {
         /// Index of the layer among the searchable layers.
         index: usize,

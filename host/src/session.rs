@@ -339,7 +339,7 @@ mod tests {
     fn an_unoptimised_agent_is_labelled_so() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../targets");
         let target = Target::resolve("local", &dir).expect("local target");
-        let mut info = crate::latency::measure::tests::info();
+        let mut info = crate::latency::fake::info();
         let plain = measurement_label(&target, &info);
         assert_eq!(plain, "Test CPU (2 cores, x86_64)");
         info.features

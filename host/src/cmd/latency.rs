@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::cmd::profile::{link_for, progress_bar};
 use crate::files::write_atomic;
-use crate::latency::measure::check_passes;
+use crate::latency::noise::check_passes;
 use crate::latency::predict::{predict, space_from_header};
 use crate::latency::table::{Calibration, Header, Table};
 use crate::latency::validate::{Progress, calibration_helps, plot_svg, sample, validate};

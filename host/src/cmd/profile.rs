@@ -7,9 +7,9 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::latency::LatencyError;
-use crate::latency::measure::{Connection, Link, NoiseSettings};
 use crate::latency::profile::{default_table_path, profile, session_record};
 use crate::latency::table::{Header, SpaceRef, Table};
+use crate::latency::{AgentLink, Connection, NoiseSettings};
 use crate::session;
 use crate::space::{BlockKey, Space};
 use crate::target::Target;
@@ -88,8 +88,8 @@ pub fn progress_bar(len: u64) -> ProgressBar {
     pb
 }
 
-/// A [`Link`] to `target` starting on `first`; reconnections open fresh sessions.
-pub fn link_for<'a>(target: &Target, first: session::Session, reconnects: u32) -> Link<'a> {
+/// A [`AgentLink`] to `target` starting on `first`; reconnections open fresh sessions.
+pub fn link_for<'a>(target: &Target, first: session::Session, reconnects: u32) -> AgentLink<'a> {
     let stop = session::spawns_agent(target);
     let target = target.clone();
     let connect = move || {
@@ -99,7 +99,7 @@ pub fn link_for<'a>(target: &Target, first: session::Session, reconnects: u32) -
             info: s.info,
         })
     };
-    Link::new(
+    AgentLink::new(
         Connection {
             device: Box::new(first.client),
             info: first.info,

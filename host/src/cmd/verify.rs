@@ -23,7 +23,8 @@ use serde_json::json;
 
 use crate::config::FASHION_MNIST_DIR;
 use crate::data::{ImageSet, load_fashion_mnist, normalized_nchw};
-use crate::latency::measure::{Measured, NoiseSettings, QuietRuns, measure_loaded};
+use crate::latency::measure::{Measured, measure_loaded};
+use crate::latency::noise::{NoiseSettings, QuietRuns};
 use crate::latency::predict::{Prediction, predict, space_from_header};
 use crate::latency::table::Table;
 use crate::onnx;
@@ -384,7 +385,7 @@ pub fn verify(a: &VerifyArgs) -> anyhow::Result<serde_json::Value> {
     let reference_onnx = predicted
         .as_ref()
         .and_then(|(t, _)| t.header.noise.reference_block)
-        .map(|k| onnx::write_block(&k, crate::latency::profile::BLOCK_SEED))
+        .map(|k| onnx::write_block(&k, crate::onnx::BLOCK_SEED))
         .transpose()?;
     let mut session = session::open(&target)?;
     let label = session::measurement_label(&target, &session.info);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, Ctx, absolute};
-use crate::latency::measure::{check_passes, check_sensor_gate};
+use crate::latency::noise::{check_passes, check_sensor_gate};
 
 /// Target section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,16 +1,24 @@
 //! Latency lookup tables: measured per block on a target through its agent,
 //! summed per architecture, validated against whole networks.
 //!
+//! From the bottom up (each file imports only files above it):
+//!
+//! - [`stats`]: the order-statistic confidence interval of the median,
+//!   accuracy metrics, rank correlations, the linear calibration;
+//! - [`noise`]: how a block is measured (the settings a table records, the
+//!   quiet sensor level, what the gate kept);
+//! - [`link`]: the agent as measuring sees it ([`BenchAgent`]) and the
+//!   [`AgentLink`] that reconnects to a dropped agent;
+//! - [`measure`]: noise control (bench in rounds, pool samples until the
+//!   median is known to ±`ci_target_pct`, reference pairing, sensor gate);
 //! - [`table`]: the JSON table (provenance header, one entry per
 //!   [`BlockKey`](crate::space::BlockKey), sentinel records);
-//! - [`stats`]: the order-statistic confidence interval of the median,
-//!   accuracy metrics, the linear calibration and its leave-one-out check;
-//! - [`measure`]: noise control (bench in rounds, pool samples until the
-//!   median is known to ±`ci_target_pct`), reconnecting to a dropped agent;
 //! - [`profile`]: building (and resuming) a table;
 //! - [`predict`]: table lookups for an architecture;
 //! - [`validate`]: random whole networks measured end to end, the report and
 //!   the scatter plot.
+//!
+//! `fake` (tests only) is a scripted agent for all of them.
 
 use std::path::PathBuf;
 
@@ -20,14 +28,19 @@ use crate::onnx::OnnxError;
 use crate::session::SessionError;
 use crate::space::SpaceError;
 
+#[cfg(test)]
+pub(crate) mod fake;
+pub mod link;
 pub mod measure;
+pub mod noise;
 pub mod predict;
 pub mod profile;
 pub mod stats;
 pub mod table;
 pub mod validate;
 
-pub use measure::{Connection, Device, Link, NoiseSettings};
+pub use link::{AgentLink, BenchAgent, Connection};
+pub use noise::NoiseSettings;
 pub use predict::{Prediction, predict};
 pub use table::{Calibration, Entry, Header, SentinelRecord, SpaceRef, Table};
 

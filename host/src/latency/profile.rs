@@ -12,16 +12,13 @@ use indicatif::ProgressBar;
 use padnas_agent::proto::{AgentInfo, BenchLimits};
 use serde::Serialize;
 
-use super::measure::{Link, measure_model};
+use super::link::AgentLink;
+use super::measure::measure_model;
 use super::table::{Entry, SentinelRecord, SessionRecord, Table};
 use super::{LatencyError, now_rfc3339};
 use crate::onnx;
 use crate::space::BlockKey;
 use crate::target::Target;
-
-/// Seed of the random weights of profiled blocks. Latency does not depend
-/// on the values (no sparsity tricks in tract), so one fixed seed suffices.
-pub const BLOCK_SEED: u64 = 0;
 
 /// Where a table goes by default: `<dir>/<target>-<cpu>/<space>.json` for a
 /// device, `<dir>/emulated/<target>/<space>.json` under emulation, so
@@ -153,7 +150,7 @@ pub fn profile(
     path: &Path,
     blocks: &[BlockKey],
     limits: &BenchLimits,
-    link: &mut Link<'_>,
+    link: &mut AgentLink<'_>,
     command: &[String],
     progress: &ProgressBar,
 ) -> Result<ProfileSummary, LatencyError> {
@@ -202,17 +199,18 @@ pub fn profile(
                 } else {
                     what.clone()
                 });
-                let bytes =
-                    onnx::write_block(key, BLOCK_SEED).map_err(|source| LatencyError::Onnx {
+                let bytes = onnx::write_block(key, onnx::BLOCK_SEED).map_err(|source| {
+                    LatencyError::Onnx {
                         what: what.clone(),
                         cause: source,
-                    })?;
+                    }
+                })?;
                 let noise = run.table.header.noise.clone();
                 let m = run
                     .link
                     .run(|d| measure_model(d, &bytes, &what, run.limits, &noise))?;
                 run.record_reconnects()?;
-                let visit = m.entry(now_rfc3339());
+                let visit = Entry::from_measured(&m, now_rfc3339());
                 if !visit.converged {
                     unconverged_now += 1;
                     tracing::warn!(
@@ -283,7 +281,7 @@ struct Run<'r, 'l> {
     table: &'r mut Table,
     path: &'r Path,
     limits: &'r BenchLimits,
-    link: &'r mut Link<'l>,
+    link: &'r mut AgentLink<'l>,
     command: &'r [String],
     sentinels_now: usize,
 }
@@ -309,10 +307,11 @@ impl Run<'_, '_> {
             return Ok(());
         };
         let what = format!("sentinel {key}");
-        let bytes = onnx::write_block(&key, BLOCK_SEED).map_err(|source| LatencyError::Onnx {
-            what: what.clone(),
-            cause: source,
-        })?;
+        let bytes =
+            onnx::write_block(&key, onnx::BLOCK_SEED).map_err(|source| LatencyError::Onnx {
+                what: what.clone(),
+                cause: source,
+            })?;
         let limits = self.limits;
         let m = self
             .link
@@ -360,9 +359,9 @@ pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::latency::measure::tests::{Fake, info};
-    use crate::latency::measure::{Connection, Device};
+    use crate::latency::fake::{Fake, info};
     use crate::latency::table::tests::header;
+    use crate::latency::{BenchAgent, Connection};
     use crate::space::Space;
 
     pub(crate) const TINY: &str = "\
@@ -387,7 +386,7 @@ head: { channels: 32 }
         table: &mut Table,
         path: &Path,
         blocks: &[BlockKey],
-        link: &mut Link<'_>,
+        link: &mut AgentLink<'_>,
     ) -> Result<ProfileSummary, LatencyError> {
         let cmd = ["padnas".to_string()];
         let pb = ProgressBar::hidden();
@@ -409,19 +408,19 @@ head: { channels: 32 }
         Table::new(h)
     }
 
-    fn link_to(fakes: Vec<Fake>) -> Link<'static> {
+    fn link_to(fakes: Vec<Fake>) -> AgentLink<'static> {
         let mut fakes: VecDeque<Fake> = fakes.into();
         let first = fakes.pop_front().expect("one fake");
         let connect = move || {
             fakes
                 .pop_front()
                 .map(|f| Connection {
-                    device: Box::new(f) as Box<dyn Device>,
+                    device: Box::new(f) as Box<dyn BenchAgent>,
                     info: info(),
                 })
                 .ok_or_else(|| LatencyError::InvalidArgument("no agent".into()))
         };
-        Link::new(
+        AgentLink::new(
             Connection {
                 device: Box::new(first),
                 info: info(),
@@ -494,7 +493,7 @@ head: { channels: 32 }
         fn size(onnx: &[u8]) -> f64 {
             onnx.len() as f64 / 1000.0
         }
-        let cost = |k: &BlockKey| size(&onnx::write_block(k, BLOCK_SEED).unwrap());
+        let cost = |k: &BlockKey| size(&onnx::write_block(k, onnx::BLOCK_SEED).unwrap());
         let mut table = new_table(&space);
         table.header.noise.sentinel_every = 0;
         table.header.noise.passes = 3;
@@ -623,7 +622,7 @@ head: { channels: 32 }
             drop_after: Some(2),
             ..Fake::steady(1.0)
         };
-        let mut link = Link::new(
+        let mut link = AgentLink::new(
             Connection {
                 device: Box::new(first),
                 info: info(),

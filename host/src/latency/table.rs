@@ -18,7 +18,8 @@ use padnas_agent::proto::AgentInfo;
 use serde::{Deserialize, Serialize};
 
 use super::LatencyError;
-use super::measure::NoiseSettings;
+use super::measure::Measured;
+use super::noise::NoiseSettings;
 use super::stats::LinearFit;
 use crate::session::measurement_label;
 use crate::space::{BlockKey, Space};
@@ -190,7 +191,7 @@ pub struct Entry {
     /// quiet, against which level, and whether any was; the statistics
     /// above are those of the quiet runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quiet: Option<super::measure::QuietRuns>,
+    pub quiet: Option<super::noise::QuietRuns>,
     /// In a profile of several passes (`noise.passes`): the median of every
     /// visit, in the order measured. The other fields are those of the
     /// fastest visit. Empty in a one-pass table.
@@ -208,7 +209,7 @@ impl Entry {
     /// gate found quiet runs beats one in which it found none; then the
     /// ratio to the reference block in a table with one, else the median.
     fn speed_key(&self) -> (bool, f64) {
-        super::measure::QuietRuns::visit_key(
+        super::noise::QuietRuns::visit_key(
             self.quiet.as_ref(),
             self.ratio.unwrap_or(self.median_ms),
         )
@@ -490,10 +491,37 @@ impl Table {
     }
 }
 
+impl Entry {
+    /// The entry for a measurement `m`, taken at `measured_at`.
+    pub fn from_measured(m: &Measured, measured_at: String) -> Entry {
+        let s = &m.summary;
+        Entry {
+            median_ms: s.median,
+            p10_ms: s.p10,
+            p90_ms: s.p90,
+            mean_ms: s.mean,
+            stddev_ms: s.stddev,
+            min_ms: s.min,
+            max_ms: s.max,
+            runs: s.n as u32,
+            rounds: m.rounds,
+            ci95_halfwidth_pct: m.ci95_halfwidth_pct,
+            converged: m.converged,
+            load_ms: m.load_ms,
+            measured_at,
+            ratio: m.paired.as_ref().map(|p| p.ratio),
+            ratio_ci95_halfwidth_pct: m.paired.as_ref().and_then(|p| p.ratio_ci95_halfwidth_pct),
+            reference_median_ms: m.paired.as_ref().map(|p| p.reference_median_ms),
+            quiet: m.quiet.clone(),
+            visit_medians_ms: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::latency::measure::QuietRuns;
+    use crate::latency::noise::QuietRuns;
 
     /// A header for tests.
     pub(crate) fn header() -> Header {

@@ -11,7 +11,8 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::LatencyError;
-use super::measure::{Link, measure_model};
+use super::link::AgentLink;
+use super::measure::measure_model;
 use super::predict::predict;
 use super::stats::{LinearFit, Metrics, fit_linear, loo_predictions, metrics};
 use super::table::Table;
@@ -58,7 +59,7 @@ pub struct Row {
     /// With the table's sensor gate: what it kept of the runs (the figures
     /// above are those of the kept runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quiet: Option<super::measure::QuietRuns>,
+    pub quiet: Option<super::noise::QuietRuns>,
 }
 
 impl Row {
@@ -78,7 +79,7 @@ impl Row {
         list.push(visit.measured_ms);
         // As for table entries: a visit in which the gate found quiet runs
         // beats one in which it found none.
-        let key = |r: &Row| super::measure::QuietRuns::visit_key(r.quiet.as_ref(), r.measured_ms);
+        let key = |r: &Row| super::noise::QuietRuns::visit_key(r.quiet.as_ref(), r.measured_ms);
         let mut best = if key(&visit) < key(&self) {
             visit
         } else {
@@ -183,7 +184,7 @@ pub fn validate(
     table_path: &Path,
     space: &Space,
     archs: &[(u64, Arch)],
-    link: &mut Link<'_>,
+    link: &mut AgentLink<'_>,
     limits: &BenchLimits,
     passes: u32,
     done: Vec<Option<Row>>,
@@ -473,8 +474,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::latency::measure::Connection;
-    use crate::latency::measure::tests::{Fake, info};
+    use crate::latency::Connection;
+    use crate::latency::fake::{Fake, info};
     use crate::latency::table::tests::{entry, header};
 
     fn row(pred: f64, meas: f64) -> Row {
@@ -589,8 +590,8 @@ mod tests {
     }
 
     /// A link to `fake` that does not reconnect.
-    fn link_to(fake: Fake) -> Link<'static> {
-        Link::new(
+    fn link_to(fake: Fake) -> AgentLink<'static> {
+        AgentLink::new(
             Connection {
                 device: Box::new(fake),
                 info: info(),
@@ -660,7 +661,7 @@ mod tests {
         let noise = table.header.noise.clone();
         let mut dev = fake(|b| if b % 3 == 0 { 1.45 } else { 1.0 });
         for k in space.unique_blocks() {
-            let bytes = crate::onnx::write_block(&k, crate::latency::profile::BLOCK_SEED).unwrap();
+            let bytes = crate::onnx::write_block(&k, crate::onnx::BLOCK_SEED).unwrap();
             let m = crate::latency::measure::measure_model(
                 &mut dev,
                 &bytes,
@@ -669,7 +670,9 @@ mod tests {
                 &noise,
             )
             .unwrap();
-            table.entries.insert(k, m.entry("t".into()));
+            table
+                .entries
+                .insert(k, crate::latency::Entry::from_measured(&m, "t".into()));
         }
         let archs = sample(&space, 6, 3);
         let validated = |phase: fn(usize) -> f64| {
@@ -732,7 +735,7 @@ mod tests {
         let (space, mut table) = tiny_table();
         table.header.noise.sensor_gate_pct = Some(10.0);
         table.header.noise.sensor_wait_ms = 50;
-        table.header.noise.sensor_floor_ms = crate::latency::measure::QuietLevel::known(0.4);
+        table.header.noise.sensor_floor_ms = crate::latency::noise::QuietLevel::known(0.4);
         let archs = sample(&space, 4, 3);
         // Busy (1.8× slower) 40 ticks out of every 50.
         let busy: fn(usize) -> f64 = |t| if t % 50 < 10 { 1.0 } else { 1.8 };
@@ -758,7 +761,7 @@ mod tests {
         }
         // A visit that found quiet runs beats a faster one that found none.
         let with = |ms: f64, found: bool| Row {
-            quiet: Some(crate::latency::measure::QuietRuns {
+            quiet: Some(crate::latency::noise::QuietRuns {
                 kept: 5,
                 of: 9,
                 floor_ms: 0.4,

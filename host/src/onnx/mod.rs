@@ -86,6 +86,11 @@ impl Default for WriteOptions {
     }
 }
 
+/// Seed of the random weights of profiled blocks. Latency does not depend
+/// on the values (no sparsity tricks in tract), so one fixed seed suffices;
+/// `verify` and `validate` write the same blocks with it.
+pub const BLOCK_SEED: u64 = 0;
+
 /// One block (stem, MBConv or head) with random weights from `seed`, batch 1,
 /// for latency profiling. Metadata `padnas.block` holds the key.
 pub fn write_block(key: &BlockKey, seed: u64) -> Result<Vec<u8>, OnnxError> {

@@ -13,7 +13,7 @@ use super::SpaceError;
 ///
 /// Written `k{kernel}e{expansion}` (e.g. `k3e6`) or `id`. Values built by
 /// parsing are always valid (odd kernel ≥ 1, expansion ≥ 1); a value built
-/// by hand is checked when it enters a [`Space`].
+/// by hand is checked when it enters a [`Space`](super::Space).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum Op {
