@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod config;
 pub mod data;
 pub mod files;
+pub mod hash;
 pub mod latency;
 pub mod naming;
 pub mod onnx;

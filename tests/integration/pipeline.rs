@@ -248,6 +248,55 @@ fn a_tiny_run_goes_end_to_end_and_resumes_where_it_stopped() {
     assert_eq!(again["complete"], true);
     assert_eq!(again["state"]["archive"], done["state"]["archive"]);
     assert_eq!(again["candidates"], done["candidates"]);
+
+    // A changed setting: the run refuses, naming it, and leaves the run as
+    // it was; with --rerun exactly the steps downstream of it run again,
+    // their old outputs kept aside.
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cfg,
+        text.replace("retrain: { epochs: 1 }", "retrain: { epochs: 2 }"),
+    )
+    .expect("edit");
+    let saved = std::fs::read_to_string(run.join("config.yaml")).expect("saved config");
+    let (code, _, err) = padnas(&["run", s(&cfg), "--quiet"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("retrain.epochs 1 → 2") && err.contains("--rerun"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("config.yaml")).expect("saved config"),
+        saved,
+        "a refused run rewrote config.yaml"
+    );
+    let model = run.join("model.onnx");
+    let (f_time, m_time) = (mtime(&fin), mtime(&model));
+    let f_bytes = std::fs::read(&fin).expect("final");
+    run_ok(&["run", s(&cfg), "--quiet", "--rerun"]);
+    assert_eq!(mtime(&weights), w_time, "the supernet was trained again");
+    assert_eq!(mtime(&fin), f_time, "the final search ran again");
+    assert_eq!(std::fs::read(&fin).expect("final"), f_bytes);
+    assert_ne!(mtime(&model), m_time, "the network was not exported again");
+    let retrained: Vec<_> = std::fs::read_dir(run.join("retrain"))
+        .expect("retrain")
+        .map(|e| read_json(&e.expect("entry").path().join("result.json")))
+        .collect();
+    assert_eq!(retrained.len(), 1);
+    assert_eq!(retrained[0]["epochs"], 2);
+    let superseded: Vec<_> = std::fs::read_dir(run.join("superseded"))
+        .expect("superseded")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(superseded.len(), 1);
+    for f in ["model.onnx", "verify.json", "report.md", "config.yaml"] {
+        assert!(superseded[0].join(f).exists(), "{f} not kept aside");
+    }
+    assert!(
+        std::fs::read_to_string(run.join("config.yaml"))
+            .expect("config")
+            .contains("epochs: 2")
+    );
 }
 
 #[test]

@@ -108,7 +108,9 @@ pub fn network_onnx(
         .with_context(|| format!("writing {arch} with the weights of {}", weights.display()))
 }
 
-fn export_run(run: &Path, arch: &str, table: Option<&Path>, out: &Path) -> anyhow::Result<()> {
+/// Writes the network `arch` retrained in `run` (BN folded, metadata from the
+/// run and, when given, the target's `table`) to `out`.
+pub fn export_run(run: &Path, arch: &str, table: Option<&Path>, out: &Path) -> anyhow::Result<()> {
     let cfg = JobConfig::load(run.join(CONFIG_FILE))
         .with_context(|| format!("{} is not a run directory of `padnas train`", run.display()))?;
     let full = Space::load(&cfg.space)?;

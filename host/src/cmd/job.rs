@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::train::{CONFIG_FILE, setup_torch};
+use super::steps::{Step, StepRecord};
+use super::train::setup_torch;
 use crate::config::{JobConfig, WindowSpec};
 use crate::data::{self, Splits};
 use crate::files::write_atomic;
@@ -32,11 +33,17 @@ pub struct JobArgs {
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
+    /// When settings changed since steps of the run were made: move those
+    /// steps' outputs (and those of every step after them that read them)
+    /// to `superseded/<time>/` in the run directory and run them again,
+    /// instead of refusing.
+    #[arg(long)]
+    pub rerun: bool,
 }
 
 /// Name of the latency record in a run directory.
 pub const LATENCY_FILE: &str = "latency.json";
-/// Name of the step timing record.
+/// Name of the step records (fingerprint, settings, time of every step).
 pub const STEPS_FILE: &str = "steps.json";
 /// Which table a run uses, what it measured and the window derived from it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,15 +77,6 @@ impl LatencyRecord {
     }
 }
 
-/// Wall time of one step.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct StepTime {
-    /// Seconds, summed over every session that worked on it.
-    pub seconds: f64,
-    /// Whether it is done.
-    pub done: bool,
-}
-
 /// A loaded job: config, data, spaces, table.
 pub struct Job {
     /// The config (with command-line overrides).
@@ -96,7 +94,9 @@ pub struct Job {
 }
 
 impl Job {
-    /// Loads the config and the data, and prepares the run directory.
+    /// Loads the config and the data, and creates the run directory. The
+    /// config is saved there by the pipeline once it has checked that the
+    /// run's earlier steps were made with the same settings.
     pub fn open(config: &Path, a: &JobArgs) -> anyhow::Result<Job> {
         let mut cfg = JobConfig::load(config)?;
         if let Some(d) = &a.run_dir {
@@ -115,28 +115,6 @@ impl Job {
         }
         let run = cfg.run_dir.clone();
         std::fs::create_dir_all(&run).with_context(|| format!("creating {}", run.display()))?;
-        // A run directory belongs to one config: a changed space or seed
-        // would silently mix results, so it is refused.
-        let saved = run.join(CONFIG_FILE);
-        if saved.exists() {
-            let old = JobConfig::load(&saved)?;
-            let old_space = Space::load(&old.space)
-                .map(|s| s.hash())
-                .unwrap_or_default();
-            if old.seed != cfg.seed || old_space != full.hash() {
-                bail!(
-                    "{} was started with another seed or space (seed {} → {}); use another run_dir",
-                    run.display(),
-                    old.seed,
-                    cfg.seed
-                );
-            }
-        }
-        cfg.save(&saved)?;
-        let stage0 = run.join(space_file(0));
-        if !stage0.exists() {
-            write_atomic(&stage0, space_text(0, &full).as_bytes())?;
-        }
         Ok(Job {
             cfg,
             run,
@@ -174,22 +152,26 @@ impl Job {
         }
     }
 
+    /// Runs `step`'s work `f`, recording in `steps.json` the fingerprint and
+    /// settings it runs with (before it starts, so an interrupted step is
+    /// known too) and the time it took.
     pub(crate) fn timed<T>(
         &self,
-        step: &str,
+        step: &Step,
         f: impl FnOnce() -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
+        let mut steps = read_steps(&self.run);
+        let e = steps.entry(step.name.clone()).or_default();
+        e.fingerprint = Some(step.fingerprint.clone());
+        e.settings = Some(step.settings.clone());
+        write_steps(&self.run, &steps)?;
         let t0 = Instant::now();
         let out = f();
         let mut steps = read_steps(&self.run);
-        let e = steps.entry(step.to_string()).or_insert(StepTime {
-            seconds: 0.0,
-            done: false,
-        });
+        let e = steps.entry(step.name.clone()).or_default();
         e.seconds += t0.elapsed().as_secs_f64();
         e.done = out.is_ok();
-        let text = serde_json::to_string_pretty(&steps)?;
-        write_atomic(&self.path(STEPS_FILE), text.as_bytes())?;
+        write_steps(&self.run, &steps)?;
         out
     }
 
@@ -278,11 +260,18 @@ pub(crate) fn space_text(k: usize, space: &Space) -> String {
     )
 }
 
-/// The step timings recorded so far (none when unreadable: timings are
-/// informational).
-pub(crate) fn read_steps(run: &Path) -> BTreeMap<String, StepTime> {
+/// The step records so far (none when unreadable: they are rebuilt as
+/// steps run, and a run without them is taken as it is).
+pub(crate) fn read_steps(run: &Path) -> BTreeMap<String, StepRecord> {
     std::fs::read_to_string(run.join(STEPS_FILE))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default()
+}
+
+/// Writes the step records.
+pub(crate) fn write_steps(run: &Path, steps: &BTreeMap<String, StepRecord>) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(steps)?;
+    write_atomic(&run.join(STEPS_FILE), text.as_bytes())?;
+    Ok(())
 }

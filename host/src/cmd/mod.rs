@@ -17,6 +17,8 @@ pub mod rank;
 #[cfg(feature = "train")]
 pub mod retrain;
 #[cfg(feature = "train")]
+pub mod steps;
+#[cfg(feature = "train")]
 pub mod train;
 #[cfg(feature = "train")]
 pub mod truth;

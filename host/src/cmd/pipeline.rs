@@ -17,17 +17,25 @@
 //! retrain/<arch>/          the chosen architecture trained stand-alone
 //! model.onnx               its export (BN folded, metadata)
 //! verify.json              outputs and latency on the target
-//! steps.json               wall time of every step, over all sessions
+//! steps.json               every step's fingerprint, settings and wall time
 //! report.md, plots/*.svg   the report
+//! superseded/<time>/       outputs of steps whose settings changed (--rerun)
 //! ```
+//!
+//! The steps, what each reads and which settings it depends on are declared
+//! in [`super::steps`]; [`run_job`] checks them against `steps.json`, then
+//! runs each in order.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde_json::json;
 
-pub use super::job::{Job, JobArgs, LATENCY_FILE, LatencyRecord, STEPS_FILE, StepTime};
-use super::job::{read_steps, space_file, space_text};
+pub use super::job::{Job, JobArgs, LATENCY_FILE, LatencyRecord, STEPS_FILE};
+use super::job::{read_steps, space_file, space_text, write_steps};
+pub use super::steps::StepRecord;
+use super::steps::{self, Action, Step, step_names};
+use super::train::CONFIG_FILE;
 use crate::config::JobConfig;
 use crate::data::derive_seed;
 use crate::latency::table::Table;
@@ -80,6 +88,8 @@ pub const PARETO_FILE: &str = "pareto.json";
 pub const MODEL_FILE: &str = "model.onnx";
 /// Name of the verification record.
 pub const VERIFY_FILE: &str = "verify.json";
+/// The final search's record in a run directory.
+const FINAL_SEARCH: &str = "final/search.json";
 /// Largest output difference accepted between target and host.
 pub const VERIFY_TOLERANCE: f32 = 1e-3;
 
@@ -302,22 +312,6 @@ impl Job {
     }
 }
 
-/// The steps of a run, in order.
-fn step_names(stages: usize) -> Vec<String> {
-    // rank-K runs only when the config names a ground truth.
-    let mut v = vec!["latency".into(), "train".into(), "rank-0".to_string()];
-    for k in 1..=stages {
-        v.push(format!("search-{k}"));
-        v.push(format!("prune-{k}"));
-        v.push(format!("finetune-{k}"));
-        v.push(format!("rank-{k}"));
-    }
-    for s in ["final", "retrain", "export", "verify", "report"] {
-        v.push(s.into());
-    }
-    v
-}
-
 /// The architecture to deploy: the most accurate (one-shot) of the final
 /// Pareto front, all of which lie in the latency window; ties go to the
 /// faster one.
@@ -344,147 +338,199 @@ fn check_until(stages: usize, until: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the pipeline up to and including `until` (all when `None`).
-pub fn run_job(job: &Job, until: Option<&str>) -> anyhow::Result<()> {
-    check_until(job.stages(), until)?;
-    let stop = |name: &str| until == Some(name);
-
-    let (lat, table) = job.timed("latency", || job.latency())?;
-    tracing::info!(
-        "latency window {:.3}–{:.3} ms ({}), table {} ({})",
-        lat.window.lo_ms,
-        lat.window.hi_ms,
-        lat.window.source,
-        lat.table.display(),
-        lat.label
-    );
-    if stop("latency") {
-        return Ok(());
-    }
-    let full = job.full.clone();
-    job.timed("train", || {
-        job.train_stage(0, &full, job.cfg.train.epochs, None, &job.run)
-    })?;
-    if stop("train") {
-        return Ok(());
-    }
-    rank_step(job, 0, &full)?;
-    if stop("rank-0") {
-        return Ok(());
-    }
-    let mut space = full;
-    for k in 1..=job.stages() {
-        let rec = job.timed(&format!("search-{k}"), || {
-            job.search(
-                &format!("stage-{k}"),
-                &space,
-                &job.weights(k - 1),
-                &table,
-                &lat,
-                &job.path(format!("stage-{k}/search.json")),
-            )
-        })?;
-        if stop(&format!("search-{k}")) {
-            return Ok(());
+/// Checks that the steps already done in the run directory were made with
+/// the config's settings, then saves the config there. A step made with
+/// other settings (and every step that read it) is refused, naming the
+/// settings, unless `rerun`: then its outputs move to `superseded/<time>/`
+/// and it runs again.
+fn claim(job: &Job, plan: &[Step], rerun: bool) -> anyhow::Result<()> {
+    let mut records = read_steps(&job.run);
+    let stale = steps::stale(plan, &records);
+    if !stale.is_empty() {
+        let list: Vec<String> = stale
+            .iter()
+            .map(|s| format!("  {}: {}", s.step, s.why))
+            .collect();
+        if !rerun {
+            bail!(
+                "{}: the config differs from the one these steps were made with:\n{}\n\
+                 rerun with --rerun to move their outputs to {}/superseded/ and run them \
+                 again, or use another run_dir",
+                job.run.display(),
+                list.join("\n"),
+                job.run.display()
+            );
         }
-        space = match job.space(k)? {
-            Some(s) => s,
-            None => job.timed(&format!("prune-{k}"), || job.prune_stage(k, &space, &rec))?,
-        };
-        if stop(&format!("prune-{k}")) {
-            return Ok(());
-        }
-        let epochs = job.cfg.prune.finetune_epochs[k - 1];
-        let dir = job.path(format!("stage-{k}"));
-        job.timed(&format!("finetune-{k}"), || {
-            job.train_stage(k, &space, epochs, Some(&job.weights(k - 1)), &dir)
-        })?;
-        if stop(&format!("finetune-{k}")) {
-            return Ok(());
-        }
-        rank_step(job, k, &space)?;
-        if stop(&format!("rank-{k}")) {
-            return Ok(());
-        }
+        let dir = steps::supersede(&job.run, plan, &stale, &mut records)
+            .with_context(|| format!("moving stale outputs of {}", job.run.display()))?;
+        write_steps(&job.run, &records)?;
+        tracing::warn!(
+            "settings changed; these steps run again (old outputs in {}):\n{}",
+            dir.display(),
+            list.join("\n")
+        );
     }
-    let last = job.stages();
-    let rec = job.timed("final", || {
-        let rec = job.search(
-            "final",
-            &space,
-            &job.weights(last),
-            &table,
-            &lat,
-            &job.path("final/search.json"),
-        )?;
-        write_pareto(job, &lat, &rec)?;
-        Ok(rec)
-    })?;
-    if stop("final") {
-        return Ok(());
+    job.cfg.save(&job.path(CONFIG_FILE))?;
+    let stage0 = job.path(space_file(0));
+    if !stage0.exists() {
+        write_atomic(&stage0, space_text(0, &job.full).as_bytes())?;
     }
-    let chosen = choose(&rec)?;
-    let arch = job.full.parse_arch(&chosen.arch)?;
-    tracing::info!(
-        "chosen: {} (one-shot {:.2}%, predicted {:.3} ms)",
-        chosen.arch,
-        100.0 * chosen.accuracy,
-        chosen.latency_ms
-    );
-    let rdir = super::retrain::retrain_dir(&job.run, &arch);
-    job.timed("retrain", || {
-        if rdir.join(super::retrain::RESULT_FILE).exists() {
-            return Ok(());
-        }
-        super::retrain::run(&super::retrain::RetrainArgs {
-            run: job.run.clone(),
-            arch: chosen.arch.clone(),
-            inherit: job.cfg.retrain.inherit,
-            epochs: Some(job.cfg.retrain.epochs),
-            max_steps: None,
-            resume: true,
-            device: Some(job.cfg.device),
-            threads: job.cfg.train.threads,
-            quiet: !job.progress,
-        })
-    })?;
-    if stop("retrain") {
-        return Ok(());
-    }
-    let model = job.path(MODEL_FILE);
-    job.timed("export", || {
-        if model.exists() {
-            return Ok(());
-        }
-        super::export::run(&super::export::ExportArgs {
-            run: Some(job.run.clone()),
-            arch: Some(chosen.arch.clone()),
-            table: Some(lat.table.clone()),
-            block: None,
-            seed: 0,
-            out: model.clone(),
-        })
-    })?;
-    if stop("export") {
-        return Ok(());
-    }
-    job.timed("verify", || verify_step(job, &lat, &model))?;
-    if stop("verify") {
-        return Ok(());
-    }
-    job.timed("report", || write_report(job, &lat, &rec))?;
     Ok(())
 }
 
-/// Scores stage `k`'s supernet against the config's ground truth, when it
-/// names one (a step of its own in `steps.json`: `rank-K`).
-fn rank_step(job: &Job, k: usize, space: &Space) -> anyhow::Result<()> {
-    if job.cfg.rank.is_none() || super::truth::rank_file(&job.run, k).exists() {
-        return Ok(());
+/// What the steps hand each other besides files: the latency record and
+/// its table, read once.
+#[derive(Default)]
+struct Loaded {
+    latency: Option<(LatencyRecord, Table)>,
+}
+
+impl Loaded {
+    fn latency(&self) -> anyhow::Result<(&LatencyRecord, &Table)> {
+        self.latency
+            .as_ref()
+            .map(|(l, t)| (l, t))
+            .context("the latency step has not run")
     }
-    job.timed(&format!("rank-{k}"), || {
-        super::truth::rank_stage(job, k, space, &job.weights(k))
-    })
+}
+
+/// Runs the pipeline up to and including `until` (all when `None`):
+/// every step of the plan in order. A step whose outputs exist returns at
+/// once; an interrupted one continues from its checkpoint.
+pub fn run_job(job: &Job, until: Option<&str>, rerun: bool) -> anyhow::Result<()> {
+    check_until(job.stages(), until)?;
+    let plan = steps::plan(&job.cfg, &job.full.hash());
+    claim(job, &plan, rerun)?;
+    let names = step_names(job.stages());
+    let last = until.and_then(|u| names.iter().position(|n| n == u));
+    let mut loaded = Loaded::default();
+    for step in &plan {
+        if let Some(last) = last
+            && names.iter().position(|n| *n == step.name) > Some(last)
+        {
+            break;
+        }
+        job.timed(step, || run_step(job, step.action, &mut loaded))?;
+    }
+    Ok(())
+}
+
+/// The space of stage `k` (0: the initial one), which must exist by now.
+fn stage_space(job: &Job, k: usize) -> anyhow::Result<Space> {
+    if k == 0 {
+        return Ok(job.full.clone());
+    }
+    job.space(k)?
+        .with_context(|| format!("{}: missing; run prune-{k} first", space_file(k)))
+}
+
+/// A complete search record, which must exist by now.
+fn search_record(path: &Path) -> anyhow::Result<SearchRecord> {
+    SearchRecord::load(path)?
+        .filter(|r| r.complete)
+        .with_context(|| format!("{}: no complete search", path.display()))
+}
+
+fn run_step(job: &Job, action: Action, loaded: &mut Loaded) -> anyhow::Result<()> {
+    match action {
+        Action::Latency => {
+            let (lat, table) = job.latency()?;
+            tracing::info!(
+                "latency window {:.3}–{:.3} ms ({}), table {} ({})",
+                lat.window.lo_ms,
+                lat.window.hi_ms,
+                lat.window.source,
+                lat.table.display(),
+                lat.label
+            );
+            loaded.latency = Some((lat, table));
+        }
+        Action::Train => {
+            job.train_stage(0, &job.full, job.cfg.train.epochs, None, &job.run)?;
+        }
+        Action::Rank(k) => {
+            if !super::truth::rank_file(&job.run, k).exists() {
+                super::truth::rank_stage(job, k, &stage_space(job, k)?, &job.weights(k))?;
+            }
+        }
+        Action::Search(k) => {
+            let (lat, table) = loaded.latency()?;
+            job.search(
+                &format!("stage-{k}"),
+                &stage_space(job, k - 1)?,
+                &job.weights(k - 1),
+                table,
+                lat,
+                &job.path(format!("stage-{k}/search.json")),
+            )?;
+        }
+        Action::Prune(k) => {
+            if job.space(k)?.is_none() {
+                let rec = search_record(&job.path(format!("stage-{k}/search.json")))?;
+                job.prune_stage(k, &stage_space(job, k - 1)?, &rec)?;
+            }
+        }
+        Action::Finetune(k) => {
+            let epochs = job.cfg.prune.finetune_epochs[k - 1];
+            let dir = job.path(format!("stage-{k}"));
+            let init = job.weights(k - 1);
+            job.train_stage(k, &stage_space(job, k)?, epochs, Some(&init), &dir)?;
+        }
+        Action::Final => {
+            let (lat, table) = loaded.latency()?;
+            let last = job.stages();
+            let rec = job.search(
+                "final",
+                &stage_space(job, last)?,
+                &job.weights(last),
+                table,
+                lat,
+                &job.path(FINAL_SEARCH),
+            )?;
+            write_pareto(job, lat, &rec)?;
+        }
+        Action::Retrain => {
+            let chosen = choose(&search_record(&job.path(FINAL_SEARCH))?)?;
+            let arch = job.full.parse_arch(&chosen.arch)?;
+            tracing::info!(
+                "chosen: {} (one-shot {:.2}%, predicted {:.3} ms)",
+                chosen.arch,
+                100.0 * chosen.accuracy,
+                chosen.latency_ms
+            );
+            let dir = super::retrain::retrain_dir(&job.run, &arch);
+            if !dir.join(super::retrain::RESULT_FILE).exists() {
+                super::retrain::retrain(&super::retrain::Retraining {
+                    run: job.run.clone(),
+                    arch: chosen.arch,
+                    inherit: job.cfg.retrain.inherit,
+                    epochs: Some(job.cfg.retrain.epochs),
+                    max_steps: None,
+                    resume: true,
+                    device: Some(job.cfg.device),
+                    threads: job.cfg.train.threads,
+                    progress: job.progress,
+                })?;
+            }
+        }
+        Action::Export => {
+            let model = job.path(MODEL_FILE);
+            if !model.exists() {
+                let (lat, _) = loaded.latency()?;
+                let chosen = choose(&search_record(&job.path(FINAL_SEARCH))?)?;
+                super::export::export_run(&job.run, &chosen.arch, Some(&lat.table), &model)?;
+            }
+        }
+        Action::Verify => {
+            let (lat, _) = loaded.latency()?;
+            verify_step(job, lat, &job.path(MODEL_FILE))?;
+        }
+        Action::Report => {
+            let (lat, _) = loaded.latency()?;
+            write_report(job, lat, &search_record(&job.path(FINAL_SEARCH))?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs the exported network on the configured target (once; the record is
@@ -501,7 +547,7 @@ fn verify_step(job: &Job, lat: &LatencyRecord, model: &Path) -> anyhow::Result<(
         );
         return Ok(());
     } else {
-        let line = super::verify::verify(&super::verify::VerifyArgs {
+        let line = super::verify::verify(&super::verify::Verification {
             target: job.cfg.target.name.clone(),
             targets_dir: job.cfg.target.targets_dir.clone(),
             model: model.to_path_buf(),
@@ -785,7 +831,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
         check_until(cfg.prune.finetune_epochs.len(), a.until.as_deref())?;
     }
     let job = Job::open(&a.config, &a.job)?;
-    run_job(&job, a.until.as_deref())?;
+    run_job(&job, a.until.as_deref(), a.job.rerun)?;
     let mut line = json!({
         "run_dir": job.run,
         "report": job.path("report.md"),
@@ -824,7 +870,7 @@ pub fn run_prune(a: &PruneArgs) -> anyhow::Result<()> {
     let job = Job::open(&a.config, &a.job)?;
     let last = format!("finetune-{}", job.stages());
     let until = if job.stages() == 0 { "train" } else { &last };
-    run_job(&job, Some(until))?;
+    run_job(&job, Some(until), a.job.rerun)?;
     let mut sizes = Vec::new();
     for k in 0..=job.stages() {
         if let Some(s) = job.space(k)? {
@@ -839,7 +885,7 @@ pub fn run_prune(a: &PruneArgs) -> anyhow::Result<()> {
 /// earlier steps when needed).
 pub fn run_search(a: &SearchArgs) -> anyhow::Result<()> {
     let job = Job::open(&a.config, &a.job)?;
-    run_job(&job, Some("final"))?;
+    run_job(&job, Some("final"), a.job.rerun)?;
     let rec = SearchRecord::load(&job.path("final/search.json"))?
         .context("the final search left no record")?;
     println!(

@@ -168,6 +168,46 @@ pub fn read_result(dir: &Path) -> anyhow::Result<RetrainResult> {
 
 /// Runs `padnas retrain`.
 pub fn run(args: &RetrainArgs) -> anyhow::Result<()> {
+    retrain(&Retraining {
+        run: args.run.clone(),
+        arch: args.arch.clone(),
+        inherit: args.inherit,
+        epochs: args.epochs,
+        max_steps: args.max_steps,
+        resume: args.resume,
+        device: args.device,
+        threads: args.threads,
+        progress: !args.quiet,
+    })
+}
+
+/// What to retrain and how: `padnas retrain`'s settings, for callers that
+/// are not its command line (the pipeline's retrain step).
+#[derive(Clone, Debug)]
+pub struct Retraining {
+    /// Run directory written by `padnas train` or `padnas run`.
+    pub run: PathBuf,
+    /// Architecture, one op per searchable layer.
+    pub arch: String,
+    /// Start from the run's latest supernet weights.
+    pub inherit: bool,
+    /// Epochs, overriding the run config's train.epochs.
+    pub epochs: Option<usize>,
+    /// Stop after this many steps in all.
+    pub max_steps: Option<u64>,
+    /// Continue from the checkpoint.
+    pub resume: bool,
+    /// Device, overriding the run's.
+    pub device: Option<DeviceSpec>,
+    /// Intra-op threads, overriding train.threads.
+    pub threads: Option<usize>,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
+/// Retrains one architecture of a run from scratch (or from the supernet's
+/// weights), resumably; writes its weights and `result.json`.
+pub fn retrain(args: &Retraining) -> anyhow::Result<()> {
     let mut cfg = JobConfig::load(args.run.join(CONFIG_FILE)).with_context(|| {
         format!(
             "{} is not a run directory of `padnas train`",
@@ -287,7 +327,7 @@ pub fn run(args: &RetrainArgs) -> anyhow::Result<()> {
         let opts = TrainOptions {
             checkpoint: Some(ckpt.clone()),
             resume: args.resume,
-            progress: !args.quiet,
+            progress: args.progress,
             stop_after: args.max_steps,
             ..TrainOptions::new(cfg.train.clone(), cfg.seed, cfg.data.augment)
         };

@@ -312,9 +312,46 @@ fn compare_outputs(
     Ok(c)
 }
 
+/// What [`verify`] checks: `padnas verify`'s settings, for callers that are
+/// not its command line (the pipeline's verify step).
+#[derive(Clone, Debug)]
+pub struct Verification {
+    /// Target name under `targets_dir`, or a path to a target YAML.
+    pub target: String,
+    /// Directory of target files.
+    pub targets_dir: PathBuf,
+    /// Network written by `padnas export --run`.
+    pub model: PathBuf,
+    /// Latency table to predict the network's latency from.
+    pub table: Option<PathBuf>,
+    /// Space YAML of the table.
+    pub space: Option<PathBuf>,
+    /// Test images to run on the target and compare.
+    pub images: usize,
+    /// Fashion-MNIST directory (the test split is used).
+    pub data: PathBuf,
+    /// Largest absolute output difference accepted.
+    pub tolerance: f32,
+}
+
+impl From<&VerifyArgs> for Verification {
+    fn from(a: &VerifyArgs) -> Verification {
+        Verification {
+            target: a.target.clone(),
+            targets_dir: a.targets_dir.clone(),
+            model: a.model.clone(),
+            table: a.table.clone(),
+            space: a.space.clone(),
+            images: a.images,
+            data: a.data.clone(),
+            tolerance: a.tolerance,
+        }
+    }
+}
+
 /// Runs `padnas verify`.
 pub fn run(a: &VerifyArgs) -> anyhow::Result<()> {
-    let line = verify(a)?;
+    let line = verify(&a.into())?;
     println!("{line}");
     check(&line, a.tolerance)
 }
@@ -334,7 +371,7 @@ pub fn check(line: &serde_json::Value, tolerance: f32) -> anyhow::Result<()> {
 
 /// Runs the model on the target and on the host and returns the result
 /// line (printed by `padnas verify`) without judging it; see [`check`].
-pub fn verify(a: &VerifyArgs) -> anyhow::Result<serde_json::Value> {
+pub fn verify(a: &Verification) -> anyhow::Result<serde_json::Value> {
     if a.images == 0 {
         bail!("--images must be at least 1");
     }

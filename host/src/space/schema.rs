@@ -181,7 +181,7 @@ impl Space {
     /// head and classes. The name is left out so renaming a file keeps its
     /// latency tables valid.
     pub fn hash(&self) -> String {
-        format!("{:016x}", fnv1a64(self.canonical_text().as_bytes()))
+        crate::hash::hex_digest(self.canonical_text().as_bytes())
     }
 
     fn canonical_text(&self) -> String {
@@ -233,12 +233,4 @@ fn compact_stage(stage: &Stage) -> RawStage {
         _ => raw.layers = Some(stage.layers.iter().map(|ops| text(ops)).collect()),
     }
     raw
-}
-
-pub(super) fn fnv1a64(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes
-        .iter()
-        .fold(OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
 }
