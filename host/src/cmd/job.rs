@@ -43,6 +43,14 @@ pub struct JobArgs {
 
 /// Name of the latency record in a run directory.
 pub const LATENCY_FILE: &str = "latency.json";
+/// Name of the final Pareto front in a run directory.
+pub const PARETO_FILE: &str = "pareto.json";
+/// Name of the exported network.
+pub const MODEL_FILE: &str = "model.onnx";
+/// Name of the verification record.
+pub const VERIFY_FILE: &str = "verify.json";
+/// The final search's record in a run directory.
+pub const FINAL_SEARCH: &str = "final/search.json";
 /// Name of the step records (fingerprint, settings, time of every step).
 pub const STEPS_FILE: &str = "steps.json";
 /// Which table a run uses, what it measured and the window derived from it.

@@ -15,7 +15,11 @@ pub mod profile;
 #[cfg(feature = "train")]
 pub mod rank;
 #[cfg(feature = "train")]
+pub mod report;
+#[cfg(feature = "train")]
 pub mod retrain;
+#[cfg(feature = "train")]
+pub mod stages;
 #[cfg(feature = "train")]
 pub mod steps;
 #[cfg(feature = "train")]
