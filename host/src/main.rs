@@ -61,6 +61,23 @@ enum Command {
     Verify(cmd::verify::VerifyArgs),
 }
 
+impl Command {
+    /// Whether the command trains or evaluates networks with libtorch.
+    #[cfg(feature = "train")]
+    fn trains(&self) -> bool {
+        matches!(
+            self,
+            Command::Train(_)
+                | Command::Eval(_)
+                | Command::Prune(_)
+                | Command::Search(_)
+                | Command::Run(_)
+                | Command::Retrain(_)
+                | Command::Rank(_)
+        )
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default = match cli.verbose {
@@ -75,6 +92,13 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .init();
+    // Process-wide allocator settings, once, for the commands that train or
+    // evaluate (see `supernet::keep_freed_memory`); never for the ones that
+    // time models, whose latency they would change.
+    #[cfg(feature = "train")]
+    if cli.command.trains() && !padnas::supernet::keep_freed_memory() {
+        tracing::debug!("allocator settings not applied (not glibc)");
+    }
     let result = match &cli.command {
         Command::Agent(c) => cmd::agent::run(c),
         Command::Profile(a) => cmd::profile::run(a),

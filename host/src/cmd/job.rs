@@ -11,7 +11,6 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::steps::{Step, StepRecord};
-use super::train::setup_torch;
 use crate::config::{JobConfig, WindowSpec};
 use crate::data::{self, Splits};
 use crate::files::write_atomic;
@@ -113,7 +112,7 @@ impl Job {
         if let Some(t) = a.threads {
             cfg.train.threads = Some(t);
         }
-        let device = setup_torch(cfg.train.threads, cfg.device)?;
+        let device = crate::supernet::torch_device(cfg.device)?;
         let full = Space::load(&cfg.space)?;
         let mut splits = data::load(&cfg.data, full.input(), cfg.seed).with_context(|| {
             format!("loading {} from {}", cfg.data.kind, cfg.data.path.display())

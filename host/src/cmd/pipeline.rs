@@ -40,7 +40,7 @@ use super::report::write_report;
 use super::stages::choose;
 pub use super::steps::StepRecord;
 use super::steps::{self, Action, Step, step_names};
-use super::train::CONFIG_FILE;
+use super::train::{CONFIG_FILE, setup_torch};
 use crate::config::JobConfig;
 use crate::files::write_atomic;
 use crate::latency::table::Table;
@@ -189,16 +189,16 @@ fn search_record(path: &Path) -> anyhow::Result<SearchRecord> {
 fn run_step(job: &Job, action: Action, loaded: &mut Loaded) -> anyhow::Result<()> {
     match action {
         Action::Latency => {
-            let (lat, table) = job.latency()?;
+            let (latency, table) = job.latency()?;
             tracing::info!(
                 "latency window {:.3}–{:.3} ms ({}), table {} ({})",
-                lat.window.lo_ms,
-                lat.window.hi_ms,
-                lat.window.source,
-                lat.table.display(),
-                lat.label
+                latency.window.lo_ms,
+                latency.window.hi_ms,
+                latency.window.source,
+                latency.table.display(),
+                latency.label
             );
-            loaded.latency = Some((lat, table));
+            loaded.latency = Some((latency, table));
         }
         Action::Train => {
             job.train_stage(0, &job.full, job.cfg.train.epochs, None, &job.run)?;
@@ -209,13 +209,13 @@ fn run_step(job: &Job, action: Action, loaded: &mut Loaded) -> anyhow::Result<()
             }
         }
         Action::Search(k) => {
-            let (lat, table) = loaded.latency()?;
+            let (latency, table) = loaded.latency()?;
             job.search(
                 &format!("stage-{k}"),
                 &stage_space(job, k - 1)?,
                 &job.weights(k - 1),
                 table,
-                lat,
+                latency,
                 &job.path(format!("stage-{k}/search.json")),
             )?;
         }
@@ -232,17 +232,17 @@ fn run_step(job: &Job, action: Action, loaded: &mut Loaded) -> anyhow::Result<()
             job.train_stage(k, &stage_space(job, k)?, epochs, Some(&init), &dir)?;
         }
         Action::Final => {
-            let (lat, table) = loaded.latency()?;
+            let (latency, table) = loaded.latency()?;
             let last = job.stages();
             let rec = job.search(
                 "final",
                 &stage_space(job, last)?,
                 &job.weights(last),
                 table,
-                lat,
+                latency,
                 &job.path(FINAL_SEARCH),
             )?;
-            write_pareto(job, lat, &rec)?;
+            write_pareto(job, latency, &rec)?;
         }
         Action::Retrain => {
             let chosen = choose(&search_record(&job.path(FINAL_SEARCH))?)?;
@@ -271,18 +271,18 @@ fn run_step(job: &Job, action: Action, loaded: &mut Loaded) -> anyhow::Result<()
         Action::Export => {
             let model = job.path(MODEL_FILE);
             if !model.exists() {
-                let (lat, _) = loaded.latency()?;
+                let (latency, _) = loaded.latency()?;
                 let chosen = choose(&search_record(&job.path(FINAL_SEARCH))?)?;
-                super::export::export_run(&job.run, &chosen.arch, Some(&lat.table), &model)?;
+                super::export::export_run(&job.run, &chosen.arch, Some(&latency.table), &model)?;
             }
         }
         Action::Verify => {
-            let (lat, _) = loaded.latency()?;
-            verify_step(job, lat, &job.path(MODEL_FILE))?;
+            let (latency, _) = loaded.latency()?;
+            verify_step(job, latency, &job.path(MODEL_FILE))?;
         }
         Action::Report => {
-            let (lat, _) = loaded.latency()?;
-            write_report(job, lat, &search_record(&job.path(FINAL_SEARCH))?)?;
+            let (latency, _) = loaded.latency()?;
+            write_report(job, latency, &search_record(&job.path(FINAL_SEARCH))?)?;
         }
     }
     Ok(())
@@ -290,7 +290,7 @@ fn run_step(job: &Job, action: Action, loaded: &mut Loaded) -> anyhow::Result<()
 
 /// Runs the exported network on the configured target (once; the record is
 /// kept) and checks its outputs against the host's.
-fn verify_step(job: &Job, lat: &LatencyRecord, model: &Path) -> anyhow::Result<()> {
+fn verify_step(job: &Job, latency: &LatencyRecord, model: &Path) -> anyhow::Result<()> {
     let path = job.path(VERIFY_FILE);
     let line = if path.exists() {
         serde_json::from_str(&std::fs::read_to_string(&path)?)
@@ -306,7 +306,7 @@ fn verify_step(job: &Job, lat: &LatencyRecord, model: &Path) -> anyhow::Result<(
             target: job.cfg.target.name.clone(),
             targets_dir: job.cfg.target.targets_dir.clone(),
             model: model.to_path_buf(),
-            table: Some(lat.table.clone()),
+            table: Some(latency.table.clone()),
             space: Some(job.cfg.space.clone()),
             images: 8,
             data: job.cfg.data.path.clone(),
@@ -318,6 +318,14 @@ fn verify_step(job: &Job, lat: &LatencyRecord, model: &Path) -> anyhow::Result<(
     super::verify::check(&line, VERIFY_TOLERANCE)
 }
 
+/// Opens the job of a pipeline command and applies its libtorch thread
+/// count (process-wide, so here at the command's entry).
+fn open(config: &Path, args: &JobArgs) -> anyhow::Result<Job> {
+    let job = Job::open(config, args)?;
+    setup_torch(job.cfg.train.threads, job.cfg.device)?;
+    Ok(job)
+}
+
 /// Runs `padnas run`.
 pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     if a.until.is_some() {
@@ -325,7 +333,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
         let cfg = JobConfig::load(&a.config)?;
         check_until(cfg.prune.finetune_epochs.len(), a.until.as_deref())?;
     }
-    let job = Job::open(&a.config, &a.job)?;
+    let job = open(&a.config, &a.job)?;
     run_job(&job, a.until.as_deref(), a.job.rerun)?;
     let mut line = json!({
         "run_dir": job.run,
@@ -362,7 +370,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
 /// Runs `padnas prune`: every pruning stage (training the supernet first
 /// when needed).
 pub fn run_prune(a: &PruneArgs) -> anyhow::Result<()> {
-    let job = Job::open(&a.config, &a.job)?;
+    let job = open(&a.config, &a.job)?;
     let last = format!("finetune-{}", job.stages());
     let until = if job.stages() == 0 { "train" } else { &last };
     run_job(&job, Some(until), a.job.rerun)?;
@@ -379,7 +387,7 @@ pub fn run_prune(a: &PruneArgs) -> anyhow::Result<()> {
 /// Runs `padnas search`: the final search on the last space (running the
 /// earlier steps when needed).
 pub fn run_search(a: &SearchArgs) -> anyhow::Result<()> {
-    let job = Job::open(&a.config, &a.job)?;
+    let job = open(&a.config, &a.job)?;
     run_job(&job, Some("final"), a.job.rerun)?;
     let rec = SearchRecord::load(&job.path("final/search.json"))?
         .context("the final search left no record")?;

@@ -14,7 +14,7 @@ use crate::space::format_count;
 /// Writes the final search's Pareto front to `pareto.json`.
 pub(crate) fn write_pareto(
     job: &Job,
-    lat: &LatencyRecord,
+    latency: &LatencyRecord,
     rec: &SearchRecord,
 ) -> anyhow::Result<()> {
     let front: Vec<_> = rec
@@ -23,10 +23,10 @@ pub(crate) fn write_pareto(
         .map(|c| json!({"arch": c.arch, "accuracy": c.accuracy, "latency_ms": c.latency_ms}))
         .collect();
     let out = json!({
-        "target": lat.target,
-        "label": lat.label,
-        "table": lat.table,
-        "window": lat.window,
+        "target": latency.target,
+        "label": latency.label,
+        "table": latency.table,
+        "window": latency.window,
         "space_hash": rec.space_hash,
         "accuracy": "one-shot, validation split",
         "pareto": front,
@@ -57,7 +57,11 @@ fn searches(job: &Job) -> anyhow::Result<Vec<(String, SearchRecord)>> {
 }
 
 /// Writes `report.md` and its plots from what the run directory holds.
-pub fn write_report(job: &Job, lat: &LatencyRecord, fin: &SearchRecord) -> anyhow::Result<()> {
+pub fn write_report(
+    job: &Job,
+    latency: &LatencyRecord,
+    final_search: &SearchRecord,
+) -> anyhow::Result<()> {
     use std::fmt::Write as _;
     let plots = job.path("plots");
     std::fs::create_dir_all(&plots)?;
@@ -110,17 +114,17 @@ pub fn write_report(job: &Job, lat: &LatencyRecord, fin: &SearchRecord) -> anyho
     let _ = writeln!(
         md,
         "Target `{}`, table `{}`, measured on **{}**{}. Latency window **{:.3}–{:.3} ms** ({}); every searched architecture lies inside it.\n",
-        lat.target,
-        lat.table.display(),
-        lat.label,
-        if lat.emulated {
+        latency.target,
+        latency.table.display(),
+        latency.label,
+        if latency.emulated {
             " (emulated: meaningless as device latency)"
         } else {
             ""
         },
-        lat.window.lo_ms,
-        lat.window.hi_ms,
-        lat.window.source
+        latency.window.lo_ms,
+        latency.window.hi_ms,
+        latency.window.source
     );
     let _ = writeln!(md, "## Stages\n");
     let _ = writeln!(
@@ -177,7 +181,7 @@ pub fn write_report(job: &Job, lat: &LatencyRecord, fin: &SearchRecord) -> anyho
         md,
         "| architecture | one-shot accuracy | predicted latency (ms) |\n|---|---|---|"
     );
-    for c in fin.pareto() {
+    for c in final_search.pareto() {
         let _ = writeln!(
             md,
             "| `{}` | {:.2}% | {:.3} |",
@@ -186,7 +190,7 @@ pub fn write_report(job: &Job, lat: &LatencyRecord, fin: &SearchRecord) -> anyho
             c.latency_ms
         );
     }
-    if let Ok(chosen) = choose(fin) {
+    if let Ok(chosen) = choose(final_search) {
         let _ = writeln!(md, "\n## Deployed network\n");
         let _ = writeln!(
             md,

@@ -168,6 +168,14 @@ pub fn read_result(dir: &Path) -> anyhow::Result<RetrainResult> {
 
 /// Runs `padnas retrain`.
 pub fn run(args: &RetrainArgs) -> anyhow::Result<()> {
+    // Threads are process-wide: set here, at the command's entry. A run
+    // directory without a readable config is reported by `retrain`.
+    let threads = args.threads.or_else(|| {
+        JobConfig::load(args.run.join(CONFIG_FILE))
+            .ok()
+            .and_then(|c| c.train.threads)
+    });
+    setup_torch(threads, DeviceSpec::Cpu)?;
     retrain(&Retraining {
         run: args.run.clone(),
         arch: args.arch.clone(),
@@ -220,10 +228,7 @@ pub fn retrain(args: &Retraining) -> anyhow::Result<()> {
         }
         cfg.train.epochs = e;
     }
-    let device = setup_torch(
-        args.threads.or(cfg.train.threads),
-        args.device.unwrap_or(cfg.device),
-    )?;
+    let device = crate::supernet::torch_device(args.device.unwrap_or(cfg.device))?;
     let full = Space::load(&cfg.space)?;
     let arch = full.parse_arch(&args.arch)?;
     let single = standalone_space(&full, &arch)?;

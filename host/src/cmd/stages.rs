@@ -53,22 +53,22 @@ impl Job {
             derive_seed(self.cfg.seed, "finetune", k as u64)
         };
         let sampler = StepSampler::new(&net, space, seed)?.with_sampling(self.cfg.train.sampling);
-        let mut tc = self.cfg.train.clone();
-        tc.epochs = epochs;
+        let mut train_cfg = self.cfg.train.clone();
+        train_cfg.epochs = epochs;
         if k > 0 {
             // Fine-tuning starts from trained weights: the schedule restarts
             // over the stage's epochs from prune.finetune_lr (train.lr when
             // unset) after prune.finetune_warmup_epochs (none when unset).
-            tc.warmup_epochs = self.cfg.prune.finetune_warmup_epochs;
+            train_cfg.warmup_epochs = self.cfg.prune.finetune_warmup_epochs;
             if let Some(lr) = self.cfg.prune.finetune_lr {
-                tc.lr = lr;
+                train_cfg.lr = lr;
             }
         }
         let opts = TrainOptions {
             checkpoint: Some(ckpt),
             resume: true,
             progress: self.progress,
-            ..TrainOptions::new(tc, seed, self.cfg.data.augment)
+            ..TrainOptions::new(train_cfg, seed, self.cfg.data.augment)
         };
         let s = train(&net, &sampler, &self.splits.train, &opts)?;
         tracing::info!(
@@ -94,7 +94,7 @@ impl Job {
         space: &Space,
         weights: &Path,
         table: &Table,
-        lat: &LatencyRecord,
+        latency: &LatencyRecord,
         out: &Path,
     ) -> anyhow::Result<SearchRecord> {
         let s = &self.cfg.search;
@@ -114,7 +114,7 @@ impl Job {
         };
         let previous = crate::search::SearchRecord::load(out)?;
         if let Some(r) = &previous {
-            if r.space_hash != space.hash() || r.window != lat.window || r.nsga2 != nsga {
+            if r.space_hash != space.hash() || r.window != latency.window || r.nsga2 != nsga {
                 bail!(
                     "{}: saved with another space, window or settings; delete it to search again",
                     out.display()
@@ -130,12 +130,12 @@ impl Job {
         }
         let net = Supernet::new(&self.full, self.device, self.cfg.seed)?;
         load_weights(&net, weights, LoadMode::Subset)?;
-        let model = LatencyModel::new(table, &lat.table, space)?;
+        let model = LatencyModel::new(table, &latency.table, space)?;
         let mut problem = ArchProblem::new(
             space,
             &net,
             model,
-            lat.window.clone(),
+            latency.window.clone(),
             &self.splits.train,
             &self.splits.val,
             one_shot.clone(),
@@ -145,7 +145,7 @@ impl Job {
             stage: name.into(),
             space_hash: space.hash(),
             num_architectures: space.num_architectures(),
-            window: lat.window.clone(),
+            window: latency.window.clone(),
             nsga2: nsga.clone(),
             one_shot,
             weights: weights.to_path_buf(),
@@ -169,7 +169,7 @@ impl Job {
                 .map_or(0, |r| r.state.generation as u64 + 1),
         );
         let resume = previous.map(|r| r.state);
-        let reference = [1.0, lat.window.hi_ms];
+        let reference = [1.0, latency.window.hi_ms];
         let state = nsga2::run(
             &mut problem,
             &nsga,

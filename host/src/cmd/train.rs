@@ -55,17 +55,16 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-/// Applies `threads` (or leaves libtorch's default), keeps freed memory in
-/// the process (see `supernet::keep_freed_memory`) and picks the device.
+/// Applies `threads` to libtorch's intra-op pool (or leaves its default)
+/// and picks the device. The thread count is process-wide state: only the
+/// commands' entry functions (`run`) call this, never a library function
+/// such as `Job::open` or `retrain::retrain`.
 pub(crate) fn setup_torch(
     threads: Option<usize>,
     device: DeviceSpec,
 ) -> anyhow::Result<tch::Device> {
     if let Some(n) = threads {
         tch::set_num_threads(i32::try_from(n).context("threads")?);
-    }
-    if !crate::supernet::keep_freed_memory() {
-        tracing::debug!("allocator settings not applied (not glibc)");
     }
     Ok(torch_device(device)?)
 }

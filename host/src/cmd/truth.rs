@@ -210,12 +210,12 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
             old
         }
         None => {
-            let (lat, table) = job.latency()?;
-            let model = LatencyModel::new(&table, &lat.table, &job.full)?;
+            let (latency, table) = job.latency()?;
+            let model = LatencyModel::new(&table, &latency.table, &job.full)?;
             let draw = draw_stratified(
                 &job.full,
                 &model,
-                &lat.window,
+                &latency.window,
                 a.n,
                 a.candidates,
                 a.draw_seed,
@@ -223,7 +223,7 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
             let in_window = draw
                 .archs
                 .iter()
-                .filter(|(_, ms)| lat.window.contains(*ms))
+                .filter(|(_, ms)| latency.window.contains(*ms))
                 .count();
             TruthFile {
                 format: TRUTH_FORMAT,
@@ -234,9 +234,9 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
                 budget,
                 seeds: a.seeds.clone(),
                 latency: LatencyInfo {
-                    table: lat.table.display().to_string(),
-                    label: lat.label.clone(),
-                    window_ms: [lat.window.lo_ms, lat.window.hi_ms],
+                    table: latency.table.display().to_string(),
+                    label: latency.label.clone(),
+                    window_ms: [latency.window.lo_ms, latency.window.hi_ms],
                     range_ms: draw.range_ms,
                 },
                 draw: DrawInfo {
@@ -253,7 +253,7 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
                     .map(|(arch, ms)| TruthArch {
                         arch: arch.to_string(),
                         predicted_ms: ms,
-                        in_window: lat.window.contains(ms),
+                        in_window: latency.window.contains(ms),
                         parameters: None,
                         runs: Vec::new(),
                     })

@@ -457,8 +457,8 @@ pub fn verify(a: &Verification) -> anyhow::Result<serde_json::Value> {
         let key = t.header.noise.reference_block?;
         Some((key, t.reference_scale_ms()?))
     });
-    let lat = &ran.latency;
-    let reference_scaled_ms = match (reference, lat.ratio) {
+    let latency = &ran.latency;
+    let reference_scaled_ms = match (reference, latency.ratio) {
         (Some((_, scale)), Some(ratio)) => Some(ratio * scale),
         _ => None,
     };
@@ -491,16 +491,16 @@ pub fn verify(a: &Verification) -> anyhow::Result<serde_json::Value> {
         "agree": agree,
         "max_abs_diff": max_abs_diff,
         "correct": correct,
-        "measured_ms": lat.median_ms,
-        "ratio_to_reference": lat.ratio,
+        "measured_ms": latency.median_ms,
+        "ratio_to_reference": latency.ratio,
         "reference_scaled_ms": reference_scaled_ms,
         "reference": reference.map(|(k, scale)| json!({"block": k.to_string(), "scale_ms": scale})),
-        "p10_ms": lat.p10_ms,
-        "p90_ms": lat.p90_ms,
-        "runs": lat.runs,
-        "threads": lat.threads,
-        "quiet": lat.quiet,
-        "visit_medians_ms": (!lat.visit_medians_ms.is_empty()).then_some(&lat.visit_medians_ms),
+        "p10_ms": latency.p10_ms,
+        "p90_ms": latency.p90_ms,
+        "runs": latency.runs,
+        "threads": latency.threads,
+        "quiet": latency.quiet,
+        "visit_medians_ms": (!latency.visit_medians_ms.is_empty()).then_some(&latency.visit_medians_ms),
         "load_ms": ran.load_ms,
         "predicted_ms": predicted_ms,
         "uncalibrated_ms": uncalibrated_ms,

@@ -189,13 +189,13 @@ impl<'a> Loader<'a> {
     /// Indices of the images of training step `step` (0-based, counting
     /// across epochs): epoch `e`'s order is a permutation seeded by (seed, e).
     pub fn train_indices(&mut self, step: u64) -> &[usize] {
-        let spe = self.steps_per_epoch() as u64;
-        let epoch = step / spe;
+        let steps_per_epoch = self.steps_per_epoch() as u64;
+        let epoch = step / steps_per_epoch;
         if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
             let perm = permutation(self.set.len(), derive_seed(self.seed, "data-order", epoch));
             self.order = Some((epoch, perm));
         }
-        let b = (step % spe) as usize * self.batch_size;
+        let b = (step % steps_per_epoch) as usize * self.batch_size;
         match &self.order {
             Some((_, perm)) => &perm[b..b + self.batch_size],
             None => &[],

@@ -148,6 +148,7 @@ fn image_folder_fixture_resizes_crops_and_labels() {
     );
 }
 
+#[cfg(feature = "train")]
 #[test]
 fn loader_keeps_up_with_training() {
     // Not a benchmark: a floor far below the measured rate (host/README.md),
@@ -171,6 +172,7 @@ fn loader_keeps_up_with_training() {
     assert!(ips > 10_000.0, "{ips:.0} images/s");
 }
 
+#[cfg(feature = "train")]
 #[test]
 fn libtorch_free_input_scaling_is_bit_identical_to_the_loaders() {
     // Two 3-channel images of odd size, then every pixel value 0..=255.

@@ -242,7 +242,7 @@ pub fn measure_loaded(
             && (sorted.len() >= max_runs
                 || (samples.len() >= min_runs && elapsed_ms >= time_cap_ms));
         if converged || capped {
-            return finish(Finish {
+            return summarise(Pooled {
                 what,
                 noise,
                 quiet: if gate.is_some() { sorted } else { Vec::new() },
@@ -286,8 +286,8 @@ fn quiet_runs(samples: &[f64], around: &[f64], limit: Option<f64>) -> Vec<f64> {
         .collect()
 }
 
-/// Everything [`finish`] turns into a [`Measured`].
-struct Finish<'a> {
+/// Everything [`summarise`] turns into a [`Measured`].
+struct Pooled<'a> {
     what: &'a str,
     noise: &'a NoiseSettings,
     /// With the gate: the runs the last round judged quiet.
@@ -302,7 +302,7 @@ struct Finish<'a> {
     converged: bool,
 }
 
-fn finish(f: Finish<'_>) -> Result<Measured, LatencyError> {
+fn summarise(f: Pooled<'_>) -> Result<Measured, LatencyError> {
     let no_samples = || LatencyError::BadReply {
         what: format!("benchmarking {}", f.what),
         message: "no samples".into(),

@@ -167,7 +167,7 @@ pub fn profile(
         .iter()
         .filter(|k| visits(table, k) >= passes as usize)
         .count();
-    let mut run = Run {
+    let mut run = ProfileRun {
         table,
         path,
         limits,
@@ -277,7 +277,7 @@ pub fn profile(
     })
 }
 
-struct Run<'r, 'l> {
+struct ProfileRun<'r, 'l> {
     table: &'r mut Table,
     path: &'r Path,
     limits: &'r BenchLimits,
@@ -286,7 +286,7 @@ struct Run<'r, 'l> {
     sentinels_now: usize,
 }
 
-impl Run<'_, '_> {
+impl ProfileRun<'_, '_> {
     /// Records (and checks) sessions opened since the last call.
     fn record_reconnects(&mut self) -> Result<(), LatencyError> {
         for info in self.link.take_reconnected() {

@@ -51,18 +51,20 @@ pub fn torch_device(spec: DeviceSpec) -> Result<tch::Device, SupernetError> {
         DeviceSpec::Cpu => Ok(tch::Device::Cpu),
         DeviceSpec::Cuda(n) => {
             if !tch::Cuda::is_available() {
-                load_cuda_support().map_err(|e| {
-                    SupernetError::Mismatch(format!(
-                        "--device {spec}: cannot load libtorch's CUDA library ({e}); \
+                load_cuda_support().map_err(|e| SupernetError::Device {
+                    spec: spec.to_string(),
+                    message: format!(
+                        "cannot load libtorch's CUDA library ({e}); \
                          run scripts/setup-libtorch.sh --cuda (see host/README.md)"
-                    ))
+                    ),
                 })?;
             }
             let count = tch::Cuda::device_count();
             if count <= n as i64 {
-                return Err(SupernetError::Mismatch(format!(
-                    "--device {spec}: libtorch sees {count} CUDA device(s)"
-                )));
+                return Err(SupernetError::Device {
+                    spec: spec.to_string(),
+                    message: format!("libtorch sees {count} CUDA device(s)"),
+                });
             }
             Ok(tch::Device::Cuda(n))
         }

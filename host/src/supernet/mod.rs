@@ -72,6 +72,14 @@ pub enum SupernetError {
     /// settings vs checkpoint).
     #[error("{0}")]
     Mismatch(String),
+    /// The asked-for device cannot be used (no CUDA library, no such GPU).
+    #[error("--device {spec}: {message}")]
+    Device {
+        /// The device as asked for (`cuda:1`).
+        spec: String,
+        /// Why it cannot be used, and what to do.
+        message: String,
+    },
     /// A data-parallel shard's thread could not start or has stopped.
     #[error("training shard: {0}")]
     Shard(String),

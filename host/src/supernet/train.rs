@@ -216,7 +216,7 @@ pub struct TrainSummary {
 /// do not change what is computed. Shards do (batch statistics per shard).
 fn fingerprint(opts: &TrainOptions, set: &ImageSet) -> String {
     let c = &opts.config;
-    let mut fp = serde_json::json!({
+    let mut settings_key = serde_json::json!({
         "epochs": c.epochs, "batch_size": c.batch_size, "lr": c.lr, "momentum": c.momentum,
         "nesterov": c.nesterov, "weight_decay": c.weight_decay, "warmup_epochs": c.warmup_epochs,
         "schedule": c.schedule, "label_smoothing": c.label_smoothing, "augment": opts.augment,
@@ -224,16 +224,16 @@ fn fingerprint(opts: &TrainOptions, set: &ImageSet) -> String {
     });
     // Only when sharded, so checkpoints written before shards existed resume.
     if c.shards > 1 {
-        fp["shards"] = c.shards.into();
+        settings_key["shards"] = c.shards.into();
     }
     // Likewise only when not the original uniform sampling.
     if c.sampling != Sampling::Uniform {
-        fp["sampling"] = serde_json::json!(c.sampling);
+        settings_key["sampling"] = serde_json::json!(c.sampling);
     }
     if c.zero_residual_gamma {
-        fp["zero_residual_gamma"] = true.into();
+        settings_key["zero_residual_gamma"] = true.into();
     }
-    fp.to_string()
+    settings_key.to_string()
 }
 
 /// Trains `net` by SPOS on `set`, paths from `sampler`, until the run is
@@ -246,10 +246,10 @@ pub fn train(
 ) -> Result<TrainSummary, SupernetError> {
     let cfg = &opts.config;
     let mut loader = Loader::new(set, cfg.batch_size, opts.augment, opts.seed, net.device())?;
-    let spe = loader.steps_per_epoch() as u64;
-    let total = cfg.epochs as u64 * spe;
-    let warmup = (cfg.warmup_epochs * spe as f64).round() as u64;
-    let fp = fingerprint(opts, set);
+    let steps_per_epoch = loader.steps_per_epoch() as u64;
+    let total = cfg.epochs as u64 * steps_per_epoch;
+    let warmup = (cfg.warmup_epochs * steps_per_epoch as f64).round() as u64;
+    let settings_key = fingerprint(opts, set);
     let mut sgd = Sgd::new(cfg);
     let mut start = 0;
     if let Some(ck) = opts
@@ -259,9 +259,9 @@ pub fn train(
     {
         let state = load_checkpoint(net, &mut sgd, ck)?;
         let theirs = (&state.fingerprint, &state.space_hash, state.seed);
-        if theirs != (&fp, &sampler.space().hash(), opts.seed) {
+        if theirs != (&settings_key, &sampler.space().hash(), opts.seed) {
             return Err(SupernetError::Mismatch(format!(
-                "{}: checkpoint was written with other settings (seed {}, space {}, {}); now seed {}, space {}, {fp}",
+                "{}: checkpoint was written with other settings (seed {}, space {}, {}); now seed {}, space {}, {settings_key}",
                 ck.display(),
                 state.seed,
                 state.space_hash,
@@ -282,7 +282,7 @@ pub fn train(
                     total_steps: total,
                     seed: opts.seed,
                     space_hash: sampler.space().hash(),
-                    fingerprint: fp.clone(),
+                    fingerprint: settings_key.clone(),
                 };
                 save_checkpoint(net, sgd, &state, path)
             }
@@ -309,7 +309,7 @@ pub fn train(
     let (mut loss_sum, mut correct, mut seen, mut epoch_steps) = (0.0f64, 0i64, 0usize, 0u64);
     let mut last = (0.0, 0.0);
     for step in start..end {
-        if step.is_multiple_of(spe) || step == start {
+        if step.is_multiple_of(steps_per_epoch) || step == start {
             (loss_sum, correct, seen, epoch_steps) = (0.0, 0, 0, 0);
         }
         let t0 = Instant::now();
@@ -340,7 +340,7 @@ pub fn train(
         last = (loss_sum / epoch_steps as f64, correct as f64 / seen as f64);
 
         let done = step + 1;
-        let epoch_end = done.is_multiple_of(spe);
+        let epoch_end = done.is_multiple_of(steps_per_epoch);
         let every = cfg
             .checkpoint_every_steps
             .is_some_and(|n| done.is_multiple_of(n as u64));
@@ -352,7 +352,7 @@ pub fn train(
         if done.is_multiple_of(10) || done == end {
             bar.set_message(format!(
                 "epoch {}/{} loss {:.3} acc {:.1}% {:.0} img/s lr {:.4}",
-                step / spe + 1,
+                step / steps_per_epoch + 1,
                 cfg.epochs,
                 last.0,
                 100.0 * last.1,
@@ -364,7 +364,7 @@ pub fn train(
         if epoch_end {
             bar.suspend(|| {
                 tracing::info!(
-                    epoch = done / spe,
+                    epoch = done / steps_per_epoch,
                     loss = format!("{:.4}", last.0),
                     accuracy = format!("{:.4}", last.1),
                     images_per_s = format!("{ips:.0}"),

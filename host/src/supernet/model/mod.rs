@@ -235,7 +235,7 @@ impl Supernet {
         let mut out: Vec<usize> = self
             .conv_bns_of(path)
             .iter()
-            .flat_map(|cb| [cb.weight, cb.bn.weight, cb.bn.bias])
+            .flat_map(|conv| [conv.weight, conv.bn.weight, conv.bn.bias])
             .collect();
         out.extend([self.fc_weight, self.fc_bias]);
         out
@@ -245,21 +245,21 @@ impl Supernet {
     pub(crate) fn bn_stats_of(&self, path: &[usize]) -> Vec<(usize, usize)> {
         self.conv_bns_of(path)
             .iter()
-            .map(|cb| (cb.bn.mean, cb.bn.var))
+            .map(|conv| (conv.bn.mean, conv.bn.var))
             .collect()
     }
 
-    fn conv_bn(&self, x: &Tensor, cb: &ConvBn, mode: BnMode) -> Result<Tensor, SupernetError> {
+    fn conv_bn(&self, x: &Tensor, conv: &ConvBn, mode: BnMode) -> Result<Tensor, SupernetError> {
         let p = |i: usize| &self.params[i].tensor;
-        let y = match cb.dense {
-            Some(d) => self.dense[d].forward(x, p(cb.weight))?,
+        let y = match conv.dense {
+            Some(d) => self.dense[d].forward(x, p(conv.weight))?,
             None => x.f_conv2d::<&Tensor>(
-                p(cb.weight),
+                p(conv.weight),
                 None,
-                [cb.stride, cb.stride],
-                [cb.padding, cb.padding],
+                [conv.stride, conv.stride],
+                [conv.padding, conv.padding],
                 [1, 1],
-                cb.groups,
+                conv.groups,
             )?,
         };
         let (training, momentum, stats) = match mode {
@@ -269,10 +269,10 @@ impl Supernet {
             BnMode::Eval => (false, 0.0, true),
         };
         Ok(y.f_batch_norm(
-            Some(p(cb.bn.weight)),
-            Some(p(cb.bn.bias)),
-            stats.then(|| p(cb.bn.mean)),
-            stats.then(|| p(cb.bn.var)),
+            Some(p(conv.bn.weight)),
+            Some(p(conv.bn.bias)),
+            stats.then(|| p(conv.bn.mean)),
+            stats.then(|| p(conv.bn.var)),
             training,
             momentum,
             f64::from(BN_EPS),
