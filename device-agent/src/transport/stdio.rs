@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::poll::PollRead;
+use super::poll::{PollRead, PollWrite};
 use super::{StreamTransport, Transport, TransportError};
 use crate::proto::{Frame, FrameReader};
 
@@ -54,7 +54,7 @@ impl StderrTail {
 /// waits briefly, then kills and reaps the child.
 pub struct ChildTransport {
     reader: FrameReader<PollRead<ChildStdout>>,
-    writer: Option<ChildStdin>,
+    writer: Option<PollWrite<ChildStdin>>,
     child: Child,
     command: String,
     tail: Arc<StderrTail>,
@@ -133,7 +133,7 @@ impl ChildTransport {
         }
         Ok(ChildTransport {
             reader: FrameReader::new(PollRead::new(stdout)),
-            writer: Some(stdin),
+            writer: Some(PollWrite::new(stdin)),
             child,
             command: description,
             tail,
@@ -217,6 +217,10 @@ impl Transport for ChildTransport {
             Ok(()) => Ok(()),
             // A broken pipe means the child is gone: say why, not just EPIPE.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(self.exit_report().1),
+            // The child stopped reading (wedged, or stopped with SIGSTOP):
+            // the client names the request whose deadline passed. The frame
+            // is half sent, so the link is done for; the caller reconnects.
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(TransportError::TimedOut),
             Err(e) => Err(TransportError::io("writing to the agent", e)),
         }
     }
@@ -241,6 +245,9 @@ impl Transport for ChildTransport {
     fn set_deadline(&mut self, deadline: Option<Instant>) -> Result<(), TransportError> {
         self.reader.set_deadline(deadline);
         self.reader.get_mut().set_deadline(deadline);
+        if let Some(w) = self.writer.as_mut() {
+            w.set_deadline(deadline);
+        }
         Ok(())
     }
 
