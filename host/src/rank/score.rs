@@ -123,9 +123,12 @@ pub fn score_supernet(
             "one-shot scoring needs validation images (data.val_split > 0, val_samples > 0)".into(),
         ));
     }
-    let evals: Vec<(OneShotSettings, ImageSet)> = (0..repeats.max(1))
-        .map(|r| repeat_settings(settings, val, r))
-        .collect();
+    let evals = (0..repeats.max(1))
+        .map(|r| {
+            let (s, v) = repeat_settings(settings, val, r);
+            s.batches(net, train, &v)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let (mut archs, mut seed_pairs) = (Vec::new(), Vec::new());
     let (mut not_in_space, mut incomplete) = (0, 0);
     for a in &truth.archs {
@@ -141,7 +144,7 @@ pub fn score_supernet(
         };
         let accs = evals
             .iter()
-            .map(|(s, v)| one_shot_accuracy(net, &arch, train, v, s))
+            .map(|b| one_shot_accuracy(net, &arch, b))
             .collect::<Result<Vec<f64>, _>>()?;
         let one_shot = accs.iter().sum::<f64>() / accs.len() as f64;
         seed_pairs.push(a.seed_pair(&truth.seeds));

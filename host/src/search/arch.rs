@@ -16,7 +16,7 @@ use crate::latency::LatencyError;
 use crate::latency::stats::LinearFit;
 use crate::latency::table::Table;
 use crate::space::{Arch, Space};
-use crate::supernet::{Supernet, evaluate, recalibrate_bn};
+use crate::supernet::{OneShotBatches, Supernet};
 
 /// Predicted latency of every architecture of a space, as a sum of per-layer
 /// costs precomputed from a table (a search asks millions of times).
@@ -151,9 +151,7 @@ pub struct ArchProblem<'a> {
     net: &'a Supernet,
     model: LatencyModel,
     window: Window,
-    train: &'a ImageSet,
-    val: ImageSet,
-    settings: OneShotSettings,
+    batches: OneShotBatches,
     cards: Vec<usize>,
 }
 
@@ -175,15 +173,14 @@ impl<'a> ArchProblem<'a> {
         }
         let n = settings.val_samples.min(val.len());
         let val = val.subset(&(0..n).collect::<Vec<_>>());
+        let batches = settings.batches(net, train, &val)?;
         let cards = space.layers().iter().map(|l| l.ops.len()).collect();
         Ok(ArchProblem {
             space,
             net,
             model,
             window,
-            train,
-            val,
-            settings,
+            batches,
             cards,
         })
     }
@@ -200,26 +197,41 @@ impl<'a> ArchProblem<'a> {
 
     /// One-shot validation accuracy of `arch` (BN recalibrated first).
     pub fn accuracy(&self, arch: &Arch) -> Result<f64, SearchError> {
-        one_shot_accuracy(self.net, arch, self.train, &self.val, &self.settings)
+        one_shot_accuracy(self.net, arch, &self.batches)
     }
 }
 
-/// One-shot accuracy of `arch` on all of `val`: the path's BN statistics
-/// re-estimated on `settings.bn_batches` batches of `train` first, as the
-/// search scores (`val` is the caller's fixed subset).
+impl OneShotSettings {
+    /// The data these settings score with, built once for every
+    /// architecture: `bn_batches` batches of `train` for BN recalibration
+    /// and all of `val` (the caller's fixed subset).
+    pub fn batches(
+        &self,
+        net: &Supernet,
+        train: &ImageSet,
+        val: &ImageSet,
+    ) -> Result<OneShotBatches, SearchError> {
+        Ok(OneShotBatches::new(
+            net,
+            train,
+            self.bn_batches,
+            self.batch_size,
+            self.seed,
+            val,
+        )?)
+    }
+}
+
+/// One-shot accuracy of `arch`: the path's BN statistics re-estimated on
+/// the recalibration batches, then scored on the validation batches, as
+/// the search scores.
 pub fn one_shot_accuracy(
     net: &Supernet,
     arch: &Arch,
-    train: &ImageSet,
-    val: &ImageSet,
-    settings: &OneShotSettings,
+    batches: &OneShotBatches,
 ) -> Result<f64, SearchError> {
     let path = net.path_of(arch)?;
-    let s = settings;
-    if s.bn_batches > 0 {
-        recalibrate_bn(net, &path, train, s.bn_batches, s.batch_size, s.seed)?;
-    }
-    Ok(evaluate(net, &path, val, s.batch_size)?.accuracy)
+    Ok(batches.score(net, &path)?.accuracy)
 }
 
 impl Problem for ArchProblem<'_> {

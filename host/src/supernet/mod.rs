@@ -26,7 +26,7 @@ mod weights;
 use std::path::PathBuf;
 
 pub use device::torch_device;
-pub use eval::{EvalResult, evaluate, recalibrate_bn};
+pub use eval::{EVAL_BATCH, EvalResult, OneShotBatches, evaluate, recalibrate_bn};
 pub use memory::keep_freed_memory;
 pub use model::{BN_MOMENTUM, BnMode, ParamKind, Supernet};
 pub use sgd::{Sgd, learning_rate};

@@ -550,6 +550,26 @@ fn bn_recalibration_changes_statistics_and_helps_a_sampled_path() {
     let a = net.tensor("head.conv.bn.running_var").unwrap().copy();
     recalibrate_bn(&net, &path, &splits.train, 3, 64, 9).unwrap();
     assert!(a.equal(net.tensor("head.conv.bn.running_var").unwrap()));
+
+    // Batches prepared once score every path as recalibrate_bn then
+    // evaluate do, though in larger evaluation batches (at most one image
+    // may flip where libtorch's kernels for the two batch sizes round a
+    // near-tie differently).
+    let batches = OneShotBatches::new(&net, &splits.train, 4, 64, 5, &val).unwrap();
+    for seed in [11, 12, 13] {
+        let path = net.path_of(&space.sample_seeded(seed)).unwrap();
+        recalibrate_bn(&net, &path, &splits.train, 4, 64, 5).unwrap();
+        let old = evaluate(&net, &path, &val, 64).unwrap();
+        let new = batches.score(&net, &path).unwrap();
+        assert_eq!(new.samples, old.samples);
+        assert!(
+            (new.accuracy - old.accuracy).abs() <= 1.0 / val.len() as f64 + 1e-12,
+            "path {seed}: {} prepared vs {} one by one",
+            new.accuracy,
+            old.accuracy
+        );
+        assert!((new.loss - old.loss).abs() < 1e-4, "{new:?} vs {old:?}");
+    }
 }
 
 /// Largest difference between two supernets' tensors, relative to the
