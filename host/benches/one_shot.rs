@@ -4,7 +4,8 @@
 //! run: building the batches for every architecture and scoring in
 //! training-sized batches of 64 (`recalibrate_bn` then `evaluate`, what the
 //! search did before), against batches built once and scored in batches of
-//! `EVAL_BATCH` (`OneShotBatches`, what it does now). One libtorch thread.
+//! 64 to 500 (`OneShotBatches`, what it does now, in batches of
+//! `EVAL_BATCH`). One libtorch thread.
 //! Run with `cargo bench -p padnas --bench one_shot`; figures in host/README.md.
 //!
 //! Needs Debian's `dataset-fashion-mnist`. The supernet is freshly
@@ -22,6 +23,7 @@ use padnas::supernet::{OneShotBatches, Supernet, evaluate, recalibrate_bn};
 const BN_BATCHES: usize = 3;
 const BATCH: usize = 64;
 const VAL: usize = 1000;
+const ARCHS: usize = 4;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -33,13 +35,13 @@ fn per_arch(c: &mut Criterion) {
     let (train, test) = load_fashion_mnist(Path::new(FASHION_MNIST_DIR)).expect("fashion-mnist");
     let val = test.subset(&(0..VAL).collect::<Vec<_>>());
     let net = Supernet::new(&space, tch::Device::Cpu, 1).expect("supernet");
-    let archs: Vec<Vec<usize>> = (0..8)
+    let archs: Vec<Vec<usize>> = (0..ARCHS as u64)
         .map(|s| net.path_of(&space.sample_seeded(s)).expect("path"))
         .collect();
     let mut g = c.benchmark_group("one-shot/fmnist-small");
     g.sample_size(10);
     g.throughput(Throughput::Elements(archs.len() as u64));
-    g.bench_function("8-archs/batches-per-arch-eval-64", |b| {
+    g.bench_function(format!("{ARCHS}-archs/batches-per-arch-eval-64"), |b| {
         b.iter(|| {
             for path in &archs {
                 recalibrate_bn(&net, path, &train, BN_BATCHES, BATCH, 1).expect("recalibrate");
@@ -47,14 +49,17 @@ fn per_arch(c: &mut Criterion) {
             }
         })
     });
-    let prepared = OneShotBatches::new(&net, &train, BN_BATCHES, BATCH, 1, &val).expect("batches");
-    g.bench_function("8-archs/prepared-eval-500", |b| {
-        b.iter(|| {
-            for path in &archs {
-                black_box(prepared.score(&net, path).expect("score"));
-            }
-        })
-    });
+    for eval_batch in [64, 128, 256, 500] {
+        let prepared = OneShotBatches::new(&net, &train, (BN_BATCHES, BATCH, 1), &val, eval_batch)
+            .expect("batches");
+        g.bench_function(format!("{ARCHS}-archs/prepared-eval-{eval_batch}"), |b| {
+            b.iter(|| {
+                for path in &archs {
+                    black_box(prepared.score(&net, path).expect("score"));
+                }
+            })
+        });
+    }
     g.finish();
 }
 

@@ -16,7 +16,7 @@ use crate::latency::LatencyError;
 use crate::latency::stats::LinearFit;
 use crate::latency::table::Table;
 use crate::space::{Arch, Space};
-use crate::supernet::{OneShotBatches, Supernet};
+use crate::supernet::{EVAL_BATCH, OneShotBatches, Supernet};
 
 /// Predicted latency of every architecture of a space, as a sum of per-layer
 /// costs precomputed from a table (a search asks millions of times).
@@ -214,10 +214,9 @@ impl OneShotSettings {
         Ok(OneShotBatches::new(
             net,
             train,
-            self.bn_batches,
-            self.batch_size,
-            self.seed,
+            (self.bn_batches, self.batch_size, self.seed),
             val,
+            EVAL_BATCH,
         )?)
     }
 }

@@ -23,10 +23,11 @@ pub struct EvalResult {
     pub samples: usize,
 }
 
-/// Images per forward pass when scoring: larger than a training batch, as
-/// evaluation keeps no activations for a backward pass, and fewer, larger
-/// passes amortise libtorch's per-op overhead on small maps.
-pub const EVAL_BATCH: usize = 500;
+/// Images per forward pass when scoring. Measured side by side (the
+/// `one_shot` benchmark, host/README.md, 1 thread): 128 scored 1.35
+/// architectures/s, 64 1.15, 256 1.03 and 500 0.88: past 128 the
+/// activations of these small maps no longer stay in cache.
+pub const EVAL_BATCH: usize = 128;
 
 /// The batches BN recalibration reads: `batches` batches of `set`
 /// (unaugmented, order seeded by `seed`).
@@ -131,18 +132,18 @@ pub struct OneShotBatches {
 
 impl OneShotBatches {
     /// `bn_batches` batches of `batch_size` training images (order seeded
-    /// by `seed`) for recalibration, and all of `val` in [`EVAL_BATCH`]es.
+    /// by `seed`) for recalibration, and all of `val` in batches of
+    /// `eval_batch` ([`EVAL_BATCH`] in the search).
     pub fn new(
         net: &Supernet,
         train: &ImageSet,
-        bn_batches: usize,
-        batch_size: usize,
-        seed: u64,
+        (bn_batches, batch_size, seed): (usize, usize, u64),
         val: &ImageSet,
+        eval_batch: usize,
     ) -> Result<OneShotBatches, SupernetError> {
         Ok(OneShotBatches {
             recalibration: recalibration_batches(net, train, bn_batches, batch_size, seed)?,
-            validation: evaluation_batches(net, val, EVAL_BATCH)?,
+            validation: evaluation_batches(net, val, eval_batch)?,
             samples: val.len(),
         })
     }

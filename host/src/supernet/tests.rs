@@ -555,7 +555,7 @@ fn bn_recalibration_changes_statistics_and_helps_a_sampled_path() {
     // evaluate do, though in larger evaluation batches (at most one image
     // may flip where libtorch's kernels for the two batch sizes round a
     // near-tie differently).
-    let batches = OneShotBatches::new(&net, &splits.train, 4, 64, 5, &val).unwrap();
+    let batches = OneShotBatches::new(&net, &splits.train, (4, 64, 5), &val, 500).unwrap();
     for seed in [11, 12, 13] {
         let path = net.path_of(&space.sample_seeded(seed)).unwrap();
         recalibrate_bn(&net, &path, &splits.train, 4, 64, 5).unwrap();
