@@ -17,6 +17,9 @@ phase setup
 # every figure it gives is labelled so. scripts/run.sh and the benchmarks
 # build and use the release agent.
 export PADNAS_AGENT_PROFILE=debug
+# A cold run gains nothing from incremental compilation, whose caches
+# cost gigabytes of the CI machine's disk.
+export CARGO_INCREMENTAL=0
 # padnas without libtorch (feature `train` off: agent, profile, latency,
 # verify), so that build keeps working. Before the full build, which then
 # leaves the full binaries in target/debug for the tests.

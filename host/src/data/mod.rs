@@ -275,11 +275,7 @@ pub fn load(cfg: &DataConfig, input: Shape, seed: u64) -> Result<Splits, DataErr
 /// uninterrupted one would.
 pub fn derive_seed(seed: u64, tag: &str, index: u64) -> u64 {
     // FNV-1a over the tag, then SplitMix64 finalisation of the mix.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in tag.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = crate::hash::fnv1a64(tag.as_bytes());
     let mut z = h ^ seed.rotate_left(17) ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
