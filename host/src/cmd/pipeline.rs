@@ -40,7 +40,7 @@ use super::report::write_report;
 use super::stages::choose;
 pub use super::steps::StepRecord;
 use super::steps::{self, Action, Step, step_names};
-use super::train::{CONFIG_FILE, setup_torch};
+use super::train::{CONFIG_FILE, set_torch_threads};
 use crate::config::JobConfig;
 use crate::files::write_atomic;
 use crate::latency::table::Table;
@@ -263,7 +263,6 @@ fn run_step(job: &Job, action: Action, loaded: &mut Loaded) -> anyhow::Result<()
                     max_steps: None,
                     resume: true,
                     device: Some(job.cfg.device),
-                    threads: job.cfg.train.threads,
                     progress: job.progress,
                 })?;
             }
@@ -322,7 +321,7 @@ fn verify_step(job: &Job, latency: &LatencyRecord, model: &Path) -> anyhow::Resu
 /// count (process-wide, so here at the command's entry).
 fn open(config: &Path, args: &JobArgs) -> anyhow::Result<Job> {
     let job = Job::open(config, args)?;
-    setup_torch(job.cfg.train.threads, job.cfg.device)?;
+    set_torch_threads(job.cfg.train.threads)?;
     Ok(job)
 }
 

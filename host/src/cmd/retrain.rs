@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::train::{CONFIG_FILE, setup_torch};
+use super::train::{CONFIG_FILE, set_torch_threads};
 use crate::config::{DeviceSpec, JobConfig};
 use crate::data;
 use crate::files::write_atomic;
@@ -175,7 +175,7 @@ pub fn run(args: &RetrainArgs) -> anyhow::Result<()> {
             .ok()
             .and_then(|c| c.train.threads)
     });
-    setup_torch(threads, DeviceSpec::Cpu)?;
+    set_torch_threads(threads)?;
     retrain(&Retraining {
         run: args.run.clone(),
         arch: args.arch.clone(),
@@ -184,7 +184,6 @@ pub fn run(args: &RetrainArgs) -> anyhow::Result<()> {
         max_steps: args.max_steps,
         resume: args.resume,
         device: args.device,
-        threads: args.threads,
         progress: !args.quiet,
     })
 }
@@ -207,8 +206,6 @@ pub struct Retraining {
     pub resume: bool,
     /// Device, overriding the run's.
     pub device: Option<DeviceSpec>,
-    /// Intra-op threads, overriding train.threads.
-    pub threads: Option<usize>,
     /// Draw a progress bar.
     pub progress: bool,
 }

@@ -55,17 +55,23 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-/// Applies `threads` to libtorch's intra-op pool (or leaves its default)
-/// and picks the device. The thread count is process-wide state: only the
-/// commands' entry functions (`run`) call this, never a library function
-/// such as `Job::open` or `retrain::retrain`.
+/// Applies `threads` to libtorch's intra-op pool (or leaves its default).
+/// The thread count is process-wide state: only the commands' entry
+/// functions (`run`) call this, never a library function such as
+/// `Job::open` or `retrain::retrain`.
+pub(crate) fn set_torch_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    if let Some(n) = threads {
+        tch::set_num_threads(i32::try_from(n).context("threads")?);
+    }
+    Ok(())
+}
+
+/// [`set_torch_threads`], then the device for `device`.
 pub(crate) fn setup_torch(
     threads: Option<usize>,
     device: DeviceSpec,
 ) -> anyhow::Result<tch::Device> {
-    if let Some(n) = threads {
-        tch::set_num_threads(i32::try_from(n).context("threads")?);
-    }
+    set_torch_threads(threads)?;
     Ok(torch_device(device)?)
 }
 
