@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what padnas needs on a fresh Debian machine, skipping what is there:
-# cross compilers and qemu-user for the ARM agents, socat for the serial tests,
+# cross compilers and qemu-user for the ARM agents, qemu-system-arm for the
+# Cortex-M firmware agent (mps2 boards), socat for the serial tests,
 # openssh-server (its sshd runs on 127.0.0.1 in the ssh tests),
 # the Fashion-MNIST data set, onnxruntime (pip, for a parity test), the rustup
 # targets, and libtorch (pip wheel).
@@ -13,7 +14,8 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 APT_PACKAGES=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf
-  libc6-dev-armhf-cross qemu-user socat dataset-fashion-mnist python3-pip openssh-server)
+  libc6-dev-armhf-cross qemu-user qemu-system-arm socat dataset-fashion-mnist python3-pip
+  openssh-server)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -37,7 +39,8 @@ if ! python3 -c 'import onnxruntime, numpy' 2>/dev/null; then
     || python3 -m pip install --quiet ${pip_where[@]+"${pip_where[@]}"} --break-system-packages onnxruntime numpy >&2
 fi
 
-RUST_TARGETS=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf aarch64-unknown-linux-musl)
+RUST_TARGETS=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf aarch64-unknown-linux-musl
+  thumbv7em-none-eabihf thumbv8m.main-none-eabihf)
 installed=$(rustup target list --installed)
 for t in "${RUST_TARGETS[@]}"; do
   grep -qx "$t" <<<"$installed" || { echo "setup: rustup target add $t" >&2; rustup target add "$t" >&2; }

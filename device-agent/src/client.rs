@@ -7,8 +7,8 @@
 
 use crate::proto::{
     AgentInfo, BenchLimits, BenchRequest, BenchStats, ErrorCode, ErrorReply, HelloRequest,
-    InferRequest, Kind, LoadModel, ModelLoaded, PROTOCOL_MAJOR, PROTOCOL_MINOR, ProtoError,
-    Request, Response, UnloadRequest, shape_elements,
+    InferRequest, Int8Block, Kind, LoadModel, ModelLoaded, PROTOCOL_MAJOR, PROTOCOL_MINOR,
+    ProtoError, Request, Response, UnloadRequest, shape_elements,
 };
 use crate::transport::{Transport, TransportError};
 
@@ -281,8 +281,25 @@ impl Client {
         let request = Request::LoadModel {
             header: LoadModel {
                 input_shape: input_shape.map(<[usize]>::to_vec),
+                int8_block: None,
             },
             onnx: onnx.to_vec(),
+        };
+        match self.call(request, Kind::Loaded)? {
+            Response::Loaded(loaded) => Ok(loaded),
+            other => Err(unexpected(Kind::Loaded, &other)),
+        }
+    }
+
+    /// Loads one int8 MBConv block on a microcontroller agent (its weights
+    /// come from the block's seed; see [`Int8Block`]).
+    pub fn load_int8_block(&mut self, block: Int8Block) -> Result<ModelLoaded, ClientError> {
+        let request = Request::LoadModel {
+            header: LoadModel {
+                input_shape: None,
+                int8_block: Some(block),
+            },
+            onnx: Vec::new(),
         };
         match self.call(request, Kind::Loaded)? {
             Response::Loaded(loaded) => Ok(loaded),

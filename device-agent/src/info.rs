@@ -60,6 +60,7 @@ pub fn gather() -> AgentInfo {
             .and_then(|s| s.parse::<i64>().ok())
             .map(|milli| milli as f64 / 1000.0),
         features,
+        mcu: None,
     }
 }
 

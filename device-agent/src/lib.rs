@@ -4,7 +4,8 @@
 //! there, with tract; the padnas host drives it to build latency tables and
 //! to verify exported models. This crate is both sides of that conversation:
 //!
-//! - [`proto`]: the wire format (frames, messages, versioning);
+//! - [`proto`]: the wire format (frames, messages, versioning), re-exported
+//!   from the `padnas-proto` crate;
 //! - [`transport`]: TCP, stdio (local, qemu-user, ssh, adb) and serial links
 //!   behind one [`transport::Transport`] trait;
 //! - [`client`]: the host's typed calls;
@@ -21,12 +22,15 @@ pub mod client;
 pub mod info;
 #[cfg(feature = "bench")]
 pub mod onnx_fixture;
-pub mod proto;
 #[cfg(feature = "bench")]
 pub mod sensor;
 pub mod server;
 pub mod stats;
 pub mod transport;
+
+/// The wire format, shared with the host and the microcontroller firmware
+/// (crate `padnas-proto`, `no_std` + `alloc` underneath).
+pub use padnas_proto as proto;
 
 pub use client::{Client, ClientError};
 pub use proto::{Frame, FrameReader, Request, Response};

@@ -63,7 +63,7 @@ fn stdout_carries_nothing_but_frames_even_when_verbose() {
             token: None,
         }),
         Request::LoadModel {
-            header: LoadModel { input_shape: None },
+            header: LoadModel::default(),
             onnx: b"not onnx".to_vec(),
         },
         Request::Unload(UnloadRequest { handle: 99 }),

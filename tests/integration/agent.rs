@@ -48,7 +48,7 @@ fn expect_error(resp: Response, code: ErrorCode, what: &str) -> String {
 
 fn load(link: &mut Link, onnx: Vec<u8>) -> padnas_agent::proto::ModelLoaded {
     match link.call(Request::LoadModel {
-        header: LoadModel { input_shape: None },
+        header: LoadModel::default(),
         onnx,
     }) {
         Response::Loaded(l) => l,
@@ -120,7 +120,7 @@ fn conformance(link: &mut Link, transport: &str) {
     let key = mbconv_key(3, 6, 16, 14, 16, 1);
     let onnx = block_onnx(&key, 7);
     let frame = Request::LoadModel {
-        header: LoadModel { input_shape: None },
+        header: LoadModel::default(),
         onnx: onnx.clone(),
     }
     .into_frame()
@@ -239,7 +239,7 @@ fn conformance(link: &mut Link, transport: &str) {
     // Corrupt and truncated ONNX: BadModel, and the loaded model still works.
     let msg = expect_error(
         link.call(Request::LoadModel {
-            header: LoadModel { input_shape: None },
+            header: LoadModel::default(),
             onnx: onnx[..onnx.len() / 3].to_vec(),
         }),
         ErrorCode::BadModel,
@@ -251,7 +251,7 @@ fn conformance(link: &mut Link, transport: &str) {
     );
     expect_error(
         link.call(Request::LoadModel {
-            header: LoadModel { input_shape: None },
+            header: LoadModel::default(),
             onnx: b"not a protobuf at all".to_vec(),
         }),
         ErrorCode::BadModel,

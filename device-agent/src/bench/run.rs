@@ -178,6 +178,7 @@ impl LoadedModel {
                 reference_median_ms,
                 ratio_median,
                 sensor_samples_ms: runs.sensor_samples,
+                cycles: None,
             })
         })
     }

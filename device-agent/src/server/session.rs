@@ -155,6 +155,16 @@ impl Session {
         }
         match request {
             Request::Hello(_) => unreachable!("handled above"),
+            Request::LoadModel { header, .. } if header.int8_block.is_some() => (
+                // Refused from the header, before anything is loaded: the
+                // int8 kernels live in the microcontroller firmware only.
+                Response::error(
+                    ErrorCode::BadModel,
+                    "int8 blocks run on the microcontroller agent (device-agent/mcu); \
+                     this agent runs ONNX models",
+                ),
+                Next::Continue,
+            ),
             Request::LoadModel { header, onnx } => (
                 self.load(&onnx, header.input_shape.as_deref()),
                 Next::Continue,
@@ -206,6 +216,7 @@ impl Session {
                     input_shape: model.input_shape().to_vec(),
                     output_shape: model.output_shape().to_vec(),
                     load_ms: model.load_ms(),
+                    memory: None,
                 };
                 tracing::info!(
                     "{}: loaded model {handle} ({} bytes) {:?} -> {:?} in {:.1} ms",

@@ -338,6 +338,35 @@ mod with_models {
     use crate::onnx_fixture::{ConvClip, Dim, relu};
 
     #[test]
+    fn an_int8_block_is_refused_from_the_header_and_the_next_request_works() {
+        let (mut client, server) = start(ServerConfig::default());
+        client.hello(None).unwrap();
+        let block = crate::proto::Int8Block {
+            in_c: 8,
+            out_c: 8,
+            expand: 3,
+            kernel: 3,
+            stride: 1,
+            h: 4,
+            w: 4,
+            seed: 1,
+        };
+        match client.load_int8_block(block) {
+            Err(ClientError::Remote(e)) => {
+                assert_eq!(e.code, ErrorCode::BadModel);
+                assert!(e.message.contains("microcontroller"), "{}", e.message);
+            }
+            other => panic!("expected BadModel, got {other:?}"),
+        }
+        let loaded = client
+            .load_model(&ConvClip::default().encode(), None)
+            .unwrap();
+        assert_eq!(loaded.handle, 1);
+        client.shutdown().unwrap();
+        server.join().unwrap().unwrap();
+    }
+
+    #[test]
     fn corrupt_onnx_is_bad_model_and_the_next_request_works() {
         let (mut client, server) = start(ServerConfig::default());
         client.hello(None).unwrap();

@@ -71,6 +71,7 @@ pub(crate) fn info() -> AgentInfo {
         cur_freq_khz: Some(2_000_000),
         temperature_c: None,
         features: vec!["bench".into()],
+        mcu: None,
     }
 }
 
@@ -88,6 +89,7 @@ impl BenchAgent for Fake {
             input_shape: vec![1],
             output_shape: vec![1],
             load_ms: 1.5,
+            memory: None,
         })
     }
 
@@ -153,6 +155,7 @@ impl BenchAgent for Fake {
             reference_median_ms: None,
             ratio_median: None,
             sensor_samples_ms,
+            cycles: None,
         })
     }
 

@@ -1,6 +1,9 @@
 //! Typed messages: [`Request`] (host → agent) and [`Response`] (agent →
 //! host), and their mapping to and from frames.
 
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use serde::Serialize;
 
 use super::messages::*;

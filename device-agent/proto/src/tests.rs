@@ -348,6 +348,7 @@ fn requests_and_responses_round_trip() {
         Request::LoadModel {
             header: LoadModel {
                 input_shape: Some(vec![1, 3, 8, 8]),
+                int8_block: None,
             },
             onnx: vec![1, 2, 3],
         },
@@ -382,6 +383,7 @@ fn requests_and_responses_round_trip() {
             input_shape: vec![1],
             output_shape: vec![2],
             load_ms: 1.5,
+            memory: None,
         }),
         Response::Output {
             shape: vec![1, 1],
@@ -471,4 +473,46 @@ fn error_codes_travel_under_their_wire_names_and_unknown_ones_read_as_other() {
     }
     let newer: ErrorCode = serde_json::from_str("\"thermal_throttled\"").unwrap();
     assert_eq!(newer, ErrorCode::Other);
+}
+
+#[test]
+fn the_decoder_takes_bytes_pushed_one_at_a_time_in_small_chunks() {
+    // The firmware's way in: no io::Read, a few hundred bytes of buffer.
+    let mut bytes = b"boot banner\r\n".to_vec();
+    bytes.extend(hello_frame().encode().unwrap());
+    bytes.extend(infer_frame().encode().unwrap());
+    let mut decoder = FrameDecoder::with_max_payload(4096).with_chunk(16, 64);
+    let mut seen = Vec::new();
+    for b in &bytes {
+        decoder.push(std::slice::from_ref(b));
+        loop {
+            match decoder.step(false) {
+                Step::Frame(f) => seen.push(Ok(f)),
+                Step::Damaged(e) => seen.push(Err(format!("{e}"))),
+                Step::Need(n) => {
+                    assert!(n > 0);
+                    break;
+                }
+                Step::End => panic!("End before the stream was said to end"),
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            Err("skipped 13 byte(s) of garbage before a frame magic".to_string()),
+            Ok(hello_frame()),
+            Ok(infer_frame()),
+        ]
+    );
+    assert!(matches!(decoder.step(true), Step::End));
+}
+
+#[test]
+fn the_decoder_offers_no_more_than_its_chunk() {
+    let mut decoder = FrameDecoder::with_max_payload(4096).with_chunk(16, 64);
+    assert_eq!(decoder.spare(1).len(), 16);
+    assert_eq!(decoder.spare(1000).len(), 64);
+    decoder.commit(3);
+    assert_eq!(decoder.buffered(), 3);
 }

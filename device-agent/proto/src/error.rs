@@ -1,7 +1,7 @@
 //! What goes wrong on the wire ([`ProtoError`]) and the codes an agent
 //! answers with ([`ErrorCode`], [`ErrorReply`]).
 
-use std::io;
+use alloc::string::String;
 
 use serde::{Deserialize, Serialize};
 
@@ -69,8 +69,8 @@ pub struct ErrorReply {
     pub message: String,
 }
 
-impl std::fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(self.as_str())
     }
 }
@@ -85,8 +85,8 @@ impl ErrorReply {
     }
 }
 
-impl std::fmt::Display for ErrorReply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
     }
 }
@@ -97,8 +97,9 @@ impl std::fmt::Display for ErrorReply {
 #[derive(Debug, thiserror::Error)]
 pub enum ProtoError {
     /// The underlying reader failed (including read timeouts).
+    #[cfg(feature = "std")]
     #[error("i/o error: {0}")]
-    Io(io::Error),
+    Io(std::io::Error),
     /// Bytes that do not start a frame were skipped up to the next magic.
     #[error("skipped {skipped} byte(s) of garbage before a frame magic")]
     Garbage {
@@ -162,6 +163,7 @@ impl ProtoError {
     /// The code an agent answers this error with.
     pub fn code(&self) -> ErrorCode {
         match self {
+            #[cfg(feature = "std")]
             ProtoError::Io(_) => ErrorCode::Internal,
             ProtoError::Garbage { .. }
             | ProtoError::BadCrc { .. }
@@ -178,6 +180,10 @@ impl ProtoError {
 
     /// Whether the stream can still be read after this error.
     pub fn is_recoverable(&self) -> bool {
-        !matches!(self, ProtoError::Io(_))
+        #[cfg(feature = "std")]
+        if matches!(self, ProtoError::Io(_)) {
+            return false;
+        }
+        true
     }
 }

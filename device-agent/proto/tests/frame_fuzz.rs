@@ -11,7 +11,7 @@ use std::io::{self, Read};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use padnas_agent::proto::{
+use padnas_proto::{
     BenchLimits, BenchRequest, Frame, FrameReader, HelloRequest, InferRequest, LoadModel,
     ProtoError, Request, Response, UnloadRequest,
 };
@@ -134,7 +134,7 @@ fn requests() -> impl Strategy<Value = Request> {
             })
         ),
         (proptest::collection::vec(any::<u8>(), 0..300)).prop_map(|onnx| Request::LoadModel {
-            header: LoadModel { input_shape: None },
+            header: LoadModel::default(),
             onnx,
         }),
         (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(handle, min_runs, max_runs)| {

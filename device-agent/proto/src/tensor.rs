@@ -1,6 +1,9 @@
 //! The tensor blob codec: f32 values as little-endian bytes.
 
-use super::ProtoError;
+use alloc::format;
+use alloc::vec::Vec;
+
+use crate::ProtoError;
 
 /// Encodes f32 values as little-endian bytes (tensor blobs).
 pub fn f32s_to_le(values: &[f32]) -> Vec<u8> {

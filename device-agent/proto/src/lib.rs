@@ -14,33 +14,53 @@
 //! the blob carries the bulky parts (ONNX bytes, tensors) without base64.
 //! The format is documented for people in `device-agent/README.md`.
 //!
-//! Layers, bottom up: [`Frame`] (bytes on the wire, [`Frame::encode`] and the
-//! resynchronising [`FrameReader`]), then [`Request`] / [`Response`] (typed
-//! messages, [`Request::to_frame`] / [`Request::from_frame`]).
-
+//! Layers, bottom up: [`Frame`] (bytes on the wire, [`Frame::encode`]), the
+//! resynchronising [`FrameDecoder`] (bytes pushed in, frames out) and, with
+//! `std`, [`FrameReader`] (the decoder fed from an `io::Read`, with a
+//! deadline); then [`Request`] / [`Response`] (typed messages,
+//! [`Request::to_frame`] / [`Request::from_frame`]).
 //!
-//! Files: `frame` (bytes on the wire), `messages` (the JSON headers),
-//! `request` (typed requests and responses ↔ frames), `tensor` (the f32 blob
-//! codec), `error` (what goes wrong, and the codes the agent answers with).
+//! The crate is `no_std` + `alloc` without its default `std` feature, so the
+//! host, the Linux agent and the microcontroller firmware share this one
+//! definition and its tests.
+//!
+//! Files: `frame` (one frame's bytes), `decoder` (a stream of bytes →
+//! frames), `reader` (std: `io::Read` → frames), `messages` (the JSON
+//! headers), `request` (typed requests and responses ↔ frames), `tensor`
+//! (the f32 blob codec), `error` (what goes wrong, and the codes the agent
+//! answers with).
 
+// With `std` the crate is an ordinary std crate (its tests use the std
+// prelude); the firmware builds it without.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+mod decoder;
 mod error;
 mod frame;
 mod messages;
+#[cfg(feature = "std")]
+mod reader;
 mod request;
 mod tensor;
-#[cfg(test)]
+#[cfg(all(test, feature = "std"))]
 mod tests;
 
+pub use decoder::{FrameDecoder, Step};
 pub use error::{ErrorCode, ErrorReply, ProtoError};
-pub use frame::{Frame, FrameReader};
+pub use frame::Frame;
 pub use messages::*;
+#[cfg(feature = "std")]
+pub use reader::FrameReader;
 pub use request::{Request, Response};
 pub use tensor::{f32s_from_le, f32s_to_le, shape_elements};
 
 /// Major protocol version: a host and an agent with different majors refuse to talk.
 pub const PROTOCOL_MAJOR: u16 = 1;
 /// Minor protocol version: grows when message kinds or optional fields are added.
-pub const PROTOCOL_MINOR: u16 = 2;
+pub const PROTOCOL_MINOR: u16 = 3;
 /// Frame magic, chosen to be unlikely in text a shell or login banner prints.
 pub const MAGIC: [u8; 4] = *b"PDNA";
 /// Hard cap on a frame's payload. Large enough for any ImageNet-scale MBConv

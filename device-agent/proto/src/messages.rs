@@ -1,6 +1,9 @@
 //! The JSON headers of each message kind. Fields are only ever added, with
 //! serde defaults, so that older peers keep understanding newer ones.
 
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use serde::{Deserialize, Serialize};
 
 /// First message of every session.
@@ -47,16 +50,73 @@ pub struct AgentInfo {
     /// and run models), `"serial"`. Added in 1.0; absent means none known.
     #[serde(default)]
     pub features: Vec<String>,
+    /// A microcontroller agent's board: core, clock, memory, timer (added
+    /// in 1.3; absent from Linux agents, whose `tract_version` it replaces
+    /// in meaning: firmware sends `"none"` there).
+    #[serde(default)]
+    pub mcu: Option<McuInfo>,
+}
+
+/// What a microcontroller agent tells about its board.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McuInfo {
+    /// Core (`cortex-m4`, `cortex-m7`, `cortex-m33`).
+    pub core: String,
+    /// Board or machine name as the firmware was built for it (`mps2-an386`).
+    pub board: String,
+    /// Core clock in Hz: cycles ÷ this = seconds.
+    pub clock_hz: u64,
+    /// SRAM the firmware was linked for, in bytes.
+    pub sram_bytes: u64,
+    /// Flash (code and constant data) the firmware was linked for, in bytes.
+    pub flash_bytes: u64,
+    /// Heap the firmware gives to loaded blocks, in bytes: a block whose
+    /// weights and activations do not fit is refused at load.
+    pub heap_bytes: u64,
+    /// Where cycle counts come from: `dwt` (the DWT cycle counter) or
+    /// `systick` (SysTick at the core clock, where there is no DWT).
+    pub timer: String,
+    /// Kernels the firmware runs blocks with (`padnas-int8 0.1.0`).
+    pub kernels: String,
 }
 
 /// Load an ONNX model; the model bytes travel in the frame's blob.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LoadModel {
     /// Concrete input shape (batch first). `None`: use the model's declared
     /// shape, which must then be fully concrete. Symbolic shapes are refused
     /// rather than run, because tract is ~28x slower on them.
     #[serde(default)]
     pub input_shape: Option<Vec<usize>>,
+    /// Instead of ONNX (empty blob): one int8 MBConv block for a
+    /// microcontroller agent (added in 1.3). Linux agents refuse it.
+    #[serde(default)]
+    pub int8_block: Option<Int8Block>,
+}
+
+/// One int8 MBConv block, described compactly enough for a board with a few
+/// hundred KiB of RAM: its shape, and a seed from which the agent and the
+/// host derive the same weights and quantisation parameters (`padnas-int8`'s
+/// `RandomBlock`), which is all latency needs. Tensors are HWC (batch 1);
+/// Infer carries their int8 values as f32, which is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Int8Block {
+    /// Input channels.
+    pub in_c: u32,
+    /// Output channels.
+    pub out_c: u32,
+    /// Expansion ratio (1 = no expansion convolution).
+    pub expand: u32,
+    /// Depthwise kernel size (3, 5, 7).
+    pub kernel: u32,
+    /// Depthwise stride (1, 2).
+    pub stride: u32,
+    /// Input height.
+    pub h: u32,
+    /// Input width.
+    pub w: u32,
+    /// Seed of the weights and quantisation parameters.
+    pub seed: u64,
 }
 
 /// Reply to [`LoadModel`].
@@ -70,6 +130,21 @@ pub struct ModelLoaded {
     pub output_shape: Vec<usize>,
     /// Time spent loading and optimising, in ms.
     pub load_ms: f64,
+    /// An int8 block's memory on the agent, as the firmware allocated it
+    /// (added in 1.3).
+    #[serde(default)]
+    pub memory: Option<BlockMemory>,
+}
+
+/// Bytes an int8 block takes on a microcontroller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockMemory {
+    /// Weights, biases and requantisation parameters (flash, on a real
+    /// deployment).
+    pub weight_bytes: u64,
+    /// Peak live activations while the block runs, input and output included
+    /// (SRAM).
+    pub activation_bytes: u64,
 }
 
 /// How long and how to benchmark.
@@ -195,6 +270,10 @@ pub struct BenchStats {
     /// (added in 1.2).
     #[serde(default)]
     pub sensor_samples_ms: Option<Vec<f64>>,
+    /// A microcontroller agent's timings in core cycles, which the `_ms`
+    /// fields are derived from at [`McuInfo::clock_hz`] (added in 1.3).
+    #[serde(default)]
+    pub cycles: Option<CycleStats>,
 }
 
 /// Header of a tensor; the data follows in the blob as f32 little-endian.
@@ -218,4 +297,17 @@ pub struct InferRequest {
 pub struct UnloadRequest {
     /// From [`ModelLoaded`].
     pub handle: u32,
+}
+
+/// Timed runs in core cycles (a microcontroller's DWT or SysTick count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CycleStats {
+    /// Fastest run.
+    pub min: u64,
+    /// Median run.
+    pub median: u64,
+    /// Slowest run.
+    pub max: u64,
+    /// Core clock the milliseconds were derived at.
+    pub clock_hz: u64,
 }
