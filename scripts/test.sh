@@ -28,8 +28,8 @@ phase "build without libtorch"
 cargo build --workspace
 phase "debug build (host and agent)"
 # The protocol crate without std, for a Cortex-M: the firmware agent shares it.
-cargo build -p padnas-proto --no-default-features --target thumbv7em-none-eabihf
-phase "no_std protocol for thumbv7em"
+cargo build -p padnas-proto -p padnas-int8 --no-default-features --target thumbv7em-none-eabihf
+phase "no_std protocol and int8 kernels for thumbv7em"
 # The aarch64 agent in the `emulated` profile (no LTO): under qemu only its
 # answers count. (armv7 and musl: see the note in tests/integration/agent.rs.)
 scripts/build-agent.sh --emulated aarch64-unknown-linux-gnu
