@@ -12,8 +12,10 @@ pub mod data;
 pub mod files;
 pub mod hash;
 pub mod latency;
+pub mod memory;
 pub mod naming;
 pub mod onnx;
+pub mod qemu_system;
 #[cfg(feature = "train")]
 pub mod rank;
 pub mod remote;

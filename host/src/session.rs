@@ -124,6 +124,9 @@ pub fn host_agent_profile() -> String {
         .unwrap_or_else(|| "release".to_string())
 }
 
+/// File name of the microcontroller firmware agent (an ELF).
+pub const MCU_AGENT: &str = "padnas-mcu-agent";
+
 /// Where the agent for `target` is built on this machine.
 ///
 /// Never a debug build: the latency the agent reports must be that of
@@ -133,6 +136,16 @@ pub fn agent_binary_for(target: &Target) -> Result<PathBuf, SessionError> {
         return existing(p.clone(), &target.triple, &agent_profile(target));
     }
     let dir = cargo_target_dir().unwrap_or_else(|| PathBuf::from("target"));
+    if target.is_mcu() {
+        // The firmware is its own cargo workspace, built into target/mcu
+        // (scripts/build-agent.sh), always size-optimised release.
+        let path = dir
+            .join("mcu")
+            .join(&target.triple)
+            .join("release")
+            .join(MCU_AGENT);
+        return existing(path, &target.triple, "release");
+    }
     let profile = agent_profile(target);
     let path = if target.triple == host_triple() {
         dir.join(&profile).join("padnas-agent")
@@ -197,7 +210,9 @@ pub fn agent_command(target: &Target) -> Result<Option<Command>, SessionError> {
         }
         spec @ TransportSpec::Ssh { .. } => remote::ssh(spec, &remote_agent_line(target)?)?,
         spec @ TransportSpec::Adb { .. } => remote::adb_shell(spec, &remote_agent_line(target)?)?,
-        TransportSpec::Tcp { .. } | TransportSpec::Serial { .. } => return Ok(None),
+        TransportSpec::Tcp { .. }
+        | TransportSpec::Serial { .. }
+        | TransportSpec::QemuSystem { .. } => return Ok(None),
     };
     Ok(Some(cmd))
 }
@@ -228,6 +243,10 @@ pub fn open(target: &Target) -> Result<Session, SessionError> {
         TransportSpec::Serial { path, baud } => {
             Box::new(transport::serial::open(path, *baud).map_err(|e| connect_err(e.to_string()))?)
         }
+        TransportSpec::QemuSystem { machine } => Box::new(
+            crate::qemu_system::QemuSystemTransport::start(machine, &agent_binary_for(target)?)
+                .map_err(|e| connect_err(e.to_string()))?,
+        ),
         _ => {
             let cmd = agent_command(target)?.ok_or_else(|| connect_err("no command".into()))?;
             Box::new(
@@ -290,6 +309,7 @@ pub fn spawns_agent(target: &Target) -> bool {
         target.transport,
         TransportSpec::Local
             | TransportSpec::Qemu
+            | TransportSpec::QemuSystem { .. }
             | TransportSpec::Ssh { .. }
             | TransportSpec::Adb { .. }
     )
@@ -298,7 +318,13 @@ pub fn spawns_agent(target: &Target) -> bool {
 /// A label for figures measured through this session: the CPU, and for qemu
 /// the word *emulated*, so an emulated figure never reads as device latency.
 pub fn measurement_label(target: &Target, info: &AgentInfo) -> String {
-    if target.emulated() {
+    if let TransportSpec::QemuSystem { machine } = &target.transport {
+        format!(
+            "emulated ({} firmware under qemu-system-arm {machine} on {}; cycle counts of an emulator, not of a Cortex-M)",
+            info.arch,
+            host_cpu_model()
+        )
+    } else if target.emulated() {
         format!(
             "emulated ({} under qemu-user on {})",
             info.arch,

@@ -15,6 +15,7 @@ use crate::config::{JobConfig, WindowSpec};
 use crate::data::{self, Splits};
 use crate::files::write_atomic;
 use crate::latency::table::Table;
+use crate::memory::{MemoryLimit, MemoryModel};
 use crate::search::{LatencyModel, Window};
 use crate::space::{Space, format_count};
 use crate::supernet::checkpoint::WEIGHTS_FILE;
@@ -65,6 +66,10 @@ pub struct LatencyRecord {
     pub emulated: bool,
     /// The hard constraint of every search of the run.
     pub window: Window,
+    /// For a microcontroller target, the other one: what its memory leaves
+    /// for a network (target file's `memory:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryLimit>,
 }
 
 impl LatencyRecord {
@@ -226,15 +231,30 @@ impl Job {
         };
         let table = Table::load(&path)?;
         let model = LatencyModel::new(&table, &path, &self.full)?;
+        let memory = target.memory.as_ref().map(MemoryLimit::of_target);
+        let fits = match memory {
+            Some(limit) => {
+                let m = MemoryModel::new(&self.full)?;
+                Box::new(move |g: &[usize]| m.footprint(g).fits(&limit))
+                    as Box<dyn Fn(&[usize]) -> bool>
+            }
+            None => Box::new(|_: &[usize]| true),
+        };
         let window = match self.cfg.search.window {
             WindowSpec::Ms { lo, hi } => Window {
                 lo_ms: lo,
                 hi_ms: hi,
                 source: "config (ms)".into(),
             },
-            WindowSpec::Quantiles { lo, hi, samples } => {
-                Window::from_quantiles(&model, &self.full, lo, hi, samples, self.cfg.seed)?
-            }
+            WindowSpec::Quantiles { lo, hi, samples } => Window::from_quantiles_of(
+                &model,
+                &self.full,
+                lo,
+                hi,
+                samples,
+                self.cfg.seed,
+                &fits,
+            )?,
         };
         let rec = LatencyRecord {
             target: target.name.clone(),
@@ -242,6 +262,7 @@ impl Job {
             label: table.header.label.clone(),
             emulated: table.header.emulated,
             window,
+            memory,
         };
         write_atomic(&rec_path, serde_json::to_string_pretty(&rec)?.as_bytes())?;
         Ok((rec, table))

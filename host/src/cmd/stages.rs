@@ -114,9 +114,13 @@ impl Job {
         };
         let previous = crate::search::SearchRecord::load(out)?;
         if let Some(r) = &previous {
-            if r.space_hash != space.hash() || r.window != latency.window || r.nsga2 != nsga {
+            if r.space_hash != space.hash()
+                || r.window != latency.window
+                || r.memory != latency.memory
+                || r.nsga2 != nsga
+            {
                 bail!(
-                    "{}: saved with another space, window or settings; delete it to search again",
+                    "{}: saved with another space, window, memory limit or settings; delete it to search again",
                     out.display()
                 );
             }
@@ -139,13 +143,15 @@ impl Job {
             &self.splits.train,
             &self.splits.val,
             one_shot.clone(),
-        )?;
+        )?
+        .with_memory(latency.memory)?;
         let mut record = SearchRecord {
             format: RECORD_FORMAT.into(),
             stage: name.into(),
             space_hash: space.hash(),
             num_architectures: space.num_architectures(),
             window: latency.window.clone(),
+            memory: latency.memory,
             nsga2: nsga.clone(),
             one_shot,
             weights: weights.to_path_buf(),

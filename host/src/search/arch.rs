@@ -15,6 +15,7 @@ use crate::data::{ImageSet, derive_seed};
 use crate::latency::LatencyError;
 use crate::latency::stats::LinearFit;
 use crate::latency::table::Table;
+use crate::memory::{MemoryLimit, MemoryModel};
 use crate::space::{Arch, Space};
 use crate::supernet::{EVAL_BATCH, OneShotBatches, Supernet};
 
@@ -110,15 +111,44 @@ impl Window {
         samples: usize,
         seed: u64,
     ) -> Result<Window, SearchError> {
+        Window::from_quantiles_of(model, space, q_lo, q_hi, samples, seed, &|_| true)
+    }
+
+    /// As [`Window::from_quantiles`], over the architectures `admit`
+    /// accepts (those that fit a microcontroller's memory): a window set
+    /// among networks the board cannot hold would admit too few that it can.
+    pub fn from_quantiles_of(
+        model: &LatencyModel,
+        space: &Space,
+        q_lo: f64,
+        q_hi: f64,
+        samples: usize,
+        seed: u64,
+        admit: &dyn Fn(&[usize]) -> bool,
+    ) -> Result<Window, SearchError> {
         if !(0.0 <= q_lo && q_lo < q_hi && q_hi <= 1.0) || samples < 2 {
             return Err(SearchError::Invalid(format!(
                 "window quantiles [{q_lo}, {q_hi}] over {samples} samples: need 0 ≤ lo < hi ≤ 1 and ≥ 2 samples"
             )));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, "latency-window", 0));
-        let mut ms: Vec<f64> = (0..samples)
-            .map(|_| model.ms(&space.sample_indices(&mut rng)))
-            .collect();
+        let max_draws = samples.saturating_mul(1000);
+        let mut ms = Vec::with_capacity(samples);
+        let mut draws = 0usize;
+        while ms.len() < samples {
+            if draws == max_draws {
+                return Err(SearchError::Invalid(format!(
+                    "only {} of {max_draws} random architectures fit the target's memory; \
+                     a window needs {samples}: raise the memory or shrink the space",
+                    ms.len()
+                )));
+            }
+            draws += 1;
+            let genome = space.sample_indices(&mut rng);
+            if admit(&genome) {
+                ms.push(model.ms(&genome));
+            }
+        }
         ms.sort_by(f64::total_cmp);
         let at = |q: f64| ms[((samples - 1) as f64 * q).round() as usize];
         Ok(Window {
@@ -151,6 +181,7 @@ pub struct ArchProblem<'a> {
     net: &'a Supernet,
     model: LatencyModel,
     window: Window,
+    memory: Option<(MemoryModel, MemoryLimit)>,
     batches: OneShotBatches,
     cards: Vec<usize>,
 }
@@ -180,9 +211,20 @@ impl<'a> ArchProblem<'a> {
             net,
             model,
             window,
+            memory: None,
             batches,
             cards,
         })
+    }
+
+    /// Admits only architectures whose int8 footprint fits `limit` (a
+    /// microcontroller target), beside the latency window.
+    pub fn with_memory(mut self, limit: Option<MemoryLimit>) -> Result<Self, SearchError> {
+        self.memory = match limit {
+            Some(l) => Some((MemoryModel::new(self.space)?, l)),
+            None => None,
+        };
+        Ok(self)
     }
 
     /// The architecture of `genome`.
@@ -239,7 +281,11 @@ impl Problem for ArchProblem<'_> {
     }
 
     fn feasible(&mut self, genome: &[usize]) -> Result<bool, SearchError> {
-        Ok(self.window.contains(self.model.ms(genome)))
+        Ok(self.window.contains(self.model.ms(genome))
+            && self
+                .memory
+                .as_ref()
+                .is_none_or(|(model, limit)| model.footprint(genome).fits(limit)))
     }
 
     fn evaluate(&mut self, genome: &[usize]) -> Result<Vec<f64>, SearchError> {
@@ -248,3 +294,6 @@ impl Problem for ArchProblem<'_> {
         Ok(vec![1.0 - acc, self.model.ms(genome)])
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -18,6 +18,7 @@ pub use prune::{Pruning, prune};
 
 use crate::files::WriteError;
 use crate::latency::LatencyError;
+use crate::memory::{Footprint, MemoryLimit, MemoryModel};
 use crate::space::{Space, SpaceError};
 use crate::supernet::SupernetError;
 
@@ -46,6 +47,9 @@ pub enum SearchError {
     /// The latency table is missing entries or unreadable.
     #[error(transparent)]
     Latency(#[from] LatencyError),
+    /// A block the int8 memory model cannot cost.
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
     /// One-shot evaluation failed.
     #[error(transparent)]
     Supernet(#[from] SupernetError),
@@ -76,6 +80,9 @@ pub struct Candidate {
     pub latency_ms: f64,
     /// Non-domination rank among all evaluated architectures (0: Pareto).
     pub rank: usize,
+    /// int8 flash and peak SRAM, for a microcontroller target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Footprint>,
 }
 
 /// A search as saved in a run directory: settings, the resumable NSGA-II
@@ -92,6 +99,10 @@ pub struct SearchRecord {
     pub num_architectures: f64,
     /// The hard constraint.
     pub window: Window,
+    /// The other hard constraint, for a microcontroller target: what a
+    /// network's int8 weights and activations may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryLimit>,
     /// NSGA-II settings.
     pub nsga2: Nsga2Config,
     /// How accuracy was measured.
@@ -119,6 +130,10 @@ impl SearchRecord {
             .map(|e| e.objectives.as_slice())
             .collect();
         let ranks = nsga2::ranks(&objs);
+        let memory = match self.memory {
+            Some(_) => Some(MemoryModel::new(space)?),
+            None => None,
+        };
         let mut out = Vec::with_capacity(ranks.len());
         for (e, r) in self.state.archive.iter().zip(ranks) {
             out.push(Candidate {
@@ -126,6 +141,7 @@ impl SearchRecord {
                 accuracy: 1.0 - e.objectives[0],
                 latency_ms: e.objectives[1],
                 rank: r,
+                memory: memory.as_ref().map(|m| m.footprint(&e.genome)),
             });
         }
         out.sort_by(|a, b| {

@@ -82,6 +82,27 @@ struct RawTargetFile {
     deadline_margin: Option<f64>,
     #[serde(default)]
     notes: Option<String>,
+    #[serde(default)]
+    memory: Option<TargetMemory>,
+}
+
+/// A microcontroller's memory (`memory:` of a target file): what the board
+/// has, and what its firmware keeps for itself. What is left bounds every
+/// network the search admits for the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetMemory {
+    /// SRAM of the board (bytes).
+    pub sram_bytes: u64,
+    /// Flash of the board (bytes).
+    pub flash_bytes: u64,
+    /// SRAM the firmware needs besides activations: stack, statics, the
+    /// frame buffers (bytes).
+    #[serde(default)]
+    pub reserved_sram_bytes: u64,
+    /// Flash the firmware's code takes (bytes).
+    #[serde(default)]
+    pub reserved_flash_bytes: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +148,9 @@ pub struct Target {
     pub deadlines: Deadlines,
     /// Free text.
     pub notes: Option<String>,
+    /// A microcontroller's memory, when declared: a hard constraint of the
+    /// search beside the latency window.
+    pub memory: Option<TargetMemory>,
     /// File this target came from.
     pub source: PathBuf,
 }
@@ -137,13 +161,25 @@ pub const KNOWN_TRIPLES: &[&str] = &[
     "aarch64-unknown-linux-gnu",
     "armv7-unknown-linux-gnueabihf",
     "aarch64-unknown-linux-musl",
+    // Microcontrollers: the firmware agent (device-agent/mcu).
+    "thumbv7em-none-eabihf",
+    "thumbv8m.main-none-eabihf",
 ];
 
 impl Target {
     /// Whether measurements through this target run under emulation and so
     /// must never be presented as device latency.
     pub fn emulated(&self) -> bool {
-        self.transport == TransportSpec::Qemu
+        matches!(
+            self.transport,
+            TransportSpec::Qemu | TransportSpec::QemuSystem { .. }
+        )
+    }
+
+    /// Whether the agent is the microcontroller firmware (int8 blocks, no
+    /// ONNX): the triple is a bare-metal Cortex-M one.
+    pub fn is_mcu(&self) -> bool {
+        self.triple.starts_with("thumb")
     }
 
     /// Parses and validates target YAML; `origin` names the file in errors.
@@ -200,6 +236,23 @@ impl Target {
                     "triple",
                     "qemu emulates a foreign architecture; use transport: local".into(),
                 ));
+            }
+            TransportSpec::QemuSystem { machine } => {
+                let needs = crate::qemu_system::MACHINES
+                    .iter()
+                    .find(|(m, _)| m == machine)
+                    .map(|(_, t)| *t);
+                if needs != Some(raw.triple.as_str()) {
+                    return Err(invalid(
+                        "triple",
+                        format!(
+                            "{} runs {} firmware, not {}",
+                            machine,
+                            needs.unwrap_or("no"),
+                            raw.triple
+                        ),
+                    ));
+                }
             }
             TransportSpec::Ssh { .. } | TransportSpec::Adb { .. } if raw.agent_path.is_none() => {
                 return Err(invalid(
@@ -267,6 +320,26 @@ impl Target {
             }
             deadlines.bench_margin = m;
         }
+        if let Some(m) = &raw.memory {
+            if m.reserved_sram_bytes >= m.sram_bytes {
+                return Err(invalid(
+                    "memory.reserved_sram_bytes",
+                    format!(
+                        "{} leaves nothing of the board's {} bytes of SRAM",
+                        m.reserved_sram_bytes, m.sram_bytes
+                    ),
+                ));
+            }
+            if m.reserved_flash_bytes >= m.flash_bytes {
+                return Err(invalid(
+                    "memory.reserved_flash_bytes",
+                    format!(
+                        "{} leaves nothing of the board's {} bytes of flash",
+                        m.reserved_flash_bytes, m.flash_bytes
+                    ),
+                ));
+            }
+        }
         bench.threads = Some(threads);
         bench.pin_cpu = raw.pin_cpu;
         let source = origin.to_path_buf();
@@ -292,6 +365,7 @@ impl Target {
             bench,
             deadlines,
             notes: raw.notes,
+            memory: raw.memory,
             source,
         })
     }

@@ -59,6 +59,7 @@ fn transports_parse() {
         "adb://X1",
         "tcp://h:1",
         "serial:///dev/x?baud=9600",
+        "qemu-system://mps2-an386",
     ] {
         let t = TransportSpec::parse(s).expect(s);
         assert_eq!(TransportSpec::parse(&t.to_string()), Ok(t));
@@ -221,4 +222,28 @@ fn hostile_agent_paths_are_refused_naming_the_key() {
     )
     .expect("quoted, not refused");
     assert_eq!(t.agent_path.as_deref(), Some("/tmp/a;reboot"));
+}
+
+#[test]
+fn an_emulated_microcontroller_needs_its_boards_triple_and_sane_memory() {
+    let ok = "name: m\ntriple: thumbv7em-none-eabihf\ntransport: qemu-system://mps2-an386\n\
+              memory: { sram_bytes: 4000, flash_bytes: 9000, reserved_sram_bytes: 1000 }\n";
+    let t = parse(ok).unwrap();
+    assert!(t.emulated() && t.is_mcu());
+    assert_eq!(t.memory.unwrap().reserved_flash_bytes, 0);
+    let wrong_triple = ok.replace("thumbv7em-none-eabihf", "thumbv8m.main-none-eabihf");
+    let e = parse(&wrong_triple).unwrap_err().to_string();
+    assert!(e.contains("triple") && e.contains("mps2-an386"), "{e}");
+    let e = parse(&ok.replace("mps2-an386", "mps2-an999"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("transport") && e.contains("mps2-an386"), "{e}");
+    let e = parse(&ok.replace("reserved_sram_bytes: 1000", "reserved_sram_bytes: 4000"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("memory.reserved_sram_bytes"), "{e}");
+    let e = parse(&ok.replace("flash_bytes: 9000", "flash_bytes: 9000, sram: 1"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown field"), "{e}");
 }

@@ -16,6 +16,13 @@ pub enum TransportSpec {
     Local,
     /// Cross-built agent run under qemu-user here, over stdio. Emulated.
     Qemu,
+    /// `qemu-system://mps2-an386`: the microcontroller firmware booted on
+    /// an emulated board here, spoken to over its UART on a pseudo-terminal.
+    /// Emulated.
+    QemuSystem {
+        /// QEMU machine, one of [`crate::qemu_system::MACHINES`].
+        machine: String,
+    },
     /// `ssh://[user@]host[:port]`: agent started over ssh, spoken to over
     /// its stdio. `host` is a name, an IPv4 address or (bracketed in the
     /// URI, bare here) an IPv6 address.
@@ -52,6 +59,7 @@ impl fmt::Display for TransportSpec {
         match self {
             TransportSpec::Local => write!(f, "local"),
             TransportSpec::Qemu => write!(f, "qemu"),
+            TransportSpec::QemuSystem { machine } => write!(f, "qemu-system://{machine}"),
             TransportSpec::Ssh { user, host, port } => {
                 write!(f, "ssh://")?;
                 if let Some(u) = user {
@@ -113,8 +121,24 @@ impl TransportSpec {
                 })
             }
             "serial" => parse_serial(rest),
+            "qemu-system" => {
+                let known: Vec<&str> = crate::qemu_system::MACHINES
+                    .iter()
+                    .map(|(m, _)| *m)
+                    .collect();
+                if known.contains(&rest) {
+                    Ok(TransportSpec::QemuSystem {
+                        machine: rest.to_string(),
+                    })
+                } else {
+                    Err(format!(
+                        "qemu-system://{rest}: not a board the firmware is built for ({})",
+                        known.join(", ")
+                    ))
+                }
+            }
             other => Err(format!(
-                "unknown transport scheme {other:?}: use local, qemu, ssh, adb, tcp or serial"
+                "unknown transport scheme {other:?}: use local, qemu, qemu-system, ssh, adb, tcp or serial"
             )),
         }
     }

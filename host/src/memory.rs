@@ -1,0 +1,194 @@
+//! What a network costs in a microcontroller's memory when it runs in int8,
+//! block after block (the way CMSIS-NN deployments and the padnas firmware
+//! run it): flash for the weights, SRAM for the activations alive at once.
+//!
+//! MBConv blocks are costed by `padnas-int8`, the kernels the firmware runs,
+//! so the host's figure is the firmware's (a test checks them against the
+//! firmware's own report under emulation). The stem (k×k convolution) and the
+//! head (1×1 convolution, global pool, fully connected) are costed here with
+//! the same conventions: int8 weights, and per output channel an i32 bias
+//! and a requantisation multiplier and shift (12 bytes).
+
+use padnas_int8::BlockShape;
+use serde::{Deserialize, Serialize};
+
+use crate::space::{BlockKey, Op, Space};
+use crate::target::TargetMemory;
+
+/// Bytes per output channel beside its weights: i32 bias, i32 multiplier,
+/// i32 shift (as `padnas-int8` stores them).
+const PER_CHANNEL_BYTES: usize = 12;
+
+/// Errors of the memory model.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// A block the int8 kernels cannot run (an even kernel, stride 3, …).
+    #[error("block {block}: {message}")]
+    Block {
+        /// The block key.
+        block: String,
+        /// The kernels' reason.
+        message: String,
+    },
+}
+
+/// A block's or a network's memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Footprint {
+    /// Largest SRAM the activations take at any moment (bytes).
+    pub sram_bytes: u64,
+    /// Weights, biases and requantisation parameters (bytes of flash).
+    pub flash_bytes: u64,
+}
+
+/// What a network may use: the board's memory less what the firmware itself
+/// takes (stack, statics, heap bookkeeping; its code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryLimit {
+    /// SRAM for activations (bytes).
+    pub sram_bytes: u64,
+    /// Flash for weights (bytes).
+    pub flash_bytes: u64,
+}
+
+impl MemoryLimit {
+    /// What a target's memory leaves for networks.
+    pub fn of_target(memory: &TargetMemory) -> MemoryLimit {
+        MemoryLimit {
+            sram_bytes: memory.sram_bytes.saturating_sub(memory.reserved_sram_bytes),
+            flash_bytes: memory
+                .flash_bytes
+                .saturating_sub(memory.reserved_flash_bytes),
+        }
+    }
+}
+
+impl Footprint {
+    /// Whether this fits in `limit`.
+    pub fn fits(&self, limit: &MemoryLimit) -> bool {
+        self.sram_bytes <= limit.sram_bytes && self.flash_bytes <= limit.flash_bytes
+    }
+}
+
+/// The int8 cost of one block.
+pub fn block_footprint(key: &BlockKey) -> Result<Footprint, MemoryError> {
+    let bytes = |n: usize| n as u64;
+    Ok(match *key {
+        BlockKey::Stem {
+            input,
+            kernel,
+            out_channels,
+            stride,
+            ..
+        } => {
+            let out = input.after_conv(out_channels, stride);
+            Footprint {
+                sram_bytes: bytes(input.numel() + out.numel()),
+                flash_bytes: bytes(
+                    kernel * kernel * input.channels * out_channels
+                        + PER_CHANNEL_BYTES * out_channels,
+                ),
+            }
+        }
+        BlockKey::MbConv {
+            input,
+            kernel,
+            expansion,
+            out_channels,
+            stride,
+        } => {
+            let shape = BlockShape {
+                in_c: input.channels,
+                out_c: out_channels,
+                expand: expansion,
+                kernel,
+                stride,
+                h: input.height,
+                w: input.width,
+            };
+            shape.validate().map_err(|e| MemoryError::Block {
+                block: key.to_string(),
+                message: e.to_string(),
+            })?;
+            Footprint {
+                sram_bytes: bytes(shape.peak_activation_bytes()),
+                flash_bytes: bytes(shape.weight_bytes()),
+            }
+        }
+        BlockKey::Head {
+            input,
+            channels,
+            num_classes,
+            ..
+        } => {
+            // 1×1 conv (input and its output alive), then the pool (conv
+            // output and the pooled vector), then the classifier.
+            let conv_out = channels * input.height * input.width;
+            let sram = (input.numel() + conv_out)
+                .max(conv_out + channels)
+                .max(channels + num_classes);
+            Footprint {
+                sram_bytes: bytes(sram),
+                flash_bytes: bytes(
+                    input.channels * channels
+                        + PER_CHANNEL_BYTES * channels
+                        + channels * num_classes
+                        + PER_CHANNEL_BYTES * num_classes,
+                ),
+            }
+        }
+    })
+}
+
+/// The memory of every architecture of a space, precomputed per layer and
+/// op like the latency model (a search asks millions of times): flash adds
+/// up over the blocks, SRAM is the largest block's peak, since one block's
+/// activations are freed before the next block's expansion is allocated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemoryModel {
+    /// Stem and head together.
+    pub base: Footprint,
+    /// Each candidate op of each layer (identity: zero).
+    pub per_layer: Vec<Vec<Footprint>>,
+}
+
+impl MemoryModel {
+    /// The model of `space`.
+    pub fn new(space: &Space) -> Result<MemoryModel, MemoryError> {
+        let stem = block_footprint(&space.stem_block())?;
+        let head = block_footprint(&space.head_block())?;
+        let base = Footprint {
+            sram_bytes: stem.sram_bytes.max(head.sram_bytes),
+            flash_bytes: stem.flash_bytes + head.flash_bytes,
+        };
+        let per_layer = space
+            .layers()
+            .iter()
+            .map(|layer| {
+                layer
+                    .ops
+                    .iter()
+                    .map(|&op| match (op, layer.block(op)) {
+                        (Op::Identity, _) | (_, None) => Ok(Footprint::default()),
+                        (_, Some(key)) => block_footprint(&key),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(MemoryModel { base, per_layer })
+    }
+
+    /// The footprint of the op indices `genome`.
+    pub fn footprint(&self, genome: &[usize]) -> Footprint {
+        self.per_layer
+            .iter()
+            .zip(genome)
+            .fold(self.base, |acc, (ops, &i)| Footprint {
+                sram_bytes: acc.sram_bytes.max(ops[i].sram_bytes),
+                flash_bytes: acc.flash_bytes + ops[i].flash_bytes,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests;
