@@ -34,6 +34,11 @@ phase "no_std protocol and int8 kernels for thumbv7em"
 # answers count. (armv7 and musl: see the note in tests/integration/agent.rs.)
 scripts/build-agent.sh --emulated aarch64-unknown-linux-gnu
 phase "aarch64 agent"
+# The microcontroller firmware (Cortex-M4F, run under qemu-system-arm by the
+# tests; the M33 build is checked to compile), its formatting and lints.
+scripts/build-agent.sh thumbv7em-none-eabihf thumbv8m.main-none-eabihf
+(cd device-agent/mcu && cargo fmt -- --check && cargo clippy --release -- -D warnings)
+phase "firmware"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 phase "fmt and clippy"

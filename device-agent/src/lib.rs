@@ -25,12 +25,13 @@ pub mod onnx_fixture;
 #[cfg(feature = "bench")]
 pub mod sensor;
 pub mod server;
-pub mod stats;
 pub mod transport;
 
 /// The wire format, shared with the host and the microcontroller firmware
 /// (crate `padnas-proto`, `no_std` + `alloc` underneath).
 pub use padnas_proto as proto;
+/// Latency statistics, shared with the firmware (`padnas-proto`).
+pub use padnas_proto::stats;
 
 pub use client::{Client, ClientError};
 pub use proto::{Frame, FrameReader, Request, Response};

@@ -7,6 +7,7 @@ mod cli;
 mod export;
 mod hostile;
 mod latency;
+mod mcu;
 mod pipeline;
 mod preauth;
 mod silent;

@@ -44,6 +44,7 @@ mod messages;
 #[cfg(feature = "std")]
 mod reader;
 mod request;
+pub mod stats;
 mod tensor;
 #[cfg(all(test, feature = "std"))]
 mod tests;

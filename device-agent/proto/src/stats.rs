@@ -1,6 +1,17 @@
 //! Latency statistics over timed samples. Kept apart from the tract runner so
 //! the host can summarise its own samples the same way.
 
+/// `f64::sqrt` lives in std; without it (the firmware) `libm`'s, which is
+/// correctly rounded as well, so both give the same bits.
+#[cfg(feature = "std")]
+fn sqrt(x: f64) -> f64 {
+    x.sqrt()
+}
+#[cfg(not(feature = "std"))]
+fn sqrt(x: f64) -> f64 {
+    libm::sqrt(x)
+}
+
 /// Summary of a set of samples (same unit as the samples).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
@@ -33,8 +44,9 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
         1 => sorted[0],
         n => {
             let rank = q.clamp(0.0, 1.0) * (n - 1) as f64;
-            let lo = rank.floor() as usize;
-            let hi = rank.ceil() as usize;
+            // rank ≥ 0, so truncation is floor (and core has no f64::floor).
+            let lo = rank as usize;
+            let hi = if (lo as f64) < rank { lo + 1 } else { lo };
             sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
         }
     }
@@ -53,7 +65,7 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
     let stddev = if n < 2 {
         0.0
     } else {
-        (sorted.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        sqrt(sorted.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64)
     };
     Some(Summary {
         n,
