@@ -368,7 +368,9 @@ impl Agent {
             if !((-128.0..=127.0).contains(&v) && v == (v as i32) as f32) {
                 return Response::error(
                     ErrorCode::BadInput,
-                    format!("value {v} at {i} is not an int8 (-128..=127, whole)"),
+                    // No float in the message: formatting one would cost
+                    // the firmware kilobytes of flash for an error text.
+                    format!("value at index {i} is not an int8 (a whole number in -128..=127)"),
                 );
             }
             loaded.arena[i] = v as i8;

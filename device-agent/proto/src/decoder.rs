@@ -285,7 +285,7 @@ impl FrameDecoder {
             frame[crc_at + 2],
             frame[crc_at + 3],
         ]);
-        let actual = crc32fast::hash(&frame[4..crc_at]);
+        let actual = crate::crc::crc32(&frame[4..crc_at]);
         if expected != actual {
             self.pos += 1;
             self.quiet = true;

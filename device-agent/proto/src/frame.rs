@@ -57,7 +57,7 @@ impl Frame {
         out.extend_from_slice(&(self.header.len() as u32).to_le_bytes());
         out.extend_from_slice(&self.header);
         out.extend_from_slice(&self.blob);
-        let crc = crc32fast::hash(&out[4..]);
+        let crc = crate::crc::crc32(&out[4..]);
         out.extend_from_slice(&crc.to_le_bytes());
         Ok(out)
     }

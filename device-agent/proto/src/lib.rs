@@ -37,6 +37,7 @@
 
 extern crate alloc;
 
+mod crc;
 mod decoder;
 mod error;
 mod frame;

@@ -516,3 +516,13 @@ fn the_decoder_offers_no_more_than_its_chunk() {
     decoder.commit(3);
     assert_eq!(decoder.buffered(), 3);
 }
+
+#[test]
+fn the_frame_crc_is_crc32_ieee_with_either_implementation() {
+    // The check value of CRC-32/ISO-HDLC ("123456789"), and crc32fast's
+    // answer on bytes of every value: what the firmware's `small-crc` build
+    // must agree with (it is tested with that feature by the test command).
+    assert_eq!(crate::crc::crc32(b"123456789"), 0xCBF4_3926);
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    assert_eq!(crate::crc::crc32(&bytes), crc32fast::hash(&bytes));
+}
