@@ -11,7 +11,8 @@ pub(crate) fn crc32(bytes: &[u8]) -> u32 {
 }
 
 #[cfg(feature = "small-crc")]
-const SMALL: crc::Crc<u32, crc::Table<1>> = crc::Crc::<u32, crc::Table<1>>::new(&crc::CRC_32_ISO_HDLC);
+const SMALL: crc::Crc<u32, crc::Table<1>> =
+    crc::Crc::<u32, crc::Table<1>>::new(&crc::CRC_32_ISO_HDLC);
 
 /// CRC-32 of `bytes`.
 #[cfg(feature = "small-crc")]
