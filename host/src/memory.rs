@@ -9,6 +9,7 @@
 //! the same conventions: int8 weights, and per output channel an i32 bias
 //! and a requantisation multiplier and shift (12 bytes).
 
+use padnas_agent::proto::{Int8Block, Int8Kind};
 use padnas_int8::BlockShape;
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +139,61 @@ pub fn block_footprint(key: &BlockKey) -> Result<Footprint, MemoryError> {
             }
         }
     })
+}
+
+/// The int8 block a microcontroller agent runs for `key`, its weights drawn
+/// from `seed` (the firmware and the host draw the same).
+pub fn int8_block(key: &BlockKey, seed: u64) -> Int8Block {
+    let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    let base = |kind, input: crate::space::Shape| Int8Block {
+        kind,
+        in_c: u(input.channels),
+        out_c: 0,
+        expand: 1,
+        kernel: 1,
+        stride: 1,
+        h: u(input.height),
+        w: u(input.width),
+        classes: 0,
+        seed,
+    };
+    match *key {
+        BlockKey::Stem {
+            input,
+            kernel,
+            out_channels,
+            stride,
+            ..
+        } => Int8Block {
+            out_c: u(out_channels),
+            kernel: u(kernel),
+            stride: u(stride),
+            ..base(Int8Kind::Stem, input)
+        },
+        BlockKey::MbConv {
+            input,
+            kernel,
+            expansion,
+            out_channels,
+            stride,
+        } => Int8Block {
+            out_c: u(out_channels),
+            expand: u(expansion),
+            kernel: u(kernel),
+            stride: u(stride),
+            ..base(Int8Kind::Mbconv, input)
+        },
+        BlockKey::Head {
+            input,
+            channels,
+            num_classes,
+            ..
+        } => Int8Block {
+            out_c: u(channels),
+            classes: u(num_classes),
+            ..base(Int8Kind::Head, input)
+        },
+    }
 }
 
 /// The memory of every architecture of a space, precomputed per layer and

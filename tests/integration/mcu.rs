@@ -53,6 +53,8 @@ fn spec(key: &BlockKey, seed: u64) -> (Int8Block, BlockShape) {
     };
     let u = |v: usize| v as u32;
     let block = Int8Block {
+        kind: padnas_agent::proto::Int8Kind::Mbconv,
+        classes: 0,
         in_c: u(shape.in_c),
         out_c: u(shape.out_c),
         expand: u(shape.expand),
@@ -167,6 +169,8 @@ fn the_firmware_runs_int8_blocks_bit_exact_with_the_host_and_keeps_serving() {
     // Requests the firmware cannot serve get errors that say why, and it
     // goes on serving.
     let too_big = Int8Block {
+        kind: padnas_agent::proto::Int8Kind::Mbconv,
+        classes: 0,
         in_c: 64,
         out_c: 64,
         expand: 6,

@@ -20,7 +20,8 @@ use alloc::vec::Vec;
 use padnas_int8::{BlockShape, RandomBlock, random_input, run_block_in_arena};
 use padnas_proto::{
     AgentInfo, BenchLimits, BenchStats, BlockMemory, CycleStats, ErrorCode, HelloRequest,
-    Int8Block, McuInfo, ModelLoaded, PROTOCOL_MAJOR, PROTOCOL_MINOR, Request, Response, stats,
+    Int8Block, Int8Kind, McuInfo, ModelLoaded, PROTOCOL_MAJOR, PROTOCOL_MINOR, Request, Response,
+    stats,
 };
 
 use crate::board::BoardInfo;
@@ -203,6 +204,15 @@ impl Agent {
                 ErrorCode::Internal,
                 format!(
                     "{MAX_BLOCKS} blocks are loaded, the most this firmware holds; unload some first"
+                ),
+            );
+        }
+        if spec.kind != Int8Kind::Mbconv {
+            return Response::error(
+                ErrorCode::BadModel,
+                format!(
+                    "{:?} blocks are not built into this firmware yet; MBConv blocks are",
+                    spec.kind
                 ),
             );
         }

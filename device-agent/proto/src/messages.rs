@@ -94,27 +94,48 @@ pub struct LoadModel {
     pub int8_block: Option<Int8Block>,
 }
 
-/// One int8 MBConv block, described compactly enough for a board with a few
-/// hundred KiB of RAM: its shape, and a seed from which the agent and the
-/// host derive the same weights and quantisation parameters (`padnas-int8`'s
-/// `RandomBlock`), which is all latency needs. Tensors are HWC (batch 1);
-/// Infer carries their int8 values as f32, which is exact.
+/// Which part of a network an [`Int8Block`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Int8Kind {
+    /// Inverted residual: 1×1 expand, k×k depthwise, 1×1 project, residual.
+    #[default]
+    Mbconv,
+    /// k×k convolution + ReLU6 (`in_c` → `out_c`, `kernel`, `stride`).
+    Stem,
+    /// 1×1 convolution to `out_c` channels + ReLU6, global average pool,
+    /// fully connected to `classes` logits.
+    Head,
+}
+
+/// One int8 block of a network, described compactly enough for a board with
+/// a few hundred KiB of RAM: its kind and shape, and a seed from which the
+/// agent and the host derive the same weights and quantisation parameters
+/// (`padnas-int8`'s `RandomBlock`, `RandomStem`, `RandomHead`), which is all
+/// latency needs. Tensors are HWC (batch 1); Infer carries their int8 values
+/// as f32, which is exact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Int8Block {
+    /// Kind of block; MBConv when absent.
+    #[serde(default)]
+    pub kind: Int8Kind,
     /// Input channels.
     pub in_c: u32,
     /// Output channels.
     pub out_c: u32,
-    /// Expansion ratio (1 = no expansion convolution).
+    /// Expansion ratio (1 = no expansion convolution; 1 for stem and head).
     pub expand: u32,
-    /// Depthwise kernel size (3, 5, 7).
+    /// Kernel size: the depthwise one (3, 5, 7), the stem's; 1 for a head.
     pub kernel: u32,
-    /// Depthwise stride (1, 2).
+    /// Stride of the depthwise convolution or of the stem; 1 for a head.
     pub stride: u32,
     /// Input height.
     pub h: u32,
     /// Input width.
     pub w: u32,
+    /// Logits of a head (0 for other kinds).
+    #[serde(default)]
+    pub classes: u32,
     /// Seed of the weights and quantisation parameters.
     pub seed: u64,
 }

@@ -342,6 +342,8 @@ mod with_models {
         let (mut client, server) = start(ServerConfig::default());
         client.hello(None).unwrap();
         let block = crate::proto::Int8Block {
+            kind: crate::proto::Int8Kind::Mbconv,
+            classes: 0,
             in_c: 8,
             out_c: 8,
             expand: 3,

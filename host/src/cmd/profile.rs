@@ -7,7 +7,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::latency::LatencyError;
-use crate::latency::profile::{default_table_path, profile, session_record};
+use crate::latency::profile::{BlockFormat, default_table_path, profile, session_record};
 use crate::latency::table::{Header, SpaceRef, Table};
 use crate::latency::{AgentLink, Connection, NoiseSettings};
 use crate::session;
@@ -291,10 +291,16 @@ pub fn profile_space(
     );
     let progress = progress_bar(blocks.len() as u64);
     let mut link = link_for(target, first, o.reconnects);
+    let format = if target.is_mcu() {
+        BlockFormat::Int8
+    } else {
+        BlockFormat::Onnx
+    };
     let result = profile(
         &mut table,
         &out,
         &blocks,
+        format,
         &target.bench,
         &mut link,
         &command,

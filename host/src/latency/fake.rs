@@ -76,6 +76,15 @@ pub(crate) fn info() -> AgentInfo {
 }
 
 impl BenchAgent for Fake {
+    /// Recorded like an ONNX model, as its debug text, so cost functions
+    /// see one byte string per block either way.
+    fn load_int8(
+        &mut self,
+        block: padnas_agent::proto::Int8Block,
+    ) -> Result<ModelLoaded, ClientError> {
+        self.load_model(format!("{block:?}").as_bytes())
+    }
+
     fn load_model(&mut self, onnx: &[u8]) -> Result<ModelLoaded, ClientError> {
         if self.bad_model {
             return Err(ClientError::Remote(ErrorReply::new(

@@ -8,15 +8,34 @@ use std::time::Duration;
 
 use padnas_agent::ClientError;
 use padnas_agent::client::Client;
-use padnas_agent::proto::{AgentInfo, BenchLimits, BenchStats, ModelLoaded};
+use padnas_agent::proto::{AgentInfo, BenchLimits, BenchStats, Int8Block, ModelLoaded};
 
 use super::LatencyError;
+
+/// A block as an agent runs it: ONNX for the Linux agent (tract), an int8
+/// block description for the microcontroller firmware.
+#[derive(Debug, Clone, Copy)]
+pub enum BlockModel<'a> {
+    /// ONNX bytes.
+    Onnx(&'a [u8]),
+    /// Shape and seed of an int8 block.
+    Int8(Int8Block),
+}
 
 /// What the profiler needs from an agent; [`Client`] implements it, tests
 /// use fakes (a device that drops, one with scripted samples).
 pub trait BenchAgent {
     /// Loads an ONNX model with its declared (concrete) input shape.
     fn load_model(&mut self, onnx: &[u8]) -> Result<ModelLoaded, ClientError>;
+    /// Loads an int8 block (microcontroller agents).
+    fn load_int8(&mut self, block: Int8Block) -> Result<ModelLoaded, ClientError>;
+    /// Loads either kind.
+    fn load(&mut self, model: BlockModel<'_>) -> Result<ModelLoaded, ClientError> {
+        match model {
+            BlockModel::Onnx(bytes) => self.load_model(bytes),
+            BlockModel::Int8(block) => self.load_int8(block),
+        }
+    }
     /// Benchmarks a loaded model, run for run against the loaded model
     /// `reference` when given, with a sensor reading every `sensor_every`
     /// runs when given (see [`NoiseSettings::sensor_gate_pct`](super::NoiseSettings::sensor_gate_pct)).
@@ -36,6 +55,10 @@ pub trait BenchAgent {
 impl BenchAgent for Client {
     fn load_model(&mut self, onnx: &[u8]) -> Result<ModelLoaded, ClientError> {
         Client::load_model(self, onnx, None)
+    }
+
+    fn load_int8(&mut self, block: Int8Block) -> Result<ModelLoaded, ClientError> {
+        Client::load_int8_block(self, block)
     }
 
     fn bench(

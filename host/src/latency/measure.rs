@@ -14,7 +14,7 @@ use std::time::Instant;
 use padnas_agent::proto::BenchLimits;
 
 use super::LatencyError;
-use super::link::BenchAgent;
+use super::link::{BenchAgent, BlockModel};
 use super::noise::{NoiseSettings, QuietRuns, SENSOR_BRACKET_MS, low_level};
 use super::stats::median_ci;
 
@@ -57,6 +57,18 @@ pub fn measure_model(
     base: &BenchLimits,
     noise: &NoiseSettings,
 ) -> Result<Measured, LatencyError> {
+    measure_block(dev, BlockModel::Onnx(onnx), what, base, noise)
+}
+
+/// As [`measure_model`], for either kind of block model (an int8 block on a
+/// microcontroller).
+pub fn measure_block(
+    dev: &mut dyn BenchAgent,
+    model: BlockModel<'_>,
+    what: &str,
+    base: &BenchLimits,
+    noise: &NoiseSettings,
+) -> Result<Measured, LatencyError> {
     let reference = match &noise.reference_block {
         Some(key) => {
             let bytes =
@@ -76,12 +88,10 @@ pub fn measure_model(
         }
         None => None,
     };
-    let loaded = dev
-        .load_model(onnx)
-        .map_err(|source| LatencyError::Device {
-            what: format!("loading {what}"),
-            cause: source,
-        })?;
+    let loaded = dev.load(model).map_err(|source| LatencyError::Device {
+        what: format!("loading {what}"),
+        cause: source,
+    })?;
     let mut m = measure_loaded(dev, loaded.handle, reference, what, base, noise)?;
     m.load_ms = loaded.load_ms;
     for handle in std::iter::once(loaded.handle).chain(reference) {

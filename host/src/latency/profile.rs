@@ -13,7 +13,8 @@ use padnas_agent::proto::{AgentInfo, BenchLimits};
 use serde::Serialize;
 
 use super::link::AgentLink;
-use super::measure::measure_model;
+use super::link::BlockModel;
+use super::measure::measure_block;
 use super::table::{Entry, SentinelRecord, SessionRecord, Table};
 use super::{LatencyError, now_rfc3339};
 use crate::onnx;
@@ -141,14 +142,55 @@ pub fn check_agent(table: &Table, info: &AgentInfo, path: &Path) -> Result<(), L
     Ok(())
 }
 
+/// How blocks reach the agent: ONNX for the Linux agent, int8 block
+/// descriptions for the microcontroller firmware.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockFormat {
+    /// ONNX with seeded random weights ([`onnx::BLOCK_SEED`]).
+    Onnx,
+    /// An int8 block from the same seed ([`crate::memory::int8_block`]).
+    Int8,
+}
+
+/// A block made ready to send.
+enum Prepared {
+    Onnx(Vec<u8>),
+    Int8(padnas_agent::proto::Int8Block),
+}
+
+impl Prepared {
+    fn new(key: &BlockKey, format: BlockFormat, what: &str) -> Result<Prepared, LatencyError> {
+        Ok(match format {
+            BlockFormat::Onnx => {
+                Prepared::Onnx(onnx::write_block(key, onnx::BLOCK_SEED).map_err(|source| {
+                    LatencyError::Onnx {
+                        what: what.to_string(),
+                        cause: source,
+                    }
+                })?)
+            }
+            BlockFormat::Int8 => Prepared::Int8(crate::memory::int8_block(key, onnx::BLOCK_SEED)),
+        })
+    }
+
+    fn model(&self) -> BlockModel<'_> {
+        match self {
+            Prepared::Onnx(bytes) => BlockModel::Onnx(bytes),
+            Prepared::Int8(block) => BlockModel::Int8(*block),
+        }
+    }
+}
+
 /// Measures every block of `blocks` through `link` until it has
 /// `noise.passes` visits in `table`, saving `table` to `path` after each
 /// visit. `limits` gives threads and pinning;
 /// the noise settings are the table header's.
+#[allow(clippy::too_many_arguments)]
 pub fn profile(
     table: &mut Table,
     path: &Path,
     blocks: &[BlockKey],
+    format: BlockFormat,
     limits: &BenchLimits,
     link: &mut AgentLink<'_>,
     command: &[String],
@@ -170,6 +212,7 @@ pub fn profile(
     let mut run = ProfileRun {
         table,
         path,
+        format,
         limits,
         link,
         command,
@@ -199,16 +242,11 @@ pub fn profile(
                 } else {
                     what.clone()
                 });
-                let bytes = onnx::write_block(key, onnx::BLOCK_SEED).map_err(|source| {
-                    LatencyError::Onnx {
-                        what: what.clone(),
-                        cause: source,
-                    }
-                })?;
+                let block = Prepared::new(key, run.format, &what)?;
                 let noise = run.table.header.noise.clone();
                 let m = run
                     .link
-                    .run(|d| measure_model(d, &bytes, &what, run.limits, &noise))?;
+                    .run(|d| measure_block(d, block.model(), &what, run.limits, &noise))?;
                 run.record_reconnects()?;
                 let visit = Entry::from_measured(&m, now_rfc3339());
                 if !visit.converged {
@@ -280,6 +318,7 @@ pub fn profile(
 struct ProfileRun<'r, 'l> {
     table: &'r mut Table,
     path: &'r Path,
+    format: BlockFormat,
     limits: &'r BenchLimits,
     link: &'r mut AgentLink<'l>,
     command: &'r [String],
@@ -307,15 +346,11 @@ impl ProfileRun<'_, '_> {
             return Ok(());
         };
         let what = format!("sentinel {key}");
-        let bytes =
-            onnx::write_block(&key, onnx::BLOCK_SEED).map_err(|source| LatencyError::Onnx {
-                what: what.clone(),
-                cause: source,
-            })?;
+        let block = Prepared::new(&key, self.format, &what)?;
         let limits = self.limits;
         let m = self
             .link
-            .run(|d| measure_model(d, &bytes, &what, limits, &noise))?;
+            .run(|d| measure_block(d, block.model(), &what, limits, &noise))?;
         self.record_reconnects()?;
         let median = m.summary.median;
         let base = self.table.sentinels.first().map_or(median, |s| s.median_ms);
@@ -394,6 +429,7 @@ head: { channels: 32 }
             table,
             path,
             blocks,
+            BlockFormat::Onnx,
             &BenchLimits::default(),
             link,
             &cmd,

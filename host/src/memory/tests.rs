@@ -95,3 +95,37 @@ fn a_larger_expansion_costs_more_and_a_limit_can_refuse_it() {
     assert!(a.fits(&limit));
     assert!(!b.fits(&limit));
 }
+
+#[test]
+fn the_microcontroller_space_fits_its_boards_and_the_limit_bites_on_part_of_it() {
+    let s = Space::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../configs/spaces/mcu-small.yaml"
+    ))
+    .unwrap();
+    let model = MemoryModel::new(&s).unwrap();
+    let target = crate::target::Target::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../targets/stm32f746-disco.yaml"
+    )))
+    .unwrap();
+    let limit = MemoryLimit::of_target(&target.memory.unwrap());
+    let footprints: Vec<Footprint> = (0..500)
+        .map(|seed| model.footprint(&s.arch_indices(&s.sample_seeded(seed)).unwrap()))
+        .collect();
+    // Every network of the space fits a real board's memory ...
+    assert!(footprints.iter().all(|f| f.fits(&limit)), "{limit:?}");
+    // ... and networks differ enough that a tighter limit (half the largest
+    // flash) admits some and refuses others.
+    let max_flash = footprints.iter().map(|f| f.flash_bytes).max().unwrap();
+    let tight = MemoryLimit {
+        sram_bytes: limit.sram_bytes,
+        flash_bytes: max_flash / 2,
+    };
+    let fit = footprints.iter().filter(|f| f.fits(&tight)).count();
+    assert!(
+        fit > 0 && fit < footprints.len(),
+        "{fit} of {} fit {tight:?}",
+        footprints.len()
+    );
+}

@@ -19,6 +19,12 @@ impl BenchAgent for OldAgent {
     fn load_model(&mut self, onnx: &[u8]) -> Result<ModelLoaded, ClientError> {
         self.fake.load_model(onnx)
     }
+    fn load_int8(
+        &mut self,
+        block: padnas_agent::proto::Int8Block,
+    ) -> Result<ModelLoaded, ClientError> {
+        self.fake.load_int8(block)
+    }
     fn bench(
         &mut self,
         h: u32,
