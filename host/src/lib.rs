@@ -15,6 +15,8 @@ pub mod latency;
 pub mod memory;
 pub mod naming;
 pub mod onnx;
+#[cfg(feature = "probe-rs")]
+pub mod probe;
 pub mod qemu_system;
 #[cfg(feature = "train")]
 pub mod rank;

@@ -212,9 +212,35 @@ pub fn agent_command(target: &Target) -> Result<Option<Command>, SessionError> {
         spec @ TransportSpec::Adb { .. } => remote::adb_shell(spec, &remote_agent_line(target)?)?,
         TransportSpec::Tcp { .. }
         | TransportSpec::Serial { .. }
-        | TransportSpec::QemuSystem { .. } => return Ok(None),
+        | TransportSpec::QemuSystem { .. }
+        | TransportSpec::ProbeRs { .. } => return Ok(None),
     };
     Ok(Some(cmd))
+}
+
+/// The firmware flashed and reached over RTT through a debug probe.
+#[cfg(feature = "probe-rs")]
+fn probe_transport(
+    target: &Target,
+    chip: &str,
+    probe: Option<&str>,
+) -> Result<Box<dyn Transport>, String> {
+    let elf = agent_binary_for(target).map_err(|e| e.to_string())?;
+    crate::probe::open(chip, probe, &elf)
+        .map(|t| Box::new(t) as Box<dyn Transport>)
+        .map_err(|e| e.to_string())
+}
+
+/// Without the `probe-rs` feature: says how to get it.
+#[cfg(not(feature = "probe-rs"))]
+fn probe_transport(
+    _target: &Target,
+    _chip: &str,
+    _probe: Option<&str>,
+) -> Result<Box<dyn Transport>, String> {
+    Err("this padnas was built without debug-probe support: \
+         cargo build -p padnas --features probe-rs"
+        .to_string())
 }
 
 /// The quoted command line that starts the agent on the board in stdio mode.
@@ -243,6 +269,8 @@ pub fn open(target: &Target) -> Result<Session, SessionError> {
         TransportSpec::Serial { path, baud } => {
             Box::new(transport::serial::open(path, *baud).map_err(|e| connect_err(e.to_string()))?)
         }
+        TransportSpec::ProbeRs { chip, probe } => probe_transport(target, chip, probe.as_deref())
+            .map_err(|e| connect_err(e.to_string()))?,
         TransportSpec::QemuSystem { machine } => Box::new(
             crate::qemu_system::QemuSystemTransport::start(machine, &agent_binary_for(target)?)
                 .map_err(|e| connect_err(e.to_string()))?,

@@ -15,5 +15,7 @@ pub mod clock;
 pub mod heap;
 pub mod link;
 mod panic;
+#[cfg(feature = "rtt")]
+pub mod rtt_link;
 pub mod serve;
 pub mod uart;

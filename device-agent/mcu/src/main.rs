@@ -24,10 +24,16 @@ fn main() -> ! {
     let cp = cortex_m::Peripherals::take().expect("core peripherals taken twice");
     let info = board::info();
     let clock = Clock::init(cp.DCB, cp.DWT, cp.SYST, info.clock_hz);
+    // The UART always says the board is up (a console for people); the
+    // host is served over it, or over RTT when built with `rtt`.
     let uart = Uart::take().expect("UART taken twice");
-    let mut link = UartLink::new(uart, clock);
+    let mut console = UartLink::new(uart, clock);
+    announce(&mut console, &info, &clock);
+    #[cfg(not(feature = "rtt"))]
+    let mut link = console;
+    #[cfg(feature = "rtt")]
+    let mut link = padnas_mcu_agent::rtt_link::RttLink::init(clock);
 
-    announce(&mut link, &info, &clock);
     let mut agent = Agent::new(clock, info);
     serve(&mut link, &clock, &mut agent)
 }

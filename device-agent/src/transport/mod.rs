@@ -13,6 +13,7 @@ use crate::proto::{Frame, FrameReader, ProtoError};
 
 pub mod memory;
 pub mod poll;
+pub mod rtt;
 #[cfg(feature = "serial")]
 pub mod serial;
 pub mod stdio;

@@ -237,6 +237,15 @@ impl Target {
                     "qemu emulates a foreign architecture; use transport: local".into(),
                 ));
             }
+            TransportSpec::ProbeRs { .. } if !raw.triple.starts_with("thumb") => {
+                return Err(invalid(
+                    "triple",
+                    format!(
+                        "a probe-rs target runs the microcontroller firmware (a thumb* triple), not {}",
+                        raw.triple
+                    ),
+                ));
+            }
             TransportSpec::QemuSystem { machine } => {
                 let needs = crate::qemu_system::MACHINES
                     .iter()

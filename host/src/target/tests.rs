@@ -60,6 +60,8 @@ fn transports_parse() {
         "tcp://h:1",
         "serial:///dev/x?baud=9600",
         "qemu-system://mps2-an386",
+        "probe-rs://STM32F746NGHx",
+        "probe-rs://nRF52840_xxAA?probe=1366:1015:000683",
     ] {
         let t = TransportSpec::parse(s).expect(s);
         assert_eq!(TransportSpec::parse(&t.to_string()), Ok(t));
@@ -249,4 +251,23 @@ fn an_emulated_microcontroller_needs_its_boards_triple_and_sane_memory() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("unknown field"), "{e}");
+}
+
+#[test]
+fn probe_rs_destinations_are_validated() {
+    for bad in [
+        "probe-rs://",
+        "probe-rs://-oops",
+        "probe-rs://chip;rm",
+        "probe-rs://chip?probe=xyz",
+        "probe-rs://chip?probe=1366:1015:a-b",
+        "probe-rs://chip?speed=4000",
+    ] {
+        assert!(TransportSpec::parse(bad).is_err(), "{bad} was accepted");
+    }
+    let e =
+        parse("name: p\ntriple: aarch64-unknown-linux-gnu\ntransport: probe-rs://STM32F746NGHx\n")
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("triple") && e.contains("thumb"), "{e}");
 }

@@ -45,6 +45,15 @@ pub enum TransportSpec {
         /// `host:port`.
         address: String,
     },
+    /// `probe-rs://CHIP[?probe=VID:PID[:SERIAL]]`: the firmware flashed
+    /// through a debug probe (probe-rs's chip name, e.g. `STM32F746NGHx`),
+    /// spoken to over RTT. Needs the `probe-rs` feature.
+    ProbeRs {
+        /// Chip name as probe-rs knows it.
+        chip: String,
+        /// `VID:PID[:SERIAL]` of the probe; the only one when `None`.
+        probe: Option<String>,
+    },
     /// `serial:///dev/ttyUSB0?baud=921600`: agent running with `--serial`.
     Serial {
         /// Device path.
@@ -60,6 +69,10 @@ impl fmt::Display for TransportSpec {
             TransportSpec::Local => write!(f, "local"),
             TransportSpec::Qemu => write!(f, "qemu"),
             TransportSpec::QemuSystem { machine } => write!(f, "qemu-system://{machine}"),
+            TransportSpec::ProbeRs { chip, probe } => match probe {
+                Some(p) => write!(f, "probe-rs://{chip}?probe={p}"),
+                None => write!(f, "probe-rs://{chip}"),
+            },
             TransportSpec::Ssh { user, host, port } => {
                 write!(f, "ssh://")?;
                 if let Some(u) = user {
@@ -121,6 +134,7 @@ impl TransportSpec {
                 })
             }
             "serial" => parse_serial(rest),
+            "probe-rs" => parse_probe_rs(rest),
             "qemu-system" => {
                 let known: Vec<&str> = crate::qemu_system::MACHINES
                     .iter()
@@ -138,7 +152,7 @@ impl TransportSpec {
                 }
             }
             other => Err(format!(
-                "unknown transport scheme {other:?}: use local, qemu, qemu-system, ssh, adb, tcp or serial"
+                "unknown transport scheme {other:?}: use local, qemu, qemu-system, probe-rs, ssh, adb, tcp or serial"
             )),
         }
     }
@@ -251,6 +265,46 @@ fn parse_serial(rest: &str) -> Result<TransportSpec, String> {
 
 /// Checks a name that ends up on a command line: non-empty, not starting
 /// with `-` or `.`, every character allowed by `ok`.
+fn parse_probe_rs(rest: &str) -> Result<TransportSpec, String> {
+    let (chip, query) = match rest.split_once('?') {
+        Some((c, q)) => (c, Some(q)),
+        None => (rest, None),
+    };
+    check_name(chip, "probe-rs chip", |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
+    })?;
+    let probe = match query {
+        None => None,
+        Some(q) => {
+            let sel = q.strip_prefix("probe=").ok_or_else(|| {
+                format!("probe-rs://{rest}: the only option is ?probe=VID:PID[:SERIAL]")
+            })?;
+            let parts: Vec<&str> = sel.split(':').collect();
+            let hex4 = |s: &str| s.len() == 4 && s.chars().all(|c| c.is_ascii_hexdigit());
+            let ok = match parts.as_slice() {
+                [v, p] => hex4(v) && hex4(p),
+                [v, p, serial] => {
+                    hex4(v)
+                        && hex4(p)
+                        && !serial.is_empty()
+                        && serial.chars().all(|c| c.is_ascii_alphanumeric())
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(format!(
+                    "probe-rs://{rest}: probe {sel:?} is not VID:PID[:SERIAL] (4 hex digits each, serial letters and digits)"
+                ));
+            }
+            Some(sel.to_string())
+        }
+    };
+    Ok(TransportSpec::ProbeRs {
+        chip: chip.to_string(),
+        probe,
+    })
+}
+
 fn check_name(name: &str, what: &str, ok: impl Fn(char) -> bool) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("{what} is empty"));
