@@ -199,7 +199,7 @@ pub fn run_block_in_arena(
 /// Disjoint views of `arena`: `read` shared, `write` mutable. The layout
 /// guarantees disjointness; this returns an error instead of panicking if it
 /// were ever violated.
-fn split(
+pub(crate) fn split(
     arena: &mut [i8],
     read: Range<usize>,
     write: Range<usize>,

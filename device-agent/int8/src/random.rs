@@ -14,8 +14,11 @@
 //! Changing the order or the formulas of the draws changes every seed's
 //! block; `tests.rs` pins one fingerprint so that this cannot go unnoticed.
 
+mod net;
 #[cfg(test)]
 mod tests;
+
+pub use net::{RandomFc, RandomHead, RandomStem};
 
 use alloc::vec::Vec;
 

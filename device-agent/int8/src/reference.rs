@@ -14,6 +14,9 @@ use std::vec::Vec;
 use crate::add::AddParams;
 use crate::block::BlockParams;
 use crate::conv::ConvWeights;
+use crate::fc::FcWeights;
+use crate::net_blocks::{HeadParams, StemParams};
+use crate::net_shape::{HeadShape, StemShape};
 use crate::quant::ConvQuant;
 use crate::requant::Requant;
 use crate::shape::BlockShape;
@@ -209,4 +212,108 @@ pub fn block(shape: &BlockShape, p: &BlockParams<'_>, input: &[i8]) -> Vec<i8> {
     } else {
         projected
     }
+}
+
+/// Full k×k convolution, stride s, SAME padding from its definition (as
+/// [`depthwise`]), weights `[out_c][ky][kx][in_c]`.
+pub fn conv(
+    (h, w, in_c, out_c, k, s): (usize, usize, usize, usize, usize, usize),
+    input: &[i8],
+    l: &ConvWeights<'_>,
+    q: &ConvQuant,
+) -> Vec<i8> {
+    let x = to_chw(input, h, w, in_c);
+    let out_size = |n: usize| n.div_ceil(s);
+    let pad = |n: usize| {
+        let total = (out_size(n) as i64 - 1) * s as i64 + k as i64 - n as i64;
+        total.max(0) / 2
+    };
+    let (oh, ow, pt, pl) = (out_size(h), out_size(w), pad(h), pad(w));
+    let mut out = vec![vec![vec![0i8; ow]; oh]; out_c];
+    for oc in 0..out_c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = i64::from(l.bias[oc]);
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let iy = (oy * s + ky) as i64 - pt;
+                        let ix = (ox * s + kx) as i64 - pl;
+                        if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
+                            continue; // padding contributes nothing
+                        }
+                        for ic in 0..in_c {
+                            let xv = i64::from(x[ic][iy as usize][ix as usize])
+                                + i64::from(q.input_offset);
+                            let wi = ((oc * k + ky) * k + kx) * in_c + ic;
+                            acc += xv * i64::from(l.weights[wi]);
+                        }
+                    }
+                }
+                out[oc][oy][ox] = finish(acc, l.requant[oc], q);
+            }
+        }
+    }
+    to_hwc(&out)
+}
+
+/// `n / d` rounded to nearest, ties away from zero, as exact rationals:
+/// `sign(n) · floor((2|n| + d) / 2d)`.
+pub fn round_div_away(n: i64, d: i64) -> i64 {
+    let q = (2 * i128::from(n).abs() + i128::from(d)).div_euclid(2 * i128::from(d));
+    (i128::from(n.signum()) * q) as i64
+}
+
+/// Global average pooling of `[pixels][c]`, channel by channel.
+pub fn avgpool(pixels: usize, c: usize, input: &[i8], act_min: i8, act_max: i8) -> Vec<i8> {
+    (0..c)
+        .map(|ch| {
+            let sum: i64 = (0..pixels).map(|p| i64::from(input[p * c + ch])).sum();
+            let avg = round_div_away(sum, pixels as i64);
+            avg.max(i64::from(act_min)).min(i64::from(act_max)) as i8
+        })
+        .collect()
+}
+
+/// Fully connected `[outputs][inputs]`, one requant for every output.
+pub fn fully_connected(
+    (inputs, outputs): (usize, usize),
+    input: &[i8],
+    l: &FcWeights<'_>,
+    q: &ConvQuant,
+) -> Vec<i8> {
+    let mut out = vec![0i8; outputs];
+    for o in 0..outputs {
+        let mut acc = i64::from(l.bias[o]);
+        for i in 0..inputs {
+            let xv = i64::from(input[i]) + i64::from(q.input_offset);
+            acc += xv * i64::from(l.weights[o * inputs + i]);
+        }
+        out[o] = finish(acc, l.requant, q);
+    }
+    out
+}
+
+/// The stem, from the reference convolution.
+pub fn stem(shape: &StemShape, p: &StemParams<'_>, input: &[i8]) -> Vec<i8> {
+    let q = ConvQuant::new(p.input_zero_point, p.output);
+    let dims = (
+        shape.h,
+        shape.w,
+        shape.in_c,
+        shape.out_c,
+        shape.kernel,
+        shape.stride,
+    );
+    conv(dims, input, &p.conv, &q)
+}
+
+/// The head, stage by stage, from the reference kernels: the pool has the
+/// whole int8 range as its clamp and the convolution output's zero point.
+pub fn head(shape: &HeadShape, p: &HeadParams<'_>, input: &[i8]) -> Vec<i8> {
+    let q = ConvQuant::new(p.input_zero_point, p.conv_out);
+    let dims = (shape.h, shape.w, shape.in_c, shape.channels);
+    let features = pointwise(dims, input, &p.conv, &q);
+    let pooled = avgpool(shape.h * shape.w, shape.channels, &features, -128, 127);
+    let q = ConvQuant::new(p.conv_out.zero_point, p.logits);
+    fully_connected((shape.channels, shape.classes), &pooled, &p.fc, &q)
 }

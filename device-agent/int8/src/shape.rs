@@ -23,7 +23,7 @@ use crate::error::{Error, mul};
 
 /// Bytes of flash per output channel besides the weights: an `i32` bias
 /// and a requant (`i32` multiplier + `i32` shift, as CMSIS-NN stores them).
-const PER_CHANNEL_BYTES: usize = 4 + 4 + 4;
+pub(crate) const PER_CHANNEL_BYTES: usize = 4 + 4 + 4;
 
 /// One MobileNetV2 inverted-residual block (MBConv), batch 1, HWC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

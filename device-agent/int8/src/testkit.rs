@@ -98,3 +98,52 @@ impl Rng {
         }
     }
 }
+
+/// One random convolution's owned constants (tests of the newer kernels).
+pub struct OwnedConv {
+    pub weights: Vec<i8>,
+    pub bias: Vec<i32>,
+    pub requant: Vec<Requant>,
+}
+
+impl OwnedConv {
+    pub fn view(&self) -> crate::conv::ConvWeights<'_> {
+        crate::conv::ConvWeights {
+            weights: &self.weights,
+            bias: &self.bias,
+            requant: &self.requant,
+        }
+    }
+}
+
+impl Rng {
+    /// A bias for an accumulator of about this size, sometimes far larger.
+    pub fn bias_for(&mut self, acc_magnitude: f64) -> i32 {
+        if self.chance(10) {
+            self.int(-(1 << 24), 1 << 24) as i32
+        } else {
+            self.int(-(acc_magnitude as i64), acc_magnitude as i64) as i32
+        }
+    }
+
+    /// Random constants for `channels` outputs of `per_channel` weights,
+    /// `taps` terms per accumulator: mostly requants that keep outputs
+    /// inside the int8 range, sometimes any valid one.
+    pub fn conv_layer(&mut self, channels: usize, per_channel: usize, taps: usize) -> OwnedConv {
+        let acc = 128.0 * 128.0 * (taps as f64).sqrt();
+        let plausible = self.chance(70);
+        OwnedConv {
+            weights: self.i8s(channels * per_channel),
+            bias: (0..channels).map(|_| self.bias_for(acc)).collect(),
+            requant: (0..channels)
+                .map(|_| {
+                    if plausible {
+                        self.requant_for(acc)
+                    } else {
+                        self.requant()
+                    }
+                })
+                .collect(),
+        }
+    }
+}
