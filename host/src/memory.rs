@@ -2,23 +2,18 @@
 //! block after block (the way CMSIS-NN deployments and the padnas firmware
 //! run it): flash for the weights, SRAM for the activations alive at once.
 //!
-//! MBConv blocks are costed by `padnas-int8`, the kernels the firmware runs,
-//! so the host's figure is the firmware's (a test checks them against the
-//! firmware's own report under emulation). The stem (k×k convolution) and the
-//! head (1×1 convolution, global pool, fully connected) are costed here with
-//! the same conventions: int8 weights, and per output channel an i32 bias
-//! and a requantisation multiplier and shift (12 bytes).
+//! Every block (stem, MBConv, head) is costed by `padnas-int8`, the kernels
+//! the firmware runs, so the host's figure is the firmware's (a test checks
+//! them against the firmware's own report under emulation): int8 weights,
+//! and per output channel an i32 bias and a requantisation multiplier and
+//! shift (12 bytes; the classifier's requantisation is per tensor).
 
 use padnas_agent::proto::{Int8Block, Int8Kind};
-use padnas_int8::BlockShape;
+use padnas_int8::{BlockShape, HeadShape, StemShape};
 use serde::{Deserialize, Serialize};
 
 use crate::space::{BlockKey, Op, Space};
 use crate::target::TargetMemory;
-
-/// Bytes per output channel beside its weights: i32 bias, i32 multiplier,
-/// i32 shift (as `padnas-int8` stores them).
-const PER_CHANNEL_BYTES: usize = 12;
 
 /// Errors of the memory model.
 #[derive(Debug, thiserror::Error)]
@@ -71,10 +66,14 @@ impl Footprint {
     }
 }
 
-/// The int8 cost of one block.
+/// The int8 cost of one block, as `padnas-int8` (the firmware's kernels)
+/// counts it.
 pub fn block_footprint(key: &BlockKey) -> Result<Footprint, MemoryError> {
-    let bytes = |n: usize| n as u64;
-    Ok(match *key {
+    let bad = |e: padnas_int8::Error| MemoryError::Block {
+        block: key.to_string(),
+        message: e.to_string(),
+    };
+    let (sram, flash) = match *key {
         BlockKey::Stem {
             input,
             kernel,
@@ -82,14 +81,16 @@ pub fn block_footprint(key: &BlockKey) -> Result<Footprint, MemoryError> {
             stride,
             ..
         } => {
-            let out = input.after_conv(out_channels, stride);
-            Footprint {
-                sram_bytes: bytes(input.numel() + out.numel()),
-                flash_bytes: bytes(
-                    kernel * kernel * input.channels * out_channels
-                        + PER_CHANNEL_BYTES * out_channels,
-                ),
-            }
+            let shape = StemShape {
+                in_c: input.channels,
+                out_c: out_channels,
+                kernel,
+                stride,
+                h: input.height,
+                w: input.width,
+            };
+            shape.validate().map_err(bad)?;
+            (shape.peak_activation_bytes(), shape.weight_bytes())
         }
         BlockKey::MbConv {
             input,
@@ -107,14 +108,8 @@ pub fn block_footprint(key: &BlockKey) -> Result<Footprint, MemoryError> {
                 h: input.height,
                 w: input.width,
             };
-            shape.validate().map_err(|e| MemoryError::Block {
-                block: key.to_string(),
-                message: e.to_string(),
-            })?;
-            Footprint {
-                sram_bytes: bytes(shape.peak_activation_bytes()),
-                flash_bytes: bytes(shape.weight_bytes()),
-            }
+            shape.validate().map_err(bad)?;
+            (shape.peak_activation_bytes(), shape.weight_bytes())
         }
         BlockKey::Head {
             input,
@@ -122,22 +117,20 @@ pub fn block_footprint(key: &BlockKey) -> Result<Footprint, MemoryError> {
             num_classes,
             ..
         } => {
-            // 1×1 conv (input and its output alive), then the pool (conv
-            // output and the pooled vector), then the classifier.
-            let conv_out = channels * input.height * input.width;
-            let sram = (input.numel() + conv_out)
-                .max(conv_out + channels)
-                .max(channels + num_classes);
-            Footprint {
-                sram_bytes: bytes(sram),
-                flash_bytes: bytes(
-                    input.channels * channels
-                        + PER_CHANNEL_BYTES * channels
-                        + channels * num_classes
-                        + PER_CHANNEL_BYTES * num_classes,
-                ),
-            }
+            let shape = HeadShape {
+                in_c: input.channels,
+                channels,
+                classes: num_classes,
+                h: input.height,
+                w: input.width,
+            };
+            shape.validate().map_err(bad)?;
+            (shape.peak_activation_bytes(), shape.weight_bytes())
         }
+    };
+    Ok(Footprint {
+        sram_bytes: sram as u64,
+        flash_bytes: flash as u64,
     })
 }
 

@@ -17,16 +17,16 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
-use padnas_int8::{BlockShape, RandomBlock, random_input, run_block_in_arena};
+use padnas_int8::random_input;
 use padnas_proto::{
     AgentInfo, BenchLimits, BenchStats, BlockMemory, CycleStats, ErrorCode, HelloRequest,
-    Int8Block, Int8Kind, McuInfo, ModelLoaded, PROTOCOL_MAJOR, PROTOCOL_MINOR, Request, Response,
-    stats,
+    Int8Block, McuInfo, ModelLoaded, PROTOCOL_MAJOR, PROTOCOL_MINOR, Request, Response, stats,
 };
 
 use crate::board::BoardInfo;
 use crate::clock::Clock;
 use crate::heap;
+use crate::net::{Net, Shape};
 
 /// Payload cap until a host has said Hello: a Hello is a few dozen bytes.
 pub const PRE_HELLO_MAX_PAYLOAD: u32 = 4 << 10;
@@ -45,8 +45,7 @@ const BENCH_INPUT_SEED: u64 = 0x5EED;
 
 struct Loaded {
     handle: u32,
-    shape: BlockShape,
-    block: RandomBlock,
+    net: Net,
     /// The one buffer the block runs in: input at its start, output where
     /// `run_block_in_arena` says.
     arena: Vec<i8>,
@@ -207,31 +206,13 @@ impl Agent {
                 ),
             );
         }
-        if spec.kind != Int8Kind::Mbconv {
-            return Response::error(
-                ErrorCode::BadModel,
-                format!(
-                    "{:?} blocks are not built into this firmware yet; MBConv blocks are",
-                    spec.kind
-                ),
-            );
-        }
-        let dim = |v: u32| v as usize;
-        let shape = BlockShape {
-            in_c: dim(spec.in_c),
-            out_c: dim(spec.out_c),
-            expand: dim(spec.expand),
-            kernel: dim(spec.kernel),
-            stride: dim(spec.stride),
-            h: dim(spec.h),
-            w: dim(spec.w),
+        let shape = match Shape::of(&spec) {
+            Ok(s) => s,
+            Err(e) => return Response::error(ErrorCode::BadModel, e),
         };
-        if let Err(e) = shape.validate() {
-            return Response::error(ErrorCode::BadModel, format!("int8 block {spec:?}: {e}"));
-        }
         // Checked before allocating: running out of heap aborts the firmware.
         let weights = shape.weight_bytes();
-        let activations = shape.peak_activation_bytes();
+        let activations = shape.activation_bytes();
         let needed = weights
             .saturating_add(activations)
             .saturating_add(HEAP_MARGIN);
@@ -239,33 +220,29 @@ impl Agent {
             return Response::error(
                 ErrorCode::BadModel,
                 format!(
-                    "int8 block needs {weights} bytes of weights and {activations} of activations; \
+                    "int8 {:?} block needs {weights} bytes of weights and {activations} of activations; \
                      {} of the {}-byte heap are free",
+                    spec.kind,
                     heap::free(),
                     self.board.heap_bytes
                 ),
             );
         }
         let started = self.clock.now();
-        let block = match RandomBlock::new(shape, spec.seed) {
-            Ok(b) => b,
-            Err(e) => return Response::error(ErrorCode::BadModel, format!("{e}")),
+        let net = match shape.draw(spec.seed) {
+            Ok(n) => n,
+            Err(e) => return Response::error(ErrorCode::BadModel, e),
         };
         let arena = vec![0i8; activations];
         let load_cycles = self.clock.now() - started;
         let handle = self.next_handle;
         self.next_handle = self.next_handle.wrapping_add(1).max(1);
-        let (oh, ow) = shape.out_hw();
-        self.blocks.push(Loaded {
-            handle,
-            shape,
-            block,
-            arena,
-        });
+        let (input_shape, output_shape) = (net.input_shape(), net.output_shape());
+        self.blocks.push(Loaded { handle, net, arena });
         Response::Loaded(ModelLoaded {
             handle,
-            input_shape: vec![1, shape.h, shape.w, shape.in_c],
-            output_shape: vec![1, oh, ow, shape.out_c],
+            input_shape,
+            output_shape,
             load_ms: self.ms(load_cycles),
             memory: Some(BlockMemory {
                 weight_bytes: weights as u64,
@@ -293,15 +270,14 @@ impl Agent {
         let Some(loaded) = self.blocks.iter_mut().find(|b| b.handle == handle) else {
             return self.unknown_handle(handle);
         };
-        let input = random_input(loaded.shape.input_len(), BENCH_INPUT_SEED);
+        let input = random_input(loaded.net.input_len(), BENCH_INPUT_SEED);
         let started = clock.now();
         let run_once = |l: &mut Loaded| -> Result<u64, String> {
             // The input is copied in before the clock starts: a deployed
             // network finds its input in place, written by the layer before.
             l.arena[..input.len()].copy_from_slice(&input);
             let t0 = clock.now();
-            run_block_in_arena(&l.shape, &l.block.params(), &mut l.arena)
-                .map_err(|e| format!("{e}"))?;
+            l.net.run(&mut l.arena)?;
             Ok(clock.now() - t0)
         };
         let ms_to_cycles = |ms: u64| ms.saturating_mul(hz) / 1000;
@@ -366,9 +342,8 @@ impl Agent {
         let Some(loaded) = self.blocks.iter_mut().find(|b| b.handle == handle) else {
             return self.unknown_handle(handle);
         };
-        let s = loaded.shape;
-        let want = [1, s.h, s.w, s.in_c];
-        if shape != want {
+        let want = loaded.net.input_shape();
+        if shape != want.as_slice() {
             return Response::error(
                 ErrorCode::BadInput,
                 format!("input shape {shape:?}, block takes {want:?} (NHWC)"),
@@ -385,13 +360,12 @@ impl Agent {
             }
             loaded.arena[i] = v as i8;
         }
-        let out = match run_block_in_arena(&s, &loaded.block.params(), &mut loaded.arena) {
+        let out = match loaded.net.run(&mut loaded.arena) {
             Ok(range) => range,
-            Err(e) => return Response::error(ErrorCode::Internal, format!("{e}")),
+            Err(e) => return Response::error(ErrorCode::Internal, e),
         };
-        let (oh, ow) = s.out_hw();
         Response::Output {
-            shape: vec![1, oh, ow, s.out_c],
+            shape: loaded.net.output_shape(),
             data: loaded.arena[out].iter().map(|&v| f32::from(v)).collect(),
         }
     }

@@ -14,6 +14,7 @@ pub mod board;
 pub mod clock;
 pub mod heap;
 pub mod link;
+pub mod net;
 mod panic;
 #[cfg(feature = "rtt")]
 pub mod rtt_link;
