@@ -274,8 +274,7 @@ fn the_mcu_space_profiles_on_the_emulated_board() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let summary: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap())
-            .unwrap();
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
     let table_path = std::path::PathBuf::from(summary["out"].as_str().unwrap());
     assert!(
         table_path.starts_with(dir.path().join("emulated/qemu-mps2-an386")),
@@ -293,6 +292,95 @@ fn the_mcu_space_profiles_on_the_emulated_board() {
     assert_eq!(entries.len(), space.unique_blocks().len());
     for key in space.unique_blocks() {
         let e = &entries[&key.to_string()];
-        assert!(e["median_ms"].as_f64().is_some_and(|m| m >= 0.0), "{key}: {e}");
+        assert!(
+            e["median_ms"].as_f64().is_some_and(|m| m >= 0.0),
+            "{key}: {e}"
+        );
     }
+}
+
+/// The whole job for a microcontroller, under emulation: the tiny space
+/// profiled on the firmware, int8 flash a hard constraint of every search
+/// (configs/ci-tiny/mcu-board.yaml refuses part of the space), a network
+/// chosen and exported that fits, verify skipped (the firmware runs no ONNX).
+#[test]
+fn the_mcu_pipeline_runs_end_to_end_and_admits_only_networks_that_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for f in ["mcu-job.yaml", "mcu-board.yaml", "space.yaml"] {
+        std::fs::copy(repo.join("configs/ci-tiny").join(f), dir.path().join(f)).unwrap();
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_padnas"))
+        .current_dir(dir.path())
+        .args(["run", "mcu-job.yaml", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = dir.path().join("run-mcu");
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let latency = read(&run.join("latency.json"));
+    let limit = padnas::memory::MemoryLimit {
+        sram_bytes: latency["memory"]["sram_bytes"].as_u64().unwrap(),
+        flash_bytes: latency["memory"]["flash_bytes"].as_u64().unwrap(),
+    };
+    assert_eq!(limit.flash_bytes, 6000);
+    assert_eq!(latency["emulated"], true);
+
+    // The limit bites: some networks of the space do not fit.
+    let space = padnas::space::Space::load(dir.path().join("space.yaml")).unwrap();
+    let model = padnas::memory::MemoryModel::new(&space).unwrap();
+    let cards: Vec<usize> = space.layers().iter().map(|l| l.ops.len()).collect();
+    let mut refused = 0;
+    let mut genome = vec![0usize; cards.len()];
+    'all: loop {
+        if !model.footprint(&genome).fits(&limit) {
+            refused += 1;
+        }
+        for (g, &c) in genome.iter_mut().zip(&cards) {
+            *g += 1;
+            if *g < c {
+                continue 'all;
+            }
+            *g = 0;
+        }
+        break;
+    }
+    assert!(
+        refused > 0,
+        "the limit refuses nothing; tighten mcu-board.yaml"
+    );
+
+    // Every architecture any search evaluated fits, and says so.
+    let mut searched = 0;
+    for search in [
+        "stage-1/search.json",
+        "stage-2/search.json",
+        "final/search.json",
+    ] {
+        let rec = read(&run.join(search));
+        assert_eq!(rec["memory"]["flash_bytes"], 6000, "{search}");
+        for c in rec["candidates"].as_array().unwrap() {
+            let flash = c["memory"]["flash_bytes"].as_u64().unwrap();
+            let sram = c["memory"]["sram_bytes"].as_u64().unwrap();
+            assert!(
+                flash <= limit.flash_bytes && sram <= limit.sram_bytes,
+                "{search}: {c}"
+            );
+            searched += 1;
+        }
+    }
+    assert!(searched > 0);
+    let pareto = read(&run.join("pareto.json"));
+    assert!(!pareto["pareto"].as_array().unwrap().is_empty());
+    assert!(run.join("model.onnx").is_file());
+    assert!(
+        !run.join("verify.json").exists(),
+        "verify ran on a firmware target"
+    );
 }
