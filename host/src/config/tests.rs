@@ -252,3 +252,33 @@ fn devices_parse() {
     assert_eq!(DeviceSpec::Cuda(2).to_string(), "cuda:2");
     assert!("cuda:x".parse::<DeviceSpec>().is_err());
 }
+
+#[test]
+fn every_shipped_job_config_loads() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let mut loaded = Vec::new();
+    for sub in [dir.clone(), dir.join("ci-tiny")] {
+        for entry in std::fs::read_dir(&sub).expect("configs/") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            // Jobs only: target files and spaces live beside some of them.
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if !name.ends_with(".yaml") || !text.contains("\nspace:") {
+                continue;
+            }
+            JobConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            loaded.push(name.to_string());
+        }
+    }
+    for want in [
+        "fmnist-local.yaml",
+        "fmnist-mcu.yaml",
+        "job.yaml",
+        "mcu-job.yaml",
+    ] {
+        assert!(
+            loaded.iter().any(|n| n == want),
+            "{want} not among {loaded:?}"
+        );
+    }
+}
