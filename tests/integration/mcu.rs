@@ -378,6 +378,15 @@ fn the_mcu_pipeline_runs_end_to_end_and_admits_only_networks_that_fit() {
     assert!(searched > 0);
     let pareto = read(&run.join("pareto.json"));
     assert!(!pareto["pareto"].as_array().unwrap().is_empty());
+    assert_eq!(pareto["memory_limit"]["flash_bytes"], 6000);
+    for c in pareto["pareto"].as_array().unwrap() {
+        assert!(
+            c["int8_flash_bytes"].as_u64().is_some_and(|f| f <= 6000),
+            "{c}"
+        );
+    }
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("int8 flash (bytes)"), "{report}");
     assert!(run.join("model.onnx").is_file());
     assert!(
         !run.join("verify.json").exists(),

@@ -20,9 +20,17 @@ pub(crate) fn write_pareto(
     let front: Vec<_> = rec
         .pareto()
         .iter()
-        .map(|c| json!({"arch": c.arch, "accuracy": c.accuracy, "latency_ms": c.latency_ms}))
+        .map(|c| {
+            let mut entry =
+                json!({"arch": c.arch, "accuracy": c.accuracy, "latency_ms": c.latency_ms});
+            if let Some(m) = &c.memory {
+                entry["int8_flash_bytes"] = m.flash_bytes.into();
+                entry["int8_peak_sram_bytes"] = m.sram_bytes.into();
+            }
+            entry
+        })
         .collect();
-    let out = json!({
+    let mut out = json!({
         "target": latency.target,
         "label": latency.label,
         "table": latency.table,
@@ -31,6 +39,9 @@ pub(crate) fn write_pareto(
         "accuracy": "one-shot, validation split",
         "pareto": front,
     });
+    if let Some(limit) = &latency.memory {
+        out["memory_limit"] = serde_json::to_value(limit)?;
+    }
     write_atomic(
         &job.path(PARETO_FILE),
         serde_json::to_string_pretty(&out)?.as_bytes(),
@@ -177,14 +188,30 @@ pub fn write_report(
         let _ = writeln!(md, "{section}");
     }
     let _ = writeln!(md, "## Final Pareto front (`pareto.json`)\n");
-    let _ = writeln!(
-        md,
-        "| architecture | one-shot accuracy | predicted latency (ms) |\n|---|---|---|"
-    );
-    for c in final_search.pareto() {
+    if let Some(limit) = &latency.memory {
         let _ = writeln!(
             md,
-            "| `{}` | {:.2}% | {:.3} |",
+            "Every network admitted fits the target's memory: int8 weights ≤ {} bytes of flash, \
+             peak activations ≤ {} bytes of SRAM.\n",
+            limit.flash_bytes, limit.sram_bytes
+        );
+        let _ = writeln!(
+            md,
+            "| architecture | one-shot accuracy | predicted latency (ms) | int8 flash (bytes) | peak SRAM (bytes) |\n|---|---|---|---|---|"
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "| architecture | one-shot accuracy | predicted latency (ms) |\n|---|---|---|"
+        );
+    }
+    for c in final_search.pareto() {
+        let memory = c.memory.map_or(String::new(), |m| {
+            format!(" {} | {} |", m.flash_bytes, m.sram_bytes)
+        });
+        let _ = writeln!(
+            md,
+            "| `{}` | {:.2}% | {:.3} |{memory}",
             c.arch,
             100.0 * c.accuracy,
             c.latency_ms
