@@ -393,3 +393,39 @@ fn the_mcu_pipeline_runs_end_to_end_and_admits_only_networks_that_fit() {
         "verify ran on a firmware target"
     );
 }
+
+/// The Cortex-M33 build (thumbv8m.main) on its emulated board
+/// (mps2-an505): the same protocol and the same bits.
+#[test]
+fn the_cortex_m33_build_serves_the_same_blocks_on_mps2_an505() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m33.yaml");
+    std::fs::write(
+        &path,
+        "name: m33\ntriple: thumbv8m.main-none-eabihf\ntransport: qemu-system://mps2-an505\n",
+    )
+    .unwrap();
+    let target = Target::load(&path).unwrap();
+    let mut s = session::open(&target).expect("hello from the emulated M33");
+    let mcu = s.info.mcu.clone().expect("board facts");
+    assert_eq!(
+        (s.info.arch.as_str(), mcu.core.as_str()),
+        ("thumbv8m.main", "cortex-m33")
+    );
+    assert_eq!(mcu.clock_hz, 20_000_000);
+    let key: BlockKey = "mbconv:k5e6:in8x9x9:out16:s2".parse().unwrap();
+    let loaded = s
+        .client
+        .load_int8_block(int8_block(&key, 21))
+        .expect("load");
+    let n: usize = loaded.input_shape.iter().product();
+    let input = random_input(n, 99);
+    let as_f32: Vec<f32> = input.iter().map(|&v| f32::from(v)).collect();
+    let (_, out) = s
+        .client
+        .infer(loaded.handle, &loaded.input_shape, &as_f32)
+        .expect("infer");
+    let got: Vec<i8> = out.iter().map(|&v| v as i8).collect();
+    assert_eq!(got, host_reference(&key, 21, &input));
+    s.close();
+}
