@@ -6,6 +6,7 @@ mod agent;
 mod cli;
 mod export;
 mod hostile;
+mod int8_export;
 mod latency;
 mod mcu;
 mod pipeline;

@@ -4,6 +4,11 @@
 //!   trained weights (batch norms folded by the writer), batch 1, and
 //!   metadata a deployer needs: architecture, space hash, accuracy, input
 //!   scaling and, with `--table`, the target and predicted latency.
+//! - `--run R --arch A --int8`: the same network quantised to int8 (QDQ
+//!   ONNX, `onnx::quant`): activation ranges calibrated on a seeded draw of
+//!   training images, then its accuracy on the test split measured in tract
+//!   and written beside the float one, with the int8 peak SRAM and flash of
+//!   `memory`.
 //! - `--block KEY`: one block with seeded random weights (what `padnas
 //!   profile` sends to the agent).
 //!
@@ -17,11 +22,14 @@ use serde_json::json;
 
 use super::retrain::{RETRAINED_WEIGHTS_FILE, read_result, retrain_dir};
 use super::train::CONFIG_FILE;
+use super::verify::{argmax, image_input};
 use crate::config::JobConfig;
-use crate::data::PIXEL_CENTER;
+use crate::data::{self, ImageSet, PIXEL_CENTER, derive_seed, permutation};
 use crate::files::write_atomic;
 use crate::latency::predict::predict;
 use crate::latency::table::Table;
+use crate::memory::MemoryModel;
+use crate::onnx::quant::{add_metadata, calibrate, write_qdq};
 use crate::onnx::{WriteOptions, write_network_with};
 use crate::space::{Arch, BlockKey, Space};
 use crate::supernet::TrainedWeights;
@@ -36,6 +44,20 @@ pub const META_INPUT: &str = "padnas.input";
 pub const META_TARGET: &str = "padnas.target";
 /// Metadata key: predicted latency (ms) from the table.
 pub const META_PREDICTED_MS: &str = "padnas.predicted_ms";
+/// Metadata key (int8): accuracy of the int8 network on the test split.
+pub const META_INT8_TEST_ACCURACY: &str = "padnas.int8.test_accuracy";
+/// Metadata key (int8): test images that accuracy is measured on.
+pub const META_INT8_TEST_IMAGES: &str = "padnas.int8.test_images";
+/// Metadata key (int8): peak SRAM of the activations (`memory`), bytes.
+pub const META_INT8_PEAK_SRAM: &str = "padnas.int8.peak_sram_bytes";
+/// Metadata key (int8): flash of weights and per-channel constants, bytes.
+pub const META_INT8_FLASH: &str = "padnas.int8.flash_bytes";
+/// Metadata key (int8): how the activation ranges were calibrated.
+pub const META_INT8_CALIBRATION: &str = "padnas.int8.calibration";
+/// Training images the int8 activation ranges are calibrated on, by default.
+pub const DEFAULT_CALIBRATION_IMAGES: usize = 512;
+/// Seed tag of the calibration images' draw ([`derive_seed`]).
+const CALIBRATION_TAG: &str = "int8-calibration";
 
 /// Arguments of `padnas export`.
 #[derive(Debug, clap::Args)]
@@ -58,6 +80,19 @@ pub struct ExportArgs {
     /// Seed of the random weights (`--block`).
     #[arg(long, default_value_t = 0, conflicts_with = "run")]
     pub seed: u64,
+    /// Write the network quantised to int8 (QDQ ONNX: int8 weights per
+    /// output channel, int8 activations calibrated on training images), its
+    /// int8 test accuracy, peak SRAM and flash in the metadata.
+    #[arg(long, requires = "run")]
+    pub int8: bool,
+    /// Training images (a seeded draw) the int8 activation ranges are
+    /// calibrated on [default: 512].
+    #[arg(long, requires = "int8")]
+    pub calibration_images: Option<usize>,
+    /// Test images the int8 accuracy is measured on (the first N) [default:
+    /// the whole test split].
+    #[arg(long, requires = "int8")]
+    pub test_images: Option<usize>,
     /// Output file.
     #[arg(long, short)]
     pub out: PathBuf,
@@ -67,6 +102,17 @@ pub struct ExportArgs {
 pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     match (&args.block, &args.run, &args.arch) {
         (Some(block), _, _) => export_block(block, args.seed, &args.out),
+        (None, Some(run), Some(arch)) if args.int8 => {
+            let opts = Int8Options {
+                calibration_images: args
+                    .calibration_images
+                    .unwrap_or(DEFAULT_CALIBRATION_IMAGES),
+                test_images: args.test_images,
+            };
+            let line = export_run_int8(run, arch, args.table.as_deref(), &opts, &args.out)?;
+            println!("{line}");
+            Ok(())
+        }
         (None, Some(run), Some(arch)) => export_run(run, arch, args.table.as_deref(), &args.out),
         // clap's group and `requires` rule this out.
         _ => anyhow::bail!("give --block, or --run with --arch"),
@@ -108,9 +154,29 @@ pub fn network_onnx(
         .with_context(|| format!("writing {arch} with the weights of {}", weights.display()))
 }
 
-/// Writes the network `arch` retrained in `run` (BN folded, metadata from the
-/// run and, when given, the target's `table`) to `out`.
-pub fn export_run(run: &Path, arch: &str, table: Option<&Path>, out: &Path) -> anyhow::Result<()> {
+/// A retrained network to export: where its weights are, what its
+/// metadata and JSON line say so far.
+struct Retrained {
+    cfg: JobConfig,
+    full: Space,
+    arch: Arch,
+    weights: PathBuf,
+    meta: Vec<(String, String)>,
+    line: serde_json::Value,
+}
+
+fn fmt_accuracy(a: Option<f64>) -> String {
+    a.map_or_else(|| "none".to_string(), |a| format!("{a:.6}"))
+}
+
+/// Reads what `padnas retrain` left for `arch` in `run`, and the table's
+/// prediction when given.
+fn retrained(
+    run: &Path,
+    arch: &str,
+    table: Option<&Path>,
+    out: &Path,
+) -> anyhow::Result<Retrained> {
     let cfg = JobConfig::load(run.join(CONFIG_FILE))
         .with_context(|| format!("{} is not a run directory of `padnas train`", run.display()))?;
     let full = Space::load(&cfg.space)?;
@@ -125,10 +191,15 @@ pub fn export_run(run: &Path, arch: &str, table: Option<&Path>, out: &Path) -> a
         );
     }
     let result = read_result(&dir)?;
-    let fmt = |a: Option<f64>| a.map_or_else(|| "none".to_string(), |a| format!("{a:.6}"));
     let mut meta = vec![
-        (META_TEST_ACCURACY.to_string(), fmt(result.test_accuracy)),
-        (META_VAL_ACCURACY.to_string(), fmt(result.val_accuracy)),
+        (
+            META_TEST_ACCURACY.to_string(),
+            fmt_accuracy(result.test_accuracy),
+        ),
+        (
+            META_VAL_ACCURACY.to_string(),
+            fmt_accuracy(result.val_accuracy),
+        ),
         ("padnas.inherit".to_string(), result.inherit.to_string()),
         (
             META_INPUT.to_string(),
@@ -166,259 +237,188 @@ pub fn export_run(run: &Path, arch: &str, table: Option<&Path>, out: &Path) -> a
         line["predicted_ms"] = json!(ms);
         line["uncalibrated_ms"] = json!(p.predicted_ms);
     }
-    let bytes = network_onnx(&full, &arch, &weights, meta)?;
+    Ok(Retrained {
+        cfg,
+        full,
+        arch,
+        weights,
+        meta,
+        line,
+    })
+}
+
+/// Writes the network `arch` retrained in `run` (BN folded, metadata from the
+/// run and, when given, the target's `table`) to `out`.
+pub fn export_run(run: &Path, arch: &str, table: Option<&Path>, out: &Path) -> anyhow::Result<()> {
+    let r = retrained(run, arch, table, out)?;
+    let mut line = r.line;
+    let bytes = network_onnx(&r.full, &r.arch, &r.weights, r.meta)?;
     write_model(out, &bytes)?;
     line["bytes"] = json!(bytes.len());
     println!("{line}");
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    //! Parity of the exported network with the trained one, on real
-    //! Fashion-MNIST test images: tract (what the agents run) and, where
-    //! installed, onnxruntime, against tch's forward pass.
+/// How `export_run_int8` quantises and measures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Int8Options {
+    /// Training images the activation ranges are calibrated on (fewer if
+    /// the training split is smaller).
+    pub calibration_images: usize,
+    /// Test images the accuracy is measured on, the first N; `None`: all.
+    pub test_images: Option<usize>,
+}
 
-    use std::path::Path;
-    use std::sync::OnceLock;
-
-    use tch::Device;
-
-    use super::*;
-    use crate::cmd::verify::{argmax, image_input, model_metadata};
-    use crate::config::{Augment, DataConfig, DataKind, FASHION_MNIST_DIR, TrainConfig};
-    use crate::data::{Splits, normalize_u8};
-    use crate::supernet::checkpoint::save_weights;
-    use crate::supernet::{BnMode, StepSampler, Supernet, TrainOptions, train};
-    use crate::supernet::{standalone_path, standalone_space};
-
-    /// Test images compared.
-    const IMAGES: usize = 100;
-    /// Largest absolute logit difference accepted.
-    const TOLERANCE: f32 = 1e-4;
-
-    const SPACE: &str = "
-name: parity
-input: { channels: 1, height: 28, width: 28 }
-num_classes: 10
-stem: { kernel: 3, channels: 8, stride: 2 }
-stages:
-  - { channels: 8, num_layers: 1, stride: 1, first_ops: [k3e1, k5e1] }
-  - { channels: 16, num_layers: 3, stride: 2, first_ops: [k3e3, k5e3], ops: [k3e3, k5e3, id] }
-head: { channels: 32 }
-";
-    const ARCH: &str = "k5e1,k5e3,id,k3e3";
-
-    /// A trained stand-alone network, its ONNX export and the test split.
-    struct Fixture {
-        _dir: tempfile::TempDir,
-        model: std::path::PathBuf,
-        bytes: Vec<u8>,
-        /// tch logits, `IMAGES × classes`, row-major.
-        logits: Vec<f32>,
-        inputs: Vec<Vec<f32>>,
-        classes: usize,
-    }
-
-    /// Trains once per test binary (about a second): 40 steps, so the batch
-    /// norms' running statistics are far from their initial (0, 1) and the
-    /// logits are large enough (several units) for 1e-4 to be a tight bound.
-    fn fixture() -> &'static Fixture {
-        static F: OnceLock<Fixture> = OnceLock::new();
-        F.get_or_init(|| {
-            tch::set_num_threads(1);
-            let full = Space::from_yaml_str(SPACE, "parity").expect("space");
-            let arch = full.parse_arch(ARCH).expect("arch");
-            let data = DataConfig {
-                kind: DataKind::FashionMnist,
-                path: FASHION_MNIST_DIR.into(),
-                val_split: 0.1,
-                augment: Augment::default(),
-            };
-            let mut splits: Splits = crate::data::load(&data, full.input(), 1)
-                .expect("Fashion-MNIST (Debian: apt-get install dataset-fashion-mnist)");
-            splits.limit_train(1280, 1);
-            let single = standalone_space(&full, &arch).expect("single");
-            let net = Supernet::new(&single, Device::Cpu, 1).expect("net");
-            let sampler = StepSampler::new(&net, &single, 1).expect("sampler");
-            let cfg = TrainConfig {
-                epochs: 1,
-                batch_size: 32,
-                lr: 0.2,
-                ..TrainConfig::default()
-            };
-            let s = train(
-                &net,
-                &sampler,
-                &splits.train,
-                &TrainOptions::new(cfg, 1, Augment::default()),
-            )
-            .expect("train");
-            assert_eq!(s.step, 40);
-            let var: Vec<f32> = Vec::try_from(
-                net.tensor("layers.1.k5e3.expand.bn.running_var")
-                    .expect("bn")
-                    .view([-1]),
-            )
-            .expect("f32");
-            assert!(
-                var.iter().any(|v| (v - 1.0).abs() > 0.05),
-                "BN statistics barely moved: {var:?}"
-            );
-
-            let dir = tempfile::tempdir().expect("tempdir");
-            let weights = dir.path().join("weights.safetensors");
-            save_weights(&net, &weights).expect("save");
-            let bytes = network_onnx(
-                &full,
-                &arch,
-                &weights,
-                vec![(META_TEST_ACCURACY.into(), "0.5".into())],
-            )
-            .expect("export");
-            let model = dir.path().join("model.onnx");
-            write_model(&model, &bytes).expect("write");
-
-            let test = &splits.test;
-            let n = IMAGES.min(test.len());
-            assert_eq!(n, IMAGES, "Fashion-MNIST has 10000 test images");
-            let x = normalize_u8(
-                &test.pixels[..n * test.image_len()],
-                n,
-                test.shape,
-                Device::Cpu,
-            )
-            .expect("batch");
-            let logits = tch::no_grad(|| net.forward(&x, &standalone_path(&net), BnMode::Eval))
-                .expect("forward");
-            let classes = logits.size()[1] as usize;
-            let logits: Vec<f32> = Vec::try_from(logits.contiguous().view([-1])).expect("f32");
-            let scale = logits.iter().fold(0f32, |m, v| m.max(v.abs()));
-            assert!(
-                scale > 1.0,
-                "logits too small to test against: max |logit| {scale}"
-            );
-            let inputs = (0..n)
-                .map(|i| image_input(test, i).expect("input"))
-                .collect();
-            Fixture {
-                _dir: dir,
-                model,
-                bytes,
-                logits,
-                inputs,
-                classes,
-            }
-        })
-    }
-
-    /// Max absolute difference, and the images whose argmax differs.
-    fn compare(f: &Fixture, got: &[Vec<f32>]) -> (f32, Vec<usize>) {
-        let mut worst = 0f32;
-        let mut disagree = Vec::new();
-        for (i, g) in got.iter().enumerate() {
-            let want = &f.logits[i * f.classes..(i + 1) * f.classes];
-            assert_eq!(g.len(), want.len(), "image {i}: output size");
-            for (a, b) in g.iter().zip(want) {
-                worst = worst.max((a - b).abs());
-            }
-            if argmax(g) != argmax(want) {
-                disagree.push(i);
-            }
+impl Default for Int8Options {
+    fn default() -> Self {
+        Int8Options {
+            calibration_images: DEFAULT_CALIBRATION_IMAGES,
+            test_images: None,
         }
-        (worst, disagree)
-    }
-
-    #[test]
-    fn exported_network_carries_arch_hash_and_extra_metadata() {
-        let f = fixture();
-        let meta = model_metadata(&f.bytes).expect("metadata");
-        let get = |k: &str| meta.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let full = Space::from_yaml_str(SPACE, "parity").expect("space");
-        assert_eq!(get("padnas.arch"), Some(ARCH));
-        assert_eq!(get("padnas.space_hash"), Some(full.hash().as_str()));
-        assert_eq!(get(META_TEST_ACCURACY), Some("0.5"));
-        // BN is folded: no BatchNormalization node survives.
-        let model =
-            <tract_onnx::pb::ModelProto as prost::Message>::decode(&f.bytes[..]).expect("decode");
-        let graph = model.graph.expect("graph");
-        assert!(graph.node.iter().all(|n| n.op_type != "BatchNormalization"));
-        assert!(graph.node.iter().any(|n| n.op_type == "Conv"));
-    }
-
-    #[test]
-    fn tract_matches_tch_on_100_test_images() {
-        let f = fixture();
-        // tract as on a target: concrete input shape, optimised, planned.
-        let loaded = padnas_agent::bench::load(&f.bytes, None).expect("tract loads the export");
-        assert_eq!(loaded.input_shape(), &[1, 1, 28, 28]);
-        let got: Vec<Vec<f32>> = f
-            .inputs
-            .iter()
-            .map(|x| loaded.infer(&[1, 1, 28, 28], x).expect("infer").1)
-            .collect();
-        let (worst, disagree) = compare(f, &got);
-        eprintln!("tract vs tch on {IMAGES} images: max |Δ| = {worst:e}");
-        assert!(worst <= TOLERANCE, "tract differs from tch by {worst}");
-        assert!(disagree.is_empty(), "argmax differs on images {disagree:?}");
-        // The logits are not degenerate: the network tells images apart.
-        let classes: std::collections::HashSet<usize> = got.iter().map(|g| argmax(g)).collect();
-        assert!(classes.len() >= 3, "predicted classes {classes:?}");
-    }
-
-    #[test]
-    fn onnxruntime_matches_tch_on_100_test_images() {
-        let has_ort = std::process::Command::new("python3")
-            .args(["-c", "import onnxruntime, numpy"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !has_ort {
-            // Under CI a missing tool is a failure, never a silent pass.
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "onnxruntime is not installed (scripts/setup.sh installs it)"
-            );
-            eprintln!("SKIPPED: onnxruntime not installed (scripts/setup.sh installs it)");
-            return;
-        }
-        let f = fixture();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let inputs = dir.path().join("inputs.f32");
-        let outputs = dir.path().join("outputs.f32");
-        let raw: Vec<u8> = f
-            .inputs
-            .iter()
-            .flatten()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        std::fs::write(&inputs, raw).expect("write inputs");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/ort_infer.py");
-        let out = std::process::Command::new("python3")
-            .arg(&script)
-            .arg(&f.model)
-            .arg(&inputs)
-            .arg(&outputs)
-            .output()
-            .expect("run python3");
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bytes = std::fs::read(&outputs).expect("outputs");
-        let values: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        assert_eq!(values.len(), IMAGES * f.classes, "onnxruntime outputs");
-        let got: Vec<Vec<f32>> = values.chunks(f.classes).map(<[f32]>::to_vec).collect();
-        let (worst, disagree) = compare(f, &got);
-        eprintln!("onnxruntime vs tch on {IMAGES} images: max |Δ| = {worst:e}");
-        assert!(
-            worst <= TOLERANCE,
-            "onnxruntime differs from tch by {worst}"
-        );
-        assert!(disagree.is_empty(), "argmax differs on images {disagree:?}");
     }
 }
+
+/// The float and the int8 network side by side on test images, both in
+/// tract (as the agents run them).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Int8Accuracy {
+    /// Images run.
+    pub images: usize,
+    /// Fraction the int8 network classifies right.
+    pub int8: f64,
+    /// Fraction the float network classifies right.
+    pub float: f64,
+    /// Fraction on which both predict the same class.
+    pub agreement: f64,
+}
+
+/// Runs the float and the int8 ONNX files on the first `n` images of `set`
+/// in tract and compares their predictions with the labels and each other.
+pub fn int8_accuracy(
+    float: &[u8],
+    int8: &[u8],
+    set: &ImageSet,
+    n: usize,
+) -> anyhow::Result<Int8Accuracy> {
+    let n = n.min(set.len());
+    if n == 0 {
+        anyhow::bail!("no test images to measure the int8 accuracy on");
+    }
+    let load = |bytes: &[u8], what: &str| {
+        padnas_agent::bench::load(bytes, None)
+            .with_context(|| format!("tract loads the {what} network"))
+    };
+    let (f, q) = (load(float, "float")?, load(int8, "int8")?);
+    let shape = f.input_shape().to_vec();
+    let (mut right_f, mut right_q, mut same) = (0usize, 0usize, 0usize);
+    for i in 0..n {
+        let x = image_input(set, i)?;
+        let yf = argmax(
+            &f.infer(&shape, &x)
+                .with_context(|| format!("float network, test image {i}"))?
+                .1,
+        );
+        let yq = argmax(
+            &q.infer(&shape, &x)
+                .with_context(|| format!("int8 network, test image {i}"))?
+                .1,
+        );
+        let label = set.labels[i] as usize;
+        right_f += usize::from(yf == label);
+        right_q += usize::from(yq == label);
+        same += usize::from(yf == yq);
+    }
+    let frac = |k: usize| k as f64 / n as f64;
+    Ok(Int8Accuracy {
+        images: n,
+        int8: frac(right_q),
+        float: frac(right_f),
+        agreement: frac(same),
+    })
+}
+
+/// Writes the network `arch` retrained in `run` quantised to int8 (QDQ) to
+/// `out`: activation ranges calibrated in tract on a seeded draw of the
+/// run's training images (min/max per tensor), then accuracy on the test
+/// split. Metadata: the float export's, plus int8 peak SRAM and flash
+/// (`memory`), the calibration and the int8 test accuracy. Returns the
+/// JSON line to print.
+pub fn export_run_int8(
+    run: &Path,
+    arch: &str,
+    table: Option<&Path>,
+    opts: &Int8Options,
+    out: &Path,
+) -> anyhow::Result<serde_json::Value> {
+    let r = retrained(run, arch, table, out)?;
+    let float = network_onnx(&r.full, &r.arch, &r.weights, r.meta.clone())?;
+    let cfg = &r.cfg;
+    let mut splits = data::load(&cfg.data, r.full.input(), cfg.seed)
+        .with_context(|| format!("loading {} from {}", cfg.data.kind, cfg.data.path.display()))?;
+    // The training images the network was trained on.
+    if let Some(n) = cfg.train.max_train_samples {
+        splits.limit_train(n, cfg.seed);
+    }
+    let mut draw = permutation(
+        splits.train.len(),
+        derive_seed(cfg.seed, CALIBRATION_TAG, 0),
+    );
+    draw.truncate(opts.calibration_images);
+    if draw.is_empty() {
+        anyhow::bail!(
+            "no training images to calibrate the int8 network on (--calibration-images must be ≥ 1)"
+        );
+    }
+    let inputs = draw
+        .iter()
+        .map(|&i| image_input(&splits.train, i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cal = calibrate(&float, inputs.iter().map(Vec::as_slice))
+        .with_context(|| format!("calibrating {} on {} training images", r.arch, inputs.len()))?;
+    let memory = MemoryModel::new(&r.full)?.footprint(&r.full.arch_indices(&r.arch)?);
+    let calibration = format!(
+        "{} training images, a seeded draw (derive_seed(seed {}, \"{CALIBRATION_TAG}\")) of the \
+         run's training split; per tensor min/max, widened to include 0",
+        cal.inputs, cfg.seed
+    );
+    let meta = vec![
+        (
+            META_INT8_PEAK_SRAM.to_string(),
+            memory.sram_bytes.to_string(),
+        ),
+        (META_INT8_FLASH.to_string(), memory.flash_bytes.to_string()),
+        (META_INT8_CALIBRATION.to_string(), calibration),
+    ];
+    let qdq = write_qdq(&float, &cal, meta)?;
+    let test = &splits.test;
+    let n = opts.test_images.unwrap_or(test.len()).min(test.len());
+    let acc = int8_accuracy(&float, &qdq, test, n)?;
+    let qdq = add_metadata(
+        &qdq,
+        vec![
+            (
+                META_INT8_TEST_ACCURACY.to_string(),
+                fmt_accuracy(Some(acc.int8)),
+            ),
+            (META_INT8_TEST_IMAGES.to_string(), acc.images.to_string()),
+        ],
+    )?;
+    write_model(out, &qdq)?;
+    let mut line = r.line;
+    line["int8"] = json!(true);
+    line["int8_test_accuracy"] = json!(acc.int8);
+    line["int8_test_images"] = json!(acc.images);
+    // The float network in tract on the same images: the fair comparison
+    // when only some of the test split is run.
+    line["float_tract_test_accuracy"] = json!(acc.float);
+    line["int8_agreement"] = json!(acc.agreement);
+    line["calibration_images"] = json!(cal.inputs);
+    line["peak_sram_bytes"] = json!(memory.sram_bytes);
+    line["flash_bytes"] = json!(memory.flash_bytes);
+    line["float_bytes"] = json!(float.len());
+    line["bytes"] = json!(qdq.len());
+    Ok(line)
+}
+
+#[cfg(test)]
+mod tests;

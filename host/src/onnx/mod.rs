@@ -11,11 +11,13 @@
 //!
 //! This file holds the entry points and their checks; `weights` the
 //! providers and BN folding, `graph` the builder that emits nodes, `proto`
-//! the protobuf helpers. Parameter names ([`ParamRef`]) live in
-//! [`crate::naming`], shared with the supernet.
+//! the protobuf helpers; `quant` rewrites a written network into its int8
+//! QDQ form (calibration in tract, post-training quantisation). Parameter
+//! names ([`ParamRef`]) live in [`crate::naming`], shared with the supernet.
 
 mod graph;
 mod proto;
+pub mod quant;
 #[cfg(test)]
 mod tests;
 mod weights;
@@ -66,6 +68,9 @@ pub enum OnnxError {
     /// The write options are unusable.
     #[error("write options: {0}")]
     Options(String),
+    /// Int8 quantisation (calibration or the QDQ rewrite) failed.
+    #[error("int8 quantisation: {0}")]
+    Quantize(String),
 }
 
 /// How to write a file.
