@@ -388,6 +388,17 @@ fn the_mcu_pipeline_runs_end_to_end_and_admits_only_networks_that_fit() {
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(report.contains("int8 flash (bytes)"), "{report}");
     assert!(run.join("model.onnx").is_file());
+    // The int8 network, with its memory and int8 accuracy beside the float.
+    let int8 = std::fs::read(run.join("model.int8.onnx")).expect("model.int8.onnx");
+    let text = String::from_utf8_lossy(&int8);
+    for key in [
+        "padnas.int8.flash_bytes",
+        "padnas.int8.peak_sram_bytes",
+        "padnas.int8.test_accuracy",
+        "padnas.test_accuracy",
+    ] {
+        assert!(text.contains(key), "{key} missing from the int8 metadata");
+    }
     assert!(
         !run.join("verify.json").exists(),
         "verify ran on a firmware target"

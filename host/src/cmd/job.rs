@@ -47,6 +47,8 @@ pub const LATENCY_FILE: &str = "latency.json";
 pub const PARETO_FILE: &str = "pareto.json";
 /// Name of the exported network.
 pub const MODEL_FILE: &str = "model.onnx";
+/// File name of the int8 (QDQ) network, exported for microcontroller targets.
+pub const INT8_MODEL_FILE: &str = "model.int8.onnx";
 /// Name of the verification record.
 pub const VERIFY_FILE: &str = "verify.json";
 /// The final search's record in a run directory.

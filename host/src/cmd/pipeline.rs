@@ -33,7 +33,8 @@ use serde_json::json;
 
 use super::job::{FINAL_SEARCH, read_steps, space_file, space_text, write_steps};
 pub use super::job::{
-    Job, JobArgs, LATENCY_FILE, LatencyRecord, MODEL_FILE, PARETO_FILE, STEPS_FILE, VERIFY_FILE,
+    INT8_MODEL_FILE, Job, JobArgs, LATENCY_FILE, LatencyRecord, MODEL_FILE, PARETO_FILE,
+    STEPS_FILE, VERIFY_FILE,
 };
 use super::report::write_pareto;
 use super::report::write_report;
@@ -269,10 +270,23 @@ fn run_step(job: &Job, action: Action, loaded: &mut Loaded) -> anyhow::Result<()
         }
         Action::Export => {
             let model = job.path(MODEL_FILE);
+            let int8 = job.path(INT8_MODEL_FILE);
+            let (latency, _) = loaded.latency()?;
+            let chosen = choose(&search_record(&job.path(FINAL_SEARCH))?)?;
             if !model.exists() {
-                let (latency, _) = loaded.latency()?;
-                let chosen = choose(&search_record(&job.path(FINAL_SEARCH))?)?;
                 super::export::export_run(&job.run, &chosen.arch, Some(&latency.table), &model)?;
+            }
+            // A microcontroller runs the network in int8: its QDQ file,
+            // with memory and int8 accuracy beside the float one.
+            if latency.memory.is_some() && !int8.exists() {
+                let line = super::export::export_run_int8(
+                    &job.run,
+                    &chosen.arch,
+                    Some(&latency.table),
+                    &super::export::Int8Options::default(),
+                    &int8,
+                )?;
+                println!("{line}");
             }
         }
         Action::Verify => {

@@ -306,7 +306,8 @@ pub fn plan(cfg: &JobConfig, space_hash: &str) -> Vec<Step> {
         Action::Export,
         vec!["latency".into(), "final".into(), "retrain".into()],
         Settings::new(),
-        vec!["model.onnx".into()],
+        // model.int8.onnx only for a microcontroller target.
+        vec!["model.onnx".into(), "model.int8.onnx".into()],
     );
     add(
         &mut steps,
