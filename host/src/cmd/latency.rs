@@ -306,7 +306,7 @@ fn run_validate(a: &ValidateArgs) -> anyhow::Result<()> {
     let sensor_gate = table.header.noise.sensor_gate_pct.map(|pct| {
         json!({
             "pct": pct,
-            "floor_ms": table.header.noise.sensor_floor_ms.get(),
+            "floor_ms": table.header.noise.sensor_floor_ms,
             "networks_without_quiet_runs": v
                 .rows
                 .iter()

@@ -189,7 +189,7 @@ pub fn profile_space(
     let max_runs = o
         .max_runs
         .unwrap_or_else(|| target.bench.max_runs.saturating_mul(4));
-    let noise = NoiseSettings {
+    let mut noise = NoiseSettings {
         sentinel_every: o.sentinel_every,
         sentinel_block: Some(space.stem_block()),
         drift_threshold_pct: o.drift_pct,
@@ -262,9 +262,7 @@ pub fn profile_space(
         }
         .into());
     }
-    if let Some(level) = table.header.noise.sensor_floor_ms.get() {
-        noise.sensor_floor_ms.lower_to(level);
-    }
+    noise.lower_sensor_floor(table.header.noise.sensor_floor_ms);
     table.header.noise = NoiseSettings {
         sentinel_block: table.header.noise.sentinel_block.or(noise.sentinel_block),
         reference_block,

@@ -35,6 +35,10 @@ pub struct Measured {
     pub paired: Option<Paired>,
     /// With the sensor gate: which runs were kept.
     pub quiet: Option<QuietRuns>,
+    /// With the sensor gate: this measurement's own quiet level (the lowest
+    /// 5th percentile of its readings), for the caller to lower its
+    /// settings' [`NoiseSettings::sensor_floor_ms`] with before the next.
+    pub learned_floor_ms: Option<f64>,
 }
 
 /// A measurement against the reference block.
@@ -235,7 +239,7 @@ pub fn measure_loaded(
         let (judged, calibrating) = match gate {
             Some(g) => (
                 quiet_runs(&samples, &around, quiet_limit(noise, &readings, g)),
-                noise.sensor_floor_ms.is_unknown() && elapsed_ms < noise.sensor_calibrate_ms,
+                noise.sensor_floor_ms.is_none() && elapsed_ms < noise.sensor_calibrate_ms,
             ),
             None if reference.is_some() => (ratios.clone(), false),
             None => (samples.clone(), false),
@@ -272,7 +276,7 @@ pub fn measure_loaded(
 /// The quiet level: the known one, or this measurement's own when lower or
 /// the only one.
 fn quiet_floor(noise: &NoiseSettings, readings: &[f64]) -> Option<f64> {
-    match (noise.sensor_floor_ms.get(), low_level(readings)) {
+    match (noise.sensor_floor_ms, low_level(readings)) {
         (Some(k), Some(l)) => Some(k.min(l)),
         (k, l) => k.or(l),
     }
@@ -318,6 +322,8 @@ fn summarise(f: Pooled<'_>) -> Result<Measured, LatencyError> {
         message: "no samples".into(),
     };
     let mut converged = f.converged;
+    // This measurement's own quiet level, for the next ones.
+    let learned = f.noise.sensor_gate_pct.and_then(|_| low_level(&f.readings));
     // With the gate, the statistics are those of the quiet runs.
     let (described, quiet) = match f.noise.sensor_gate_pct {
         Some(g) => {
@@ -339,9 +345,6 @@ fn summarise(f: Pooled<'_>) -> Result<Measured, LatencyError> {
                 (kept, own.unwrap_or_default(), false)
             };
             converged &= found;
-            if let Some(l) = local {
-                f.noise.sensor_floor_ms.lower_to(l);
-            }
             let q = QuietRuns {
                 kept: kept.len() as u32,
                 of: f.samples.len() as u32,
@@ -381,6 +384,7 @@ fn summarise(f: Pooled<'_>) -> Result<Measured, LatencyError> {
         load_ms: 0.0,
         paired,
         quiet,
+        learned_floor_ms: learned,
     })
 }
 

@@ -1,12 +1,12 @@
 //! How a latency is measured so that noise does not decide it: the settings
 //! a table records in its header ([`NoiseSettings`]), their checks, the
-//! machine's quiet sensor level learned as a profile goes ([`QuietLevel`]),
-//! and what the sensor gate kept of one measurement ([`QuietRuns`]).
+//! machine's quiet sensor level learned as a profile goes (a plain value,
+//! `sensor_floor_ms`, which whoever runs the measurements lowers: no state
+//! shared behind the settings), and what the sensor gate kept of one
+//! measurement ([`QuietRuns`]).
 //!
 //! A leaf of `latency/`: `measure` applies these settings, `table` stores
 //! them; neither is needed to read them.
-
-use std::sync::{Arc, Mutex};
 
 use padnas_agent::proto::BenchLimits;
 use serde::{Deserialize, Serialize};
@@ -102,12 +102,13 @@ pub struct NoiseSettings {
     #[serde(default = "default_sensor_calibrate_ms")]
     pub sensor_calibrate_ms: u64,
     /// With the gate: the machine's quiet sensor reading (ms), learned from
-    /// the measurements so far (the lowest 5th percentile of one
-    /// measurement's readings) and shared by every clone of these settings;
-    /// stored so that `validate` gates networks against the level the
-    /// table's blocks were gated against.
-    #[serde(default, skip_serializing_if = "QuietLevel::is_unknown")]
-    pub sensor_floor_ms: QuietLevel,
+    /// the measurements so far (the lowest of their own levels, see
+    /// [`Measured::learned_floor_ms`](super::measure::Measured::learned_floor_ms)),
+    /// which whoever runs the measurements lowers with
+    /// [`NoiseSettings::lower_sensor_floor`]; stored so that `validate` gates
+    /// networks against the level the table's blocks were gated against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor_floor_ms: Option<f64>,
 }
 
 fn one_pass() -> u32 {
@@ -120,60 +121,6 @@ fn default_sensor_wait_ms() -> u64 {
 
 fn default_sensor_calibrate_ms() -> u64 {
     5_000
-}
-
-/// The machine's quiet sensor reading, learned as measurements go and shared
-/// between clones (a profile clones its settings per entry). Serialised as a
-/// plain number.
-#[derive(Clone, Debug, Default)]
-pub struct QuietLevel(Arc<Mutex<Option<f64>>>);
-
-impl QuietLevel {
-    /// A known level (a table's, a test's).
-    pub fn known(ms: f64) -> QuietLevel {
-        QuietLevel(Arc::new(Mutex::new(Some(ms))))
-    }
-
-    /// The level, when one is known.
-    pub fn get(&self) -> Option<f64> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether no level is known yet.
-    pub fn is_unknown(&self) -> bool {
-        self.get().is_none()
-    }
-
-    /// Lowers the level to `ms` (a quieter spell than any seen before).
-    pub fn lower_to(&self, ms: f64) {
-        let mut level = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if ms.is_finite() && ms > 0.0 && level.is_none_or(|l| ms < l) {
-            *level = Some(ms);
-        }
-    }
-}
-
-impl PartialEq for QuietLevel {
-    fn eq(&self, other: &Self) -> bool {
-        self.get() == other.get()
-    }
-}
-
-impl Serialize for QuietLevel {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.get().serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for QuietLevel {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Option::<f64>::deserialize(d)?;
-        let level = QuietLevel::default();
-        if let Some(ms) = v {
-            level.lower_to(ms);
-        }
-        Ok(level)
-    }
 }
 
 /// With the gate, the agent reads the sensor about this often (ms of the
@@ -214,7 +161,7 @@ impl Default for NoiseSettings {
             sensor_gate_pct: None,
             sensor_wait_ms: default_sensor_wait_ms(),
             sensor_calibrate_ms: default_sensor_calibrate_ms(),
-            sensor_floor_ms: QuietLevel::default(),
+            sensor_floor_ms: None,
         }
     }
 }
@@ -231,6 +178,16 @@ impl NoiseSettings {
             warmup_runs: limits.warmup_runs,
             warmup_ms: limits.warmup_ms,
             ..NoiseSettings::default()
+        }
+    }
+
+    /// Lowers the quiet level to `ms` when that is lower (a quieter spell
+    /// than any seen before); `None` or a non-positive value changes nothing.
+    pub fn lower_sensor_floor(&mut self, ms: Option<f64>) {
+        if let Some(ms) = ms.filter(|m| m.is_finite() && *m > 0.0)
+            && self.sensor_floor_ms.is_none_or(|l| ms < l)
+        {
+            self.sensor_floor_ms = Some(ms);
         }
     }
 

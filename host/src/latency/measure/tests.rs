@@ -4,7 +4,6 @@ use padnas_agent::proto::{BenchLimits, BenchStats, ModelLoaded};
 use super::*;
 use crate::latency::fake::Fake;
 use crate::latency::link::BenchAgent;
-use crate::latency::noise::QuietLevel;
 use crate::space::BlockKey;
 
 /// An agent of protocol 1.`minor`: it ignores the Bench fields later
@@ -115,7 +114,7 @@ fn gated(gate: f64, floor: Option<f64>) -> NoiseSettings {
         sensor_gate_pct: Some(gate),
         sensor_wait_ms: 50,
         sensor_calibrate_ms: 20,
-        sensor_floor_ms: floor.map(QuietLevel::known).unwrap_or_default(),
+        sensor_floor_ms: floor,
         ..NoiseSettings::default()
     }
 }
@@ -155,9 +154,8 @@ fn the_sensor_gate_keeps_only_the_quiet_runs() {
 }
 
 #[test]
-fn the_quiet_level_is_learned_and_shared_by_clones() {
-    let noise = gated(10.0, None);
-    let copy = noise.clone();
+fn the_quiet_level_is_learned_and_the_caller_lowers_its_settings() {
+    let mut noise = gated(10.0, None);
     let mut dev = Fake {
         machine: mostly_busy,
         ..Fake::steady(2.0)
@@ -168,24 +166,39 @@ fn the_quiet_level_is_learned_and_shared_by_clones() {
         "{:?}",
         m.summary
     );
+    // The settings measured with are not changed behind the caller's back.
+    assert_eq!(noise.sensor_floor_ms, None);
     // The 5th percentile of readings that are quiet 20% of the time.
-    let level = copy
-        .sensor_floor_ms
-        .get()
-        .expect("learned through the clone");
+    let level = m.learned_floor_ms.expect("learned");
     assert!((level - 0.4).abs() < 1e-9, "{level}");
-    // A busier reading never raises it; a quieter one lowers it.
-    copy.sensor_floor_ms.lower_to(0.5);
-    assert_eq!(noise.sensor_floor_ms.get(), Some(0.4));
-    copy.sensor_floor_ms.lower_to(0.3);
-    assert_eq!(noise.sensor_floor_ms.get(), Some(0.3));
-    // Stored as a plain number, read back as a level.
+    noise.lower_sensor_floor(m.learned_floor_ms);
+    assert_eq!(noise.sensor_floor_ms, Some(level));
+    // A busier reading never raises it; a quieter one lowers it; nonsense
+    // changes nothing.
+    noise.lower_sensor_floor(Some(0.5));
+    assert_eq!(noise.sensor_floor_ms, Some(0.4));
+    noise.lower_sensor_floor(Some(0.3));
+    noise.lower_sensor_floor(Some(f64::NAN));
+    noise.lower_sensor_floor(Some(-1.0));
+    noise.lower_sensor_floor(None);
+    assert_eq!(noise.sensor_floor_ms, Some(0.3));
+    // Stored as a plain number.
     let json = serde_json::to_value(&noise).unwrap();
     assert_eq!(json["sensor_floor_ms"], serde_json::json!(0.3));
     let back: NoiseSettings = serde_json::from_value(json).unwrap();
     assert_eq!(back, noise);
     let none = serde_json::to_value(NoiseSettings::default()).unwrap();
     assert!(none.get("sensor_floor_ms").is_none() && none.get("sensor_gate_pct").is_none());
+    // Without the gate nothing is learned.
+    let ungated = measure_model(
+        &mut Fake::steady(2.0),
+        b"x",
+        "b",
+        &BenchLimits::default(),
+        &NoiseSettings::default(),
+    )
+    .expect("m");
+    assert_eq!(ungated.learned_floor_ms, None);
 }
 
 #[test]
@@ -205,8 +218,10 @@ fn a_measurement_without_a_quiet_run_says_so() {
         m.summary
     );
     assert!((q.floor_ms - 0.72).abs() < 1e-9, "{q:?}");
-    // And it does not pretend the machine's quiet level is its own.
-    assert_eq!(noise.sensor_floor_ms.get(), Some(0.4));
+    // And its own level does not raise the machine's.
+    let mut after = noise.clone();
+    after.lower_sensor_floor(m.learned_floor_ms);
+    assert_eq!(after.sensor_floor_ms, Some(0.4));
 }
 
 #[test]
