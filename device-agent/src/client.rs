@@ -291,15 +291,25 @@ impl Client {
         }
     }
 
-    /// Loads one int8 MBConv block on a microcontroller agent (its weights
-    /// come from the block's seed; see [`Int8Block`]).
+    /// Loads one int8 block on a microcontroller agent, its weights drawn
+    /// from the block's seed (see [`Int8Block`]).
     pub fn load_int8_block(&mut self, block: Int8Block) -> Result<ModelLoaded, ClientError> {
+        self.load_int8_block_with(block, Vec::new())
+    }
+
+    /// Loads one int8 block with its parameters given: `params` as
+    /// `padnas-int8`'s codec writes them (empty: drawn from the seed).
+    pub fn load_int8_block_with(
+        &mut self,
+        block: Int8Block,
+        params: Vec<u8>,
+    ) -> Result<ModelLoaded, ClientError> {
         let request = Request::LoadModel {
             header: LoadModel {
                 input_shape: None,
                 int8_block: Some(block),
             },
-            onnx: Vec::new(),
+            onnx: params,
         };
         match self.call(request, Kind::Loaded)? {
             Response::Loaded(loaded) => Ok(loaded),

@@ -20,8 +20,8 @@ use padnas_agent::ClientError;
 use padnas_agent::client::Client;
 use padnas_agent::proto::{BenchLimits, ErrorCode, Int8Block, Int8Kind};
 use padnas_int8::{
-    BlockShape, HeadShape, RandomBlock, RandomHead, RandomStem, StemShape, random_input, run_block,
-    run_head, run_stem,
+    BlockShape, HeadShape, RandomBlock, RandomHead, RandomStem, StemShape, encode_block,
+    encode_head, encode_stem, random_input, run_block, run_head, run_stem,
 };
 
 fn target(dir: &Path) -> Target {
@@ -37,62 +37,21 @@ fn target(dir: &Path) -> Target {
 /// The host's output for the int8 block of `key` drawn from `seed`: the same
 /// kernels, compiled for this machine.
 fn host_reference(key: &BlockKey, seed: u64, input: &[i8]) -> Vec<i8> {
-    match *key {
-        BlockKey::Stem {
-            input: i,
-            kernel,
-            out_channels,
-            stride,
-            ..
-        } => {
-            let shape = StemShape {
-                in_c: i.channels,
-                out_c: out_channels,
-                kernel,
-                stride,
-                h: i.height,
-                w: i.width,
-            };
+    match shape_of(key) {
+        Shape3::Stem(shape) => {
             let net = RandomStem::new(shape, seed).unwrap();
             let mut out = vec![0i8; shape.output_len()];
             run_stem(&shape, &net.params(), input, &mut out).unwrap();
             out
         }
-        BlockKey::MbConv {
-            input: i,
-            kernel,
-            expansion,
-            out_channels,
-            stride,
-        } => {
-            let shape = BlockShape {
-                in_c: i.channels,
-                out_c: out_channels,
-                expand: expansion,
-                kernel,
-                stride,
-                h: i.height,
-                w: i.width,
-            };
+        Shape3::Block(shape) => {
             let net = RandomBlock::new(shape, seed).unwrap();
             let mut arena = vec![0i8; shape.arena_bytes()];
             let mut out = vec![0i8; shape.output_len()];
             run_block(&shape, &net.params(), input, &mut arena, &mut out).unwrap();
             out
         }
-        BlockKey::Head {
-            input: i,
-            channels,
-            num_classes,
-            ..
-        } => {
-            let shape = HeadShape {
-                in_c: i.channels,
-                channels,
-                classes: num_classes,
-                h: i.height,
-                w: i.width,
-            };
+        Shape3::Head(shape) => {
             let net = RandomHead::new(shape, seed).unwrap();
             let mut arena = vec![0i8; shape.arena_bytes()];
             let mut out = vec![0i8; shape.output_len()];
@@ -439,4 +398,114 @@ fn the_cortex_m33_build_serves_the_same_blocks_on_mps2_an505() {
     let got: Vec<i8> = out.iter().map(|&v| v as i8).collect();
     assert_eq!(got, host_reference(&key, 21, &input));
     s.close();
+}
+
+/// Parameters sent by the host (as a quantised trained network's would be)
+/// instead of drawn from the seed: the firmware runs exactly those, and a
+/// blob that does not fit the block is refused.
+#[test]
+fn the_firmware_runs_the_parameters_the_host_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = target(dir.path());
+    let mut s = session::open(&target).expect("hello");
+    for (key, sent_seed) in [
+        ("stem:k3:in1x28x28:out8:s2:relu6", 31u64),
+        ("mbconv:k5e6:in8x9x9:out16:s2", 32),
+        ("head:in24x4x4:out64:classes10:relu6", 33),
+    ] {
+        let key: BlockKey = key.parse().unwrap();
+        // The description says seed 1; the parameters come from another.
+        let spec = int8_block(&key, 1);
+        let blob = match shape_of(&key) {
+            Shape3::Stem(shape) => {
+                encode_stem(&RandomStem::new(shape, sent_seed).unwrap().params())
+            }
+            Shape3::Block(shape) => {
+                encode_block(&RandomBlock::new(shape, sent_seed).unwrap().params())
+            }
+            Shape3::Head(shape) => {
+                encode_head(&RandomHead::new(shape, sent_seed).unwrap().params())
+            }
+        };
+        // One byte short: refused, naming the sizes; then the real thing.
+        match s
+            .client
+            .load_int8_block_with(spec, blob[..blob.len() - 1].to_vec())
+        {
+            Err(ClientError::Remote(e)) => {
+                assert_eq!(e.code, ErrorCode::BadModel);
+                assert!(e.message.contains("bytes"), "{}", e.message);
+            }
+            other => panic!("{key}: a short blob was accepted: {other:?}"),
+        }
+        let loaded = s.client.load_int8_block_with(spec, blob).expect("load");
+        let n: usize = loaded.input_shape.iter().product();
+        let input = random_input(n, 7);
+        let as_f32: Vec<f32> = input.iter().map(|&v| f32::from(v)).collect();
+        let (_, out) = s
+            .client
+            .infer(loaded.handle, &loaded.input_shape, &as_f32)
+            .expect("infer");
+        let got: Vec<i8> = out.iter().map(|&v| v as i8).collect();
+        assert_eq!(got, host_reference(&key, sent_seed, &input), "{key}");
+        assert_ne!(
+            got,
+            host_reference(&key, 1, &input),
+            "{key}: ran the seed's"
+        );
+        s.client.unload(loaded.handle).unwrap();
+    }
+    s.close();
+}
+
+enum Shape3 {
+    Stem(StemShape),
+    Block(BlockShape),
+    Head(HeadShape),
+}
+
+fn shape_of(key: &BlockKey) -> Shape3 {
+    match *key {
+        BlockKey::Stem {
+            input,
+            kernel,
+            out_channels,
+            stride,
+            ..
+        } => Shape3::Stem(StemShape {
+            in_c: input.channels,
+            out_c: out_channels,
+            kernel,
+            stride,
+            h: input.height,
+            w: input.width,
+        }),
+        BlockKey::MbConv {
+            input,
+            kernel,
+            expansion,
+            out_channels,
+            stride,
+        } => Shape3::Block(BlockShape {
+            in_c: input.channels,
+            out_c: out_channels,
+            expand: expansion,
+            kernel,
+            stride,
+            h: input.height,
+            w: input.width,
+        }),
+        BlockKey::Head {
+            input,
+            channels,
+            num_classes,
+            ..
+        } => Shape3::Head(HeadShape {
+            in_c: input.channels,
+            channels,
+            classes: num_classes,
+            h: input.height,
+            w: input.width,
+        }),
+    }
 }

@@ -32,6 +32,9 @@ pub enum Error {
     /// A quantization parameter is out of the range the kernels support
     /// (a shift, a multiplier, an offset, or an empty clamp range).
     Param(&'static str),
+    /// A parameter blob (module `codec`, feature `alloc`) is malformed: wrong
+    /// tag or version, truncated, or followed by trailing bytes.
+    Codec(&'static str),
 }
 
 impl fmt::Display for Error {
@@ -47,6 +50,7 @@ impl fmt::Display for Error {
             }
             Error::Shape(why) => write!(f, "bad shape: {why}"),
             Error::Param(why) => write!(f, "bad quantization parameter: {why}"),
+            Error::Codec(why) => write!(f, "bad parameter blob: {why}"),
         }
     }
 }

@@ -20,6 +20,7 @@
 //! | [`net_shape`] | a network's stem and head: shapes, flash and RAM costs |
 //! | [`net_blocks`] | the stem's and head's parameters; running them |
 //! | [`random`] | (feature `alloc`) seeded blocks, stems, heads and inputs |
+//! | [`codec`] | (feature `alloc`) parameters to and from a compact binary blob |
 //!
 //! Every public function checks its slice lengths and parameters and returns
 //! [`Error`] instead of panicking.
@@ -34,6 +35,8 @@ extern crate std;
 
 pub mod add;
 pub mod block;
+#[cfg(any(test, feature = "alloc"))]
+pub mod codec;
 pub mod conv;
 pub mod conv_full;
 mod error;
@@ -54,6 +57,11 @@ mod testkit;
 
 pub use add::{AddParams, add_s8, add_s8_in_place};
 pub use block::{BlockParams, run_block, run_block_in_arena};
+#[cfg(any(test, feature = "alloc"))]
+pub use codec::{
+    OwnedBlock, OwnedHead, OwnedStem, encode_block, encode_head, encode_stem, encoded_len_block,
+    encoded_len_head, encoded_len_stem,
+};
 pub use conv::{
     ConvWeights, DepthwiseShape, PointwiseShape, depthwise_s8, pointwise_s8, same_padding,
 };

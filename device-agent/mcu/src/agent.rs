@@ -103,11 +103,7 @@ impl Agent {
         let response = match request {
             Request::Hello(_) => unreachable!("answered above"),
             Request::LoadModel { header, onnx } => match header.int8_block {
-                Some(block) if onnx.is_empty() => self.load(block),
-                Some(_) => Response::error(
-                    ErrorCode::BadModel,
-                    "an int8 block comes with an empty blob (its weights follow from its seed)",
-                ),
+                Some(block) => self.load(block, onnx),
                 None => Response::error(
                     ErrorCode::BadModel,
                     "this is the microcontroller agent: it runs int8 blocks (LoadModel.int8_block), not ONNX",
@@ -197,7 +193,9 @@ impl Agent {
         )
     }
 
-    fn load(&mut self, spec: Int8Block) -> Response {
+    /// Loads a block: its parameters from `blob` (as `padnas-int8`'s codec
+    /// writes them) or, when that is empty, drawn from its seed.
+    fn load(&mut self, spec: Int8Block, blob: Vec<u8>) -> Response {
         if self.blocks.len() >= MAX_BLOCKS {
             return Response::error(
                 ErrorCode::Internal,
@@ -210,7 +208,19 @@ impl Agent {
             Ok(s) => s,
             Err(e) => return Response::error(ErrorCode::BadModel, e),
         };
+        if !blob.is_empty() && blob.len() != shape.encoded_len() {
+            return Response::error(
+                ErrorCode::BadModel,
+                format!(
+                    "int8 {:?} block parameters: {} bytes, its shape needs {}",
+                    spec.kind,
+                    blob.len(),
+                    shape.encoded_len()
+                ),
+            );
+        }
         // Checked before allocating: running out of heap aborts the firmware.
+        // (A sent blob is already on the heap; its decoded copy is as big.)
         let weights = shape.weight_bytes();
         let activations = shape.activation_bytes();
         let needed = weights
@@ -229,7 +239,13 @@ impl Agent {
             );
         }
         let started = self.clock.now();
-        let net = match shape.draw(spec.seed) {
+        let drawn = if blob.is_empty() {
+            shape.draw(spec.seed)
+        } else {
+            shape.decode(&blob)
+        };
+        drop(blob);
+        let net = match drawn {
             Ok(n) => n,
             Err(e) => return Response::error(ErrorCode::BadModel, e),
         };

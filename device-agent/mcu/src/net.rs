@@ -1,7 +1,9 @@
 //! The three kinds of int8 block a network is made of (stem, MBConv, head),
 //! behind one interface: shape in and out, memory, a run in one buffer.
-//! Built from a protocol `Int8Block` with the same seeded weights the host
-//! draws (`padnas-int8`'s `RandomStem`, `RandomBlock`, `RandomHead`).
+//! Built from a protocol `Int8Block` and either the parameters the host sent
+//! (`padnas-int8`'s codec: a quantised trained network's) or, without them,
+//! the same seeded ones the host draws (`RandomStem`, `RandomBlock`,
+//! `RandomHead`).
 
 use alloc::format;
 use alloc::string::String;
@@ -10,8 +12,9 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use padnas_int8::{
-    BlockShape, HeadShape, RandomBlock, RandomHead, RandomStem, StemShape, run_block_in_arena,
-    run_head_in_arena, run_stem_in_arena,
+    BlockParams, BlockShape, HeadParams, HeadShape, OwnedBlock, OwnedHead, OwnedStem, RandomBlock,
+    RandomHead, RandomStem, StemParams, StemShape, encoded_len_block, encoded_len_head,
+    encoded_len_stem, run_block_in_arena, run_head_in_arena, run_stem_in_arena,
 };
 use padnas_proto::{Int8Block, Int8Kind};
 
@@ -23,11 +26,19 @@ pub enum Shape {
     Head(HeadShape),
 }
 
+/// Where a block's parameters came from.
+pub enum Weights<R, O> {
+    /// Drawn from the seed.
+    Drawn(R),
+    /// Sent by the host.
+    Sent(O),
+}
+
 /// A block with its weights, ready to run.
 pub enum Net {
-    Stem(StemShape, RandomStem),
-    Block(BlockShape, RandomBlock),
-    Head(HeadShape, RandomHead),
+    Stem(StemShape, Weights<RandomStem, OwnedStem>),
+    Block(BlockShape, Weights<RandomBlock, OwnedBlock>),
+    Head(HeadShape, Weights<RandomHead, OwnedHead>),
 }
 
 impl Shape {
@@ -87,13 +98,34 @@ impl Shape {
         }
     }
 
+    /// Bytes of its parameters as the host sends them.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Shape::Stem(s) => encoded_len_stem(s),
+            Shape::Block(s) => encoded_len_block(s),
+            Shape::Head(s) => encoded_len_head(s),
+        }
+    }
+
     /// Draws the weights from `seed`.
     pub fn draw(self, seed: u64) -> Result<Net, String> {
         let e = |e: padnas_int8::Error| format!("{e}");
         Ok(match self {
-            Shape::Stem(s) => Net::Stem(s, RandomStem::new(s, seed).map_err(e)?),
-            Shape::Block(s) => Net::Block(s, RandomBlock::new(s, seed).map_err(e)?),
-            Shape::Head(s) => Net::Head(s, RandomHead::new(s, seed).map_err(e)?),
+            Shape::Stem(s) => Net::Stem(s, Weights::Drawn(RandomStem::new(s, seed).map_err(e)?)),
+            Shape::Block(s) => Net::Block(s, Weights::Drawn(RandomBlock::new(s, seed).map_err(e)?)),
+            Shape::Head(s) => Net::Head(s, Weights::Drawn(RandomHead::new(s, seed).map_err(e)?)),
+        })
+    }
+
+    /// Takes the parameters the host sent, checked against the shape.
+    pub fn decode(self, blob: &[u8]) -> Result<Net, String> {
+        let e = |e: padnas_int8::Error| format!("{e}");
+        Ok(match self {
+            Shape::Stem(s) => Net::Stem(s, Weights::Sent(OwnedStem::decode(&s, blob).map_err(e)?)),
+            Shape::Block(s) => {
+                Net::Block(s, Weights::Sent(OwnedBlock::decode(&s, blob).map_err(e)?))
+            }
+            Shape::Head(s) => Net::Head(s, Weights::Sent(OwnedHead::decode(&s, blob).map_err(e)?)),
         })
     }
 }
@@ -135,10 +167,31 @@ impl Net {
     /// Runs on the input at the start of `arena`; where the output is.
     pub fn run(&self, arena: &mut [i8]) -> Result<Range<usize>, String> {
         let out = match self {
-            Net::Stem(s, r) => run_stem_in_arena(s, &r.params(), arena),
-            Net::Block(s, r) => run_block_in_arena(s, &r.params(), arena),
-            Net::Head(s, r) => run_head_in_arena(s, &r.params(), arena),
+            Net::Stem(s, w) => run_stem_in_arena(s, &stem_params(w), arena),
+            Net::Block(s, w) => run_block_in_arena(s, &block_params(w), arena),
+            Net::Head(s, w) => run_head_in_arena(s, &head_params(w), arena),
         };
         out.map_err(|e| format!("{e}"))
+    }
+}
+
+fn stem_params(w: &Weights<RandomStem, OwnedStem>) -> StemParams<'_> {
+    match w {
+        Weights::Drawn(r) => r.params(),
+        Weights::Sent(o) => o.params(),
+    }
+}
+
+fn block_params(w: &Weights<RandomBlock, OwnedBlock>) -> BlockParams<'_> {
+    match w {
+        Weights::Drawn(r) => r.params(),
+        Weights::Sent(o) => o.params(),
+    }
+}
+
+fn head_params(w: &Weights<RandomHead, OwnedHead>) -> HeadParams<'_> {
+    match w {
+        Weights::Drawn(r) => r.params(),
+        Weights::Sent(o) => o.params(),
     }
 }

@@ -88,8 +88,10 @@ pub struct LoadModel {
     /// rather than run, because tract is ~28x slower on them.
     #[serde(default)]
     pub input_shape: Option<Vec<usize>>,
-    /// Instead of ONNX (empty blob): one int8 MBConv block for a
-    /// microcontroller agent (added in 1.3). Linux agents refuse it.
+    /// Instead of ONNX: one int8 block for a microcontroller agent (added in
+    /// 1.3), its parameters in the blob as `padnas-int8`'s codec writes
+    /// them, or drawn from its seed when the blob is empty. Linux agents
+    /// refuse it.
     #[serde(default)]
     pub int8_block: Option<Int8Block>,
 }
