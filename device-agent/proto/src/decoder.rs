@@ -199,7 +199,9 @@ impl FrameDecoder {
     }
 
     /// Reports the end of the stream: pending garbage first, then a partial
-    /// frame, then [`Step::End`] forever.
+    /// frame, then [`Step::End`] forever. After a partial frame the bytes
+    /// behind its magic are scanned again, as they are mid-stream after a bad
+    /// CRC: a damaged length may have swallowed whole frames that follow.
     fn finish(&mut self) -> Step {
         let rest = self.buffered();
         if rest > 0 && rest < MAGIC.len() {
@@ -215,10 +217,11 @@ impl FrameDecoder {
         let have = self.buffered();
         if have > 0 {
             let need = self.needed_len().unwrap_or(HEAD_LEN);
-            self.pos = self.end;
-            self.reset_if_empty();
+            self.pos += 1;
+            self.quiet = true;
             return Step::Damaged(ProtoError::Truncated { have, need });
         }
+        self.reset_if_empty();
         Step::End
     }
 

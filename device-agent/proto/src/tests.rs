@@ -198,6 +198,22 @@ fn truncated_frame_at_end_of_stream() {
 }
 
 #[test]
+fn a_frame_swallowed_by_a_damaged_length_at_the_end_is_still_found() {
+    // A fake magic whose length runs past the end of the stream, then a
+    // valid frame: the fake is reported truncated, the frame behind it
+    // decodes, as it would mid-stream after a CRC mismatch.
+    let mut bytes = b"PDNA\x04\x00\x01\x00\x00".to_vec();
+    bytes.extend(hello_frame().encode().unwrap());
+    let mut reader = FrameReader::new(Cursor::new(bytes));
+    assert!(matches!(
+        reader.read_frame(),
+        Err(ProtoError::Truncated { .. })
+    ));
+    assert_eq!(reader.read_frame().unwrap(), Some(hello_frame()));
+    assert_eq!(reader.read_frame().unwrap(), None);
+}
+
+#[test]
 fn clean_end_of_stream_is_none() {
     let mut reader = FrameReader::new(Cursor::new(Vec::new()));
     assert_eq!(reader.read_frame().unwrap(), None);
