@@ -509,3 +509,39 @@ fn shape_of(key: &BlockKey) -> Shape3 {
         }),
     }
 }
+
+/// `padnas agent bench --block KEY` on the emulated board: the firmware
+/// times the int8 block and the JSON line carries cycles, labelled emulated.
+#[test]
+fn agent_bench_times_a_block_on_the_firmware() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_padnas"))
+        .current_dir(&repo)
+        .args([
+            "agent",
+            "bench",
+            "--target",
+            "qemu-mps2-an386",
+            "--block",
+            "mbconv:k3e3:in8x8x8:out8:s1",
+            "--runs",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(line["runs"], 3, "{line}");
+    assert_eq!(line["emulated"], true);
+    assert_eq!(line["model"], "mbconv:k3e3:in8x8x8:out8:s1");
+    assert!(
+        line["cycles"]["clock_hz"].as_u64() == Some(25_000_000),
+        "{line}"
+    );
+    assert_eq!(line["output_shape"], serde_json::json!([1, 8, 8, 8]));
+}

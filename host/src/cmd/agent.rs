@@ -34,12 +34,18 @@ pub struct TargetArg {
 
 /// Arguments of `padnas agent bench`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["model", "block"])))]
 pub struct BenchArgs {
     #[command(flatten)]
     target: TargetArg,
     /// ONNX model to benchmark.
     #[arg(long, short)]
-    model: PathBuf,
+    model: Option<PathBuf>,
+    /// A block by its key (e.g. mbconv:k3e6:in24x56x56:out24:s1), with the
+    /// seeded weights `padnas profile` uses: ONNX for a Linux agent, an int8
+    /// block for a microcontroller's firmware.
+    #[arg(long, conflicts_with_all = ["shape", "reference"])]
+    block: Option<crate::space::BlockKey>,
     /// Timed runs (overrides the target's bench.max_runs; also the minimum).
     #[arg(long)]
     runs: Option<u32>,
@@ -99,7 +105,12 @@ fn hello(t: &TargetArg) -> anyhow::Result<()> {
 
 fn bench(b: &BenchArgs) -> anyhow::Result<()> {
     let target = load_target(&b.target)?;
-    let onnx = std::fs::read(&b.model).with_context(|| format!("reading {}", b.model.display()))?;
+    let what = match (&b.model, &b.block) {
+        (Some(m), _) => m.display().to_string(),
+        (None, Some(k)) => k.to_string(),
+        // clap's group rules this out.
+        (None, None) => bail!("give --model or --block"),
+    };
     let mut limits = target.bench.clone();
     if let Some(r) = b.runs {
         if r == 0 {
@@ -122,10 +133,22 @@ fn bench(b: &BenchArgs) -> anyhow::Result<()> {
     }
     limits.return_samples = b.samples;
     let mut s = session::open(&target)?;
-    let loaded = s
-        .client
-        .load_model(&onnx, b.shape.as_deref())
-        .with_context(|| format!("loading {} on target {}", b.model.display(), target.name))?;
+    let loaded = match (&b.model, &b.block) {
+        (Some(path), _) => {
+            let onnx =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            s.client.load_model(&onnx, b.shape.as_deref())
+        }
+        (None, Some(key)) if target.is_mcu() => s
+            .client
+            .load_int8_block(crate::memory::int8_block(key, crate::onnx::BLOCK_SEED)),
+        (None, Some(key)) => {
+            let onnx = crate::onnx::write_block(key, crate::onnx::BLOCK_SEED)?;
+            s.client.load_model(&onnx, None)
+        }
+        (None, None) => bail!("give --model or --block"),
+    }
+    .with_context(|| format!("loading {what} on target {}", target.name))?;
     let reference = match &b.reference {
         Some(path) => {
             let bytes =
@@ -153,17 +176,11 @@ fn bench(b: &BenchArgs) -> anyhow::Result<()> {
             reference,
             sensor_every: b.sensor_every,
         })
-        .with_context(|| {
-            format!(
-                "benchmarking {} on target {}",
-                b.model.display(),
-                target.name
-            )
-        })?;
+        .with_context(|| format!("benchmarking {what} on target {}", target.name))?;
     let roundtrip_ms = t0.elapsed().as_secs_f64() * 1e3;
     let mut v = serde_json::to_value(&stats)?;
     if let Some(o) = v.as_object_mut() {
-        o.insert("model".into(), json!(b.model.display().to_string()));
+        o.insert("model".into(), json!(what));
         if let Some(r) = &b.reference {
             o.insert("reference".into(), json!(r.display().to_string()));
         }
