@@ -10,32 +10,11 @@ use tch::Device;
 use super::truth::*;
 use super::*;
 use crate::config::{Augment, TrainConfig};
-use crate::search::{LatencyModel, OneShotSettings, Window};
-use crate::space::{Op, Space};
+use crate::search::arch::tests::{fmnist_small, model};
+use crate::search::{OneShotSettings, Window};
+use crate::space::Space;
 use crate::supernet::tests::{TINY, synthetic};
 use crate::supernet::{StepSampler, Supernet, TrainOptions, train as supernet_train};
-
-fn fmnist_small() -> Space {
-    Space::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/spaces/fmnist-small.yaml"))
-        .expect("fmnist-small space")
-}
-
-/// Latency grows with kernel and expansion; identity is free.
-fn model(space: &Space) -> LatencyModel {
-    let cost = |op: &Op| match op {
-        Op::MbConv { kernel, expansion } => 0.01 * (*kernel * *expansion) as f64,
-        Op::Identity => 0.0,
-    };
-    LatencyModel {
-        base_ms: 1.0,
-        per_layer: space
-            .layers()
-            .iter()
-            .map(|l| l.ops.iter().map(cost).collect())
-            .collect(),
-        calibration: None,
-    }
-}
 
 #[test]
 fn the_draw_spreads_over_latency_with_half_inside_the_window() {

@@ -296,4 +296,4 @@ impl Problem for ArchProblem<'_> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -4,13 +4,14 @@ use super::*;
 use crate::memory::{MemoryLimit, MemoryModel};
 use crate::space::Op;
 
-fn fmnist_small() -> Space {
+/// The embedded default's space (also used by the rank tests).
+pub(crate) fn fmnist_small() -> Space {
     Space::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/spaces/fmnist-small.yaml"))
         .expect("fmnist-small space")
 }
 
 /// Latency grows with kernel and expansion; identity is free.
-fn model(space: &Space) -> LatencyModel {
+pub(crate) fn model(space: &Space) -> LatencyModel {
     let cost = |op: &Op| match op {
         Op::MbConv { kernel, expansion } => 0.01 * (*kernel * *expansion) as f64,
         Op::Identity => 0.0,
