@@ -16,6 +16,7 @@ mod tests;
 use core::ops::Range;
 
 use crate::add::{AddParams, add_s8_in_place};
+use crate::arena::{self, Ends, split};
 use crate::conv::{ConvWeights, depthwise_s8, pointwise_s8};
 use crate::error::{Error, check_len};
 use crate::quant::{Activation, ConvQuant};
@@ -116,15 +117,10 @@ pub fn run_block(
     params.check(shape)?;
     check_len("input", input.len(), shape.input_len())?;
     check_len("output", output.len(), shape.output_len())?;
-    let needed = shape.arena_bytes();
-    if arena.len() < needed {
-        return Err(Error::ArenaTooSmall {
-            needed,
-            got: arena.len(),
-        });
-    }
-    let (expanded, rest) = arena.split_at_mut(shape.expanded_len());
-    let filtered = &mut rest[..shape.depthwise_len()];
+    // E + D bytes, which is `arena_bytes`: a short arena's error names the
+    // size the caller was told to provide.
+    let (expanded, filtered) =
+        arena::consecutive(arena, shape.expanded_len(), shape.depthwise_len())?;
     if shape.expand > 1 {
         expand(shape, params, input, expanded)?;
         depthwise(shape, params, expanded, filtered)?;
@@ -157,35 +153,31 @@ pub fn run_block_in_arena(
 ) -> Result<Range<usize>, Error> {
     params.check(shape)?;
     let needed = shape.peak_activation_bytes();
-    if arena.len() < needed {
-        return Err(Error::ArenaTooSmall {
-            needed,
-            got: arena.len(),
-        });
-    }
+    arena::check(arena, needed)?;
     let input = 0..shape.input_len();
-    let start = if shape.residual() { input.end } else { 0 };
-    let at_start = |len: usize| start..start + len;
-    let at_end = |len: usize| needed - len..needed;
+    let ends = Ends {
+        start: if shape.residual() { input.end } else { 0 },
+        end: needed,
+    };
 
     let filtered = if shape.expand > 1 {
-        let expanded = at_end(shape.expanded_len());
+        let expanded = ends.at_end(shape.expanded_len());
         let (src, dst) = split(arena, input.clone(), expanded.clone())?;
         expand(shape, params, src, dst)?;
-        let filtered = at_start(shape.depthwise_len());
+        let filtered = ends.at_start(shape.depthwise_len());
         let (src, dst) = split(arena, expanded, filtered.clone())?;
         depthwise(shape, params, src, dst)?;
         filtered
     } else {
-        let filtered = at_end(shape.depthwise_len());
+        let filtered = ends.at_end(shape.depthwise_len());
         let (src, dst) = split(arena, input.clone(), filtered.clone())?;
         depthwise(shape, params, src, dst)?;
         filtered
     };
     let output = if shape.expand > 1 {
-        at_end(shape.output_len())
+        ends.at_end(shape.output_len())
     } else {
-        at_start(shape.output_len())
+        ends.at_start(shape.output_len())
     };
     let (src, dst) = split(arena, filtered, output.clone())?;
     project(shape, params, src, dst)?;
@@ -194,30 +186,6 @@ pub fn run_block_in_arena(
         add_s8_in_place(src, dst, &params.add)?;
     }
     Ok(output)
-}
-
-/// Disjoint views of `arena`: `read` shared, `write` mutable. The layout
-/// guarantees disjointness; this returns an error instead of panicking if it
-/// were ever violated.
-pub(crate) fn split(
-    arena: &mut [i8],
-    read: Range<usize>,
-    write: Range<usize>,
-) -> Result<(&[i8], &mut [i8]), Error> {
-    const OVERLAP: Error = Error::Shape("internal error: arena buffers overlap");
-    let write_len = write.len();
-    let read_len = read.len();
-    if read.end <= write.start {
-        let (low, high) = arena.split_at_mut_checked(write.start).ok_or(OVERLAP)?;
-        let src = low.get(read).ok_or(OVERLAP)?;
-        Ok((src, high.get_mut(..write_len).ok_or(OVERLAP)?))
-    } else if write.end <= read.start {
-        let (low, high) = arena.split_at_mut_checked(read.start).ok_or(OVERLAP)?;
-        let src = high.get(..read_len).ok_or(OVERLAP)?;
-        Ok((src, low.get_mut(write).ok_or(OVERLAP)?))
-    } else {
-        Err(OVERLAP)
-    }
 }
 
 fn expand(s: &BlockShape, p: &BlockParams<'_>, src: &[i8], dst: &mut [i8]) -> Result<(), Error> {

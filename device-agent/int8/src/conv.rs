@@ -17,6 +17,8 @@
 #[cfg(test)]
 mod tests;
 
+use core::ops::Range;
+
 use crate::error::{Error, check_len, mul};
 use crate::quant::ConvQuant;
 use crate::requant::Requant;
@@ -56,7 +58,121 @@ impl ConvWeights<'_> {
     }
 }
 
+/// The slices' names in the errors of a kernel called directly (a block's
+/// layers name theirs, as `expand.weights`).
 const NAMES: [&str; 3] = ["weights", "bias", "requant"];
+
+/// What every convolution checks its arguments against: a k×k window,
+/// stride `stride`, TFLite SAME padding, over an `h × w` input.
+/// [`depthwise_s8`] and [`crate::conv_s8`] are such windows, and a 1×1
+/// convolution is one over a one-pixel-wide input (`h = pixels`, `w = 1`),
+/// so the three kernels share one implementation of their argument checks
+/// and of the padding arithmetic instead of three that could drift apart.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Input channels.
+    pub in_c: usize,
+    /// Output channels: a filter, a bias and a requant each.
+    pub out_c: usize,
+    /// Input channels each output channel sums over: 1 for depthwise,
+    /// `in_c` for a full (or 1×1) convolution.
+    pub depth: usize,
+    /// Square kernel side.
+    pub kernel: usize,
+    /// Stride, both directions.
+    pub stride: usize,
+}
+
+impl Window {
+    /// The output size and padding ([`same_padding`] on both axes).
+    pub(crate) fn padded(&self) -> Padded {
+        let (oh, pad_top) = same_padding(self.h, self.kernel, self.stride);
+        let (ow, pad_left) = same_padding(self.w, self.kernel, self.stride);
+        Padded {
+            h: self.h,
+            w: self.w,
+            kernel: self.kernel,
+            stride: self.stride,
+            oh,
+            ow,
+            pad_top,
+            pad_left,
+        }
+    }
+
+    /// The argument checks of a kernel running this window, after its own
+    /// test for zero dimensions. In this order, so that the first fault is
+    /// the one reported: the offsets and clamp, the layer's three slices
+    /// (`out_c` filters of `k·k·depth` weights), the input, the output.
+    /// Nothing is written before they pass.
+    pub(crate) fn check(
+        &self,
+        layer: &ConvWeights<'_>,
+        quant: &ConvQuant,
+        input: &[i8],
+        output: &[i8],
+    ) -> Result<Padded, Error> {
+        quant.check()?;
+        let per_channel = mul(mul(self.kernel, self.kernel)?, self.depth)?;
+        layer.check(&NAMES, self.out_c, per_channel)?;
+        check_len("input", input.len(), mul(mul(self.h, self.w)?, self.in_c)?)?;
+        let padded = self.padded();
+        let out_pixels = mul(padded.oh, padded.ow)?;
+        check_len("output", output.len(), mul(out_pixels, self.out_c)?)?;
+        Ok(padded)
+    }
+}
+
+/// A [`Window`]'s output size and padding, and which taps of each output
+/// pixel fall inside the input.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Padded {
+    h: usize,
+    w: usize,
+    kernel: usize,
+    stride: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+    /// Padding rows above the input.
+    pub pad_top: usize,
+    /// Padding columns left of the input.
+    pub pad_left: usize,
+}
+
+impl Padded {
+    /// For output row `oy`: `y0 = oy · stride` and the kernel rows `ky`
+    /// whose input row `y0 + ky - pad_top` lies inside the input. The taps
+    /// outside read padding, i.e. the input zero point, which adds nothing,
+    /// so the kernels skip them. `pad_top < k` and `y0 < h`, so the range is
+    /// never empty.
+    #[inline]
+    pub(crate) fn rows(&self, oy: usize) -> (usize, Range<usize>) {
+        inside(oy * self.stride, self.pad_top, self.h, self.kernel)
+    }
+
+    /// [`Padded::rows`] for output column `ox`: `x0` and the kernel columns
+    /// `kx` whose input column `x0 + kx - pad_left` lies inside the input.
+    #[inline]
+    pub(crate) fn cols(&self, ox: usize) -> (usize, Range<usize>) {
+        inside(ox * self.stride, self.pad_left, self.w, self.kernel)
+    }
+}
+
+/// `(origin, taps)`: the kernel offsets `t` in `0..k` with
+/// `origin + t - pad` in `0..size`.
+#[inline]
+fn inside(origin: usize, pad: usize, size: usize, k: usize) -> (usize, Range<usize>) {
+    (
+        origin,
+        pad.saturating_sub(origin)..k.min(size + pad - origin),
+    )
+}
 
 /// Dimensions of a 1×1 convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,15 +200,21 @@ pub fn pointwise_s8(
         out_c,
     } = shape;
     if in_c == 0 || out_c == 0 {
-        // Also what keeps `chunks_exact` below from panicking.
+        // Also what keeps `chunks_exact` below from panicking. (No pixels is
+        // a valid, empty call.)
         return Err(Error::Shape("pointwise channels must be at least 1"));
     }
-    quant.check()?;
-    layer.check(&NAMES, out_c, in_c)?;
-    check_len("input", input.len(), mul(pixels, in_c)?)?;
-    check_len("output", output.len(), mul(pixels, out_c)?)?;
+    Window {
+        h: pixels,
+        w: 1,
+        in_c,
+        out_c,
+        depth: in_c,
+        kernel: 1,
+        stride: 1,
+    }
+    .check(layer, quant, input, output)?;
 
-    let offset = quant.input_offset;
     for (x, out) in input.chunks_exact(in_c).zip(output.chunks_exact_mut(out_c)) {
         let channels = layer
             .weights
@@ -100,11 +222,7 @@ pub fn pointwise_s8(
             .zip(layer.bias)
             .zip(layer.requant);
         for (o, ((w, &bias), &requant)) in out.iter_mut().zip(channels) {
-            // |x + offset| <= 255 and |w| <= 128: each product fits in 16 bits.
-            let acc = x.iter().zip(w).fold(bias, |acc, (&x, &w)| {
-                acc.wrapping_add((i32::from(x) + offset) * i32::from(w))
-            });
-            *o = quant.output(acc, requant);
+            *o = quant.output(quant.dot(bias, x, w), requant);
         }
     }
     Ok(())
@@ -129,10 +247,21 @@ impl DepthwiseShape {
     /// Output height and width with "same" padding: `ceil(h / stride)`,
     /// `ceil(w / stride)`.
     pub fn out_hw(&self) -> (usize, usize) {
-        (
-            same_padding(self.h, self.kernel, self.stride).0,
-            same_padding(self.w, self.kernel, self.stride).0,
-        )
+        let padded = self.window().padded();
+        (padded.oh, padded.ow)
+    }
+
+    /// Each channel its own one-channel filter.
+    fn window(&self) -> Window {
+        Window {
+            h: self.h,
+            w: self.w,
+            in_c: self.channels,
+            out_c: self.channels,
+            depth: 1,
+            kernel: self.kernel,
+            stride: self.stride,
+        }
     }
 }
 
@@ -180,23 +309,17 @@ pub fn depthwise_s8(
     if h == 0 || w == 0 || c == 0 || k == 0 || s == 0 {
         return Err(Error::Shape("depthwise dimensions must be at least 1"));
     }
-    quant.check()?;
-    layer.check(&NAMES, c, mul(k, k)?)?;
-    check_len("input", input.len(), mul(mul(h, w)?, c)?)?;
-    let (oh, pad_top) = same_padding(h, k, s);
-    let (ow, pad_left) = same_padding(w, k, s);
-    check_len("output", output.len(), mul(mul(oh, ow)?, c)?)?;
+    let padded = shape.window().check(layer, quant, input, output)?;
+    let Padded {
+        pad_top, pad_left, ..
+    } = padded;
 
     let offset = quant.input_offset;
     let mut out_pixels = output.chunks_exact_mut(c);
-    for oy in 0..oh {
-        // Tap ky reads input row y0 + ky - pad_top; keep those inside [0, h).
-        // pad_top < k and y0 < h, so the range is never empty.
-        let y0 = oy * s;
-        let ky_range = pad_top.saturating_sub(y0)..k.min(h + pad_top - y0);
-        for ox in 0..ow {
-            let x0 = ox * s;
-            let kx_range = pad_left.saturating_sub(x0)..k.min(w + pad_left - x0);
+    for oy in 0..padded.oh {
+        let (y0, ky_range) = padded.rows(oy);
+        for ox in 0..padded.ow {
+            let (x0, kx_range) = padded.cols(ox);
             let Some(out) = out_pixels.next() else {
                 break; // unreachable: output has oh * ow pixels
             };

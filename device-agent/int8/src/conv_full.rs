@@ -5,10 +5,10 @@
 //! Every output value is
 //! `clamp(requant_c(bias_c + Σ (x + input_offset) * w) + output_offset)`,
 //! the sum over the `k × k × in_c` taps inside the input (TFLite SAME
-//! padding, [`same_padding`]; CMSIS-NN fills the padded taps of its im2col
-//! buffer with the input zero point, so they add nothing, and this kernel
-//! skips them). The accumulator is an `i32` with wrapping adds, as the C code
-//! on a Cortex-M.
+//! padding, [`crate::same_padding`]; CMSIS-NN fills the padded taps of its
+//! im2col buffer with the input zero point, so they add nothing, and this
+//! kernel skips them). The accumulator is an `i32` with wrapping adds, as the
+//! C code on a Cortex-M.
 //!
 //! Weights are `[out_c][k][k][in_c]` (CMSIS-NN's and TFLite's OHWI). For an
 //! output pixel the taps of one kernel row that fall inside the input are
@@ -22,11 +22,9 @@
 #[cfg(test)]
 mod tests;
 
-use crate::conv::{ConvWeights, same_padding};
-use crate::error::{Error, check_len, mul};
+use crate::conv::{ConvWeights, Padded, Window};
+use crate::error::Error;
 use crate::quant::ConvQuant;
-
-const NAMES: [&str; 3] = ["weights", "bias", "requant"];
 
 /// Dimensions of a full convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -49,10 +47,21 @@ impl ConvShape {
     /// Output height and width with "same" padding: `ceil(h / stride)`,
     /// `ceil(w / stride)`.
     pub fn out_hw(&self) -> (usize, usize) {
-        (
-            same_padding(self.h, self.kernel, self.stride).0,
-            same_padding(self.w, self.kernel, self.stride).0,
-        )
+        let padded = self.window().padded();
+        (padded.oh, padded.ow)
+    }
+
+    /// Every output channel reads every input channel.
+    fn window(&self) -> Window {
+        Window {
+            h: self.h,
+            w: self.w,
+            in_c: self.in_c,
+            out_c: self.out_c,
+            depth: self.in_c,
+            kernel: self.kernel,
+            stride: self.stride,
+        }
     }
 }
 
@@ -77,25 +86,17 @@ pub fn conv_s8(
     if h == 0 || w == 0 || in_c == 0 || out_c == 0 || k == 0 || s == 0 {
         return Err(Error::Shape("convolution dimensions must be at least 1"));
     }
-    quant.check()?;
-    let per_channel = mul(mul(k, k)?, in_c)?;
-    layer.check(&NAMES, out_c, per_channel)?;
-    check_len("input", input.len(), mul(mul(h, w)?, in_c)?)?;
-    let (oh, pad_top) = same_padding(h, k, s);
-    let (ow, pad_left) = same_padding(w, k, s);
-    check_len("output", output.len(), mul(mul(oh, ow)?, out_c)?)?;
+    let padded = shape.window().check(layer, quant, input, output)?;
+    let Padded {
+        pad_top, pad_left, ..
+    } = padded;
 
-    let offset = quant.input_offset;
     let row_len = k * in_c; // one kernel row of one output channel
     let mut out_pixels = output.chunks_exact_mut(out_c);
-    for oy in 0..oh {
-        // Tap ky reads input row y0 + ky - pad_top; keep those inside [0, h).
-        // pad_top < k and y0 < h, so the range is never empty.
-        let y0 = oy * s;
-        let ky_range = pad_top.saturating_sub(y0)..k.min(h + pad_top - y0);
-        for ox in 0..ow {
-            let x0 = ox * s;
-            let kx_range = pad_left.saturating_sub(x0)..k.min(w + pad_left - x0);
+    for oy in 0..padded.oh {
+        let (y0, ky_range) = padded.rows(oy);
+        for ox in 0..padded.ow {
+            let (x0, kx_range) = padded.cols(ox);
             // The taps of one kernel row inside the input: input pixels
             // [first_x, first_x + taps) of the row, weights from kx_range.start.
             let first_x = x0 + kx_range.start - pad_left;
@@ -114,11 +115,7 @@ pub fn conv_s8(
                     let iy = y0 + ky - pad_top;
                     let pixels = &input[(iy * w + first_x) * in_c..][..span];
                     let taps = &filter[ky * row_len + kx_range.start * in_c..][..span];
-                    // |x + offset| <= 255 and |w| <= 128: each product fits
-                    // in 16 bits.
-                    acc = pixels.iter().zip(taps).fold(acc, |acc, (&x, &wt)| {
-                        acc.wrapping_add((i32::from(x) + offset) * i32::from(wt))
-                    });
+                    acc = quant.dot(acc, pixels, taps);
                 }
                 *o = quant.output(acc, requant);
             }

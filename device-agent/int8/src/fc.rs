@@ -78,14 +78,9 @@ pub fn fully_connected_s8(
     check_len("input", input.len(), in_features)?;
     check_len("output", output.len(), out_features)?;
 
-    let offset = quant.input_offset;
     let rows = layer.weights.chunks_exact(in_features).zip(layer.bias);
     for (o, (w, &bias)) in output.iter_mut().zip(rows) {
-        // |x + offset| <= 255 and |w| <= 128: each product fits in 16 bits.
-        let acc = input.iter().zip(w).fold(bias, |acc, (&x, &w)| {
-            acc.wrapping_add((i32::from(x) + offset) * i32::from(w))
-        });
-        *o = quant.output(acc, layer.requant);
+        *o = quant.output(quant.dot(bias, input, w), layer.requant);
     }
     Ok(())
 }

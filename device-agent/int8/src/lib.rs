@@ -16,6 +16,7 @@
 //! | [`fc`] | fully connected layer (the head's classifier) |
 //! | [`add`] | the residual add, `arm_elementwise_add_s8` |
 //! | [`shape`] | a block's shape, its flash and RAM costs |
+//! | `arena` | (internal) the caller's arena cut into a block's tensors |
 //! | [`block`] | a block's parameters; running it in caller memory |
 //! | [`net_shape`] | a network's stem and head: shapes, flash and RAM costs |
 //! | [`net_blocks`] | the stem's and head's parameters; running them |
@@ -34,6 +35,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod add;
+mod arena;
 pub mod block;
 #[cfg(any(test, feature = "alloc"))]
 pub mod codec;

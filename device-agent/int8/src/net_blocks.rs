@@ -16,7 +16,7 @@ mod tests;
 
 use core::ops::Range;
 
-use crate::block::split;
+use crate::arena::{self, Ends, split};
 use crate::conv::{ConvWeights, pointwise_s8};
 use crate::conv_full::conv_s8;
 use crate::error::{Error, check_len};
@@ -85,12 +85,7 @@ pub fn run_stem_in_arena(
 ) -> Result<Range<usize>, Error> {
     params.check(shape)?;
     let needed = shape.peak_activation_bytes();
-    if arena.len() < needed {
-        return Err(Error::ArenaTooSmall {
-            needed,
-            got: arena.len(),
-        });
-    }
+    arena::check(arena, needed)?;
     let input = 0..shape.input_len();
     let output = input.end..needed;
     let (src, dst) = split(arena, input, output.clone())?;
@@ -158,15 +153,9 @@ pub fn run_head(
     params.check(shape)?;
     check_len("input", input.len(), shape.input_len())?;
     check_len("output", output.len(), shape.output_len())?;
-    let needed = shape.arena_bytes();
-    if arena.len() < needed {
-        return Err(Error::ArenaTooSmall {
-            needed,
-            got: arena.len(),
-        });
-    }
-    let (features, rest) = arena.split_at_mut(shape.conv_len());
-    let pooled = &mut rest[..shape.channels];
+    // P + C bytes, which is `arena_bytes`: a short arena's error names the
+    // size the caller was told to provide.
+    let (features, pooled) = arena::consecutive(arena, shape.conv_len(), shape.channels)?;
     conv(shape, params, input, features)?;
     pool(shape, features, pooled)?;
     fc(shape, params, pooled, output)
@@ -188,21 +177,19 @@ pub fn run_head_in_arena(
 ) -> Result<Range<usize>, Error> {
     params.check(shape)?;
     let needed = shape.peak_activation_bytes();
-    if arena.len() < needed {
-        return Err(Error::ArenaTooSmall {
-            needed,
-            got: arena.len(),
-        });
-    }
-    let at_end = |len: usize| needed - len..needed;
+    arena::check(arena, needed)?;
+    let ends = Ends {
+        start: 0,
+        end: needed,
+    };
     let input = 0..shape.input_len();
-    let features = at_end(shape.conv_len());
+    let features = ends.at_end(shape.conv_len());
     let (src, dst) = split(arena, input, features.clone())?;
     conv(shape, params, src, dst)?;
-    let pooled = 0..shape.channels;
+    let pooled = ends.at_start(shape.channels);
     let (src, dst) = split(arena, features, pooled.clone())?;
     pool(shape, src, dst)?;
-    let logits = at_end(shape.output_len());
+    let logits = ends.at_end(shape.output_len());
     let (src, dst) = split(arena, pooled, logits.clone())?;
     fc(shape, params, src, dst)?;
     Ok(logits)

@@ -86,8 +86,22 @@ impl ConvQuant {
         Ok(())
     }
 
+    /// `acc + Σ (x + input_offset) · w` over the zipped slices, with the
+    /// `i32` wrapping adds the C code makes on a Cortex-M: the inner product
+    /// of the 1×1, full and fully connected kernels, here once so that they
+    /// cannot drift apart. (Depthwise runs the same sum across channels.)
+    #[inline]
+    pub(crate) fn dot(&self, acc: i32, x: &[i8], w: &[i8]) -> i32 {
+        let offset = self.input_offset;
+        // |x + offset| <= 255 and |w| <= 128: each product fits in 16 bits.
+        x.iter().zip(w).fold(acc, |acc, (&x, &w)| {
+            acc.wrapping_add((i32::from(x) + offset) * i32::from(w))
+        })
+    }
+
     /// One output value from its accumulator: requantize, add the output
-    /// offset, clamp (the tail of every CMSIS-NN int8 convolution).
+    /// offset, clamp (the tail of every CMSIS-NN int8 convolution, and of the
+    /// fully connected layer; every kernel calls this one).
     #[inline]
     pub(crate) fn output(&self, acc: i32, requant: Requant) -> i8 {
         requant

@@ -1,14 +1,30 @@
-//! Tests only: random test cases, including the extremes the kernels must
-//! survive (shifts at both ends of their range, multipliers near
-//! `i32::MAX`, offsets at the ends of CMSIS-NN's ranges, clamps).
+//! Tests only: the helpers every test module shares, kept here once rather
+//! than copied into each module's tests.
+//!
+//! - [`Rng`]: random test cases, including the extremes the kernels must
+//!   survive (shifts at both ends of their range, multipliers near
+//!   `i32::MAX`, offsets at the ends of CMSIS-NN's ranges, clamps);
+//! - shapes by their fields in order ([`block_shape`], [`stem_shape`],
+//!   [`head_shape`]) and the errors tests expect ([`length`],
+//!   [`too_small`]);
+//! - the float side of the float tests ([`real`], [`clamp_to`], [`steps`],
+//!   [`max_steps`], [`float_layer`], [`float_pointwise`]) and the spread of
+//!   an int8 tensor ([`spread`]).
+//!
+//! Only test modules import it, so it may import any module (it builds
+//! their inputs, `random`'s weights included) without a production cycle.
 
 use std::vec::Vec;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::quant::ConvQuant;
+use crate::error::Error;
+use crate::net_shape::{HeadShape, StemShape};
+use crate::quant::{Activation, ConvQuant};
+use crate::random::RandomConv;
 use crate::requant::{Requant, quantize_multiplier};
+use crate::shape::BlockShape;
 
 pub struct Rng(ChaCha8Rng);
 
@@ -99,7 +115,7 @@ impl Rng {
     }
 }
 
-/// One random convolution's owned constants (tests of the newer kernels).
+/// One random convolution's owned constants ([`Rng::conv_layer`]).
 pub struct OwnedConv {
     pub weights: Vec<i8>,
     pub bias: Vec<i32>,
@@ -128,7 +144,8 @@ impl Rng {
 
     /// Random constants for `channels` outputs of `per_channel` weights,
     /// `taps` terms per accumulator: mostly requants that keep outputs
-    /// inside the int8 range, sometimes any valid one.
+    /// inside the int8 range (else the comparisons would see saturated
+    /// values only), sometimes any valid one.
     pub fn conv_layer(&mut self, channels: usize, per_channel: usize, taps: usize) -> OwnedConv {
         let acc = 128.0 * 128.0 * (taps as f64).sqrt();
         let plausible = self.chance(70);
@@ -146,4 +163,143 @@ impl Rng {
                 .collect(),
         }
     }
+}
+
+/// An MBConv block's shape, its fields in order; `hw` is `(h, w)`.
+pub fn block_shape(
+    in_c: usize,
+    out_c: usize,
+    expand: usize,
+    kernel: usize,
+    stride: usize,
+    hw: (usize, usize),
+) -> BlockShape {
+    BlockShape {
+        in_c,
+        out_c,
+        expand,
+        kernel,
+        stride,
+        h: hw.0,
+        w: hw.1,
+    }
+}
+
+/// A stem's shape, its fields in order; `hw` is `(h, w)`.
+pub fn stem_shape(
+    in_c: usize,
+    out_c: usize,
+    kernel: usize,
+    stride: usize,
+    hw: (usize, usize),
+) -> StemShape {
+    StemShape {
+        in_c,
+        out_c,
+        kernel,
+        stride,
+        h: hw.0,
+        w: hw.1,
+    }
+}
+
+/// A head's shape, its fields in order; `hw` is `(h, w)`.
+pub fn head_shape(in_c: usize, channels: usize, classes: usize, hw: (usize, usize)) -> HeadShape {
+    HeadShape {
+        in_c,
+        channels,
+        classes,
+        h: hw.0,
+        w: hw.1,
+    }
+}
+
+/// The error of a slice `what` with `got` elements instead of `expected`,
+/// as a result of any type (a kernel's, a run's, a decoder's).
+pub fn length<T>(what: &'static str, expected: usize, got: usize) -> Result<T, Error> {
+    Err(Error::Length {
+        what,
+        expected,
+        got,
+    })
+}
+
+/// The error of an arena one byte short of `needed`.
+pub fn too_small<T>(needed: usize) -> Result<T, Error> {
+    Err(Error::ArenaTooSmall {
+        needed,
+        got: needed - 1,
+    })
+}
+
+/// Share of `q` at the ends of `lo..=hi`, and the number of distinct values:
+/// how much of its range a random tensor uses.
+pub fn spread(q: &[i8], lo: i8, hi: i8) -> (f64, usize) {
+    let at_ends = q.iter().filter(|&&v| v == lo || v == hi).count();
+    let mut seen = [false; 256];
+    q.iter()
+        .for_each(|&v| seen[(i32::from(v) + 128) as usize] = true);
+    (
+        at_ends as f64 / q.len() as f64,
+        seen.iter().filter(|&&s| s).count(),
+    )
+}
+
+/// Dequantized int8 tensor.
+pub fn real(q: &[i8], scale: f32, zero_point: i8) -> Vec<f64> {
+    let (s, z) = (f64::from(scale), i32::from(zero_point));
+    q.iter().map(|&v| s * f64::from(i32::from(v) - z)).collect()
+}
+
+/// Clamp real values to what an int8 tensor with this quantization and
+/// clamp can represent (for ReLU6 tensors: [0, 6] within the int8 range).
+pub fn clamp_to(x: &mut [f64], scale: f32, act: Activation) {
+    let lo = f64::from(scale) * f64::from(i32::from(act.min) - i32::from(act.zero_point));
+    let hi = f64::from(scale) * f64::from(i32::from(act.max) - i32::from(act.zero_point));
+    x.iter_mut().for_each(|v| *v = v.clamp(lo, hi));
+}
+
+/// Each |int8 - real / scale - zero point|, in steps of the int8 tensor.
+pub fn steps(q: &[i8], x: &[f64], scale: f32, zero_point: i8) -> Vec<f64> {
+    q.iter()
+        .zip(x)
+        .map(|(&q, &x)| (f64::from(q) - x / f64::from(scale) - f64::from(zero_point)).abs())
+        .collect()
+}
+
+/// The largest of [`steps`].
+pub fn max_steps(q: &[i8], x: &[f64], scale: f32, zero_point: i8) -> f64 {
+    steps(q, x, scale, zero_point)
+        .into_iter()
+        .fold(0.0, f64::max)
+}
+
+/// Real per-channel weight scales and biases of `conv` behind an input of
+/// scale `in_scale` (bias scale = input scale × weight scale, as TFLite).
+pub fn float_layer(conv: &RandomConv, in_scale: f32) -> (Vec<f64>, Vec<f64>) {
+    let scales: Vec<f64> = conv.weight_scales.iter().map(|&w| f64::from(w)).collect();
+    let bias = conv
+        .bias
+        .iter()
+        .zip(&scales)
+        .map(|(&b, &w)| f64::from(b) * f64::from(in_scale) * w)
+        .collect();
+    (scales, bias)
+}
+
+/// Float 1×1 convolution of real HWC values (`[out_c][in_c]` weights, as
+/// an MBConv block's expand and project and a head's convolution).
+pub fn float_pointwise(x: &[f64], in_c: usize, conv: &RandomConv, in_scale: f32) -> Vec<f64> {
+    let (ws, b) = float_layer(conv, in_scale);
+    let out_c = b.len();
+    let mut out = Vec::new();
+    for px in x.chunks(in_c) {
+        for oc in 0..out_c {
+            let dot: f64 = (0..in_c)
+                .map(|ic| px[ic] * f64::from(conv.weights[oc * in_c + ic]) * ws[oc])
+                .sum();
+            out.push(dot + b[oc]);
+        }
+    }
+    out
 }

@@ -3,7 +3,7 @@ use std::vec::Vec;
 
 use super::*;
 use crate::reference;
-use crate::testkit::Rng;
+use crate::testkit::{Rng, length};
 
 fn random_params(rng: &mut Rng) -> AddParams {
     let zp = |rng: &mut Rng| rng.int(-128, 127) as i8;
@@ -116,24 +116,17 @@ fn add_is_within_one_step_of_the_real_sum() {
 #[test]
 fn wrong_lengths_and_parameters_are_errors() {
     let p = AddParams::from_scales(0.1, 0, 0.1, 0, 0.1, 0);
-    let len = |what, expected, got| {
-        Err(Error::Length {
-            what,
-            expected,
-            got,
-        })
-    };
     assert_eq!(
         add_s8(&[0; 4], &[0; 3], &p, &mut [0; 4]),
-        len("input2", 4, 3)
+        length("input2", 4, 3)
     );
     assert_eq!(
         add_s8(&[0; 4], &[0; 4], &p, &mut [0; 5]),
-        len("output", 4, 5)
+        length("output", 4, 5)
     );
     assert_eq!(
         add_s8_in_place(&[0; 4], &mut [0; 3], &p),
-        len("input2", 4, 3)
+        length("input2", 4, 3)
     );
     assert_eq!(add_s8(&[], &[], &p, &mut []), Ok(()));
     for bad in [

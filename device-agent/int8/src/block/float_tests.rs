@@ -7,41 +7,7 @@ use super::tests::shapes;
 use super::*;
 use crate::conv::{depthwise_s8, pointwise_s8};
 use crate::random::{RandomBlock, RandomConv, random_input};
-
-/// Dequantized int8 tensor.
-fn real(q: &[i8], scale: f32, zero_point: i8) -> Vec<f64> {
-    let (s, z) = (f64::from(scale), i32::from(zero_point));
-    q.iter().map(|&v| s * f64::from(i32::from(v) - z)).collect()
-}
-
-/// Real per-channel weight scales and biases of `conv` behind an input of
-/// scale `in_scale` (bias scale = input scale × weight scale, as TFLite).
-fn float_layer(conv: &RandomConv, in_scale: f32) -> (Vec<f64>, Vec<f64>) {
-    let scales: Vec<f64> = conv.weight_scales.iter().map(|&w| f64::from(w)).collect();
-    let bias = conv
-        .bias
-        .iter()
-        .zip(&scales)
-        .map(|(&b, &w)| f64::from(b) * f64::from(in_scale) * w)
-        .collect();
-    (scales, bias)
-}
-
-/// Float 1×1 convolution of real HWC values.
-fn float_pointwise(x: &[f64], in_c: usize, conv: &RandomConv, in_scale: f32) -> Vec<f64> {
-    let (ws, b) = float_layer(conv, in_scale);
-    let out_c = b.len();
-    let mut out = Vec::new();
-    for px in x.chunks(in_c) {
-        for oc in 0..out_c {
-            let dot: f64 = (0..in_c)
-                .map(|ic| px[ic] * f64::from(conv.weights[oc * in_c + ic]) * ws[oc])
-                .sum();
-            out.push(dot + b[oc]);
-        }
-    }
-    out
-}
+use crate::testkit::{clamp_to, float_layer, float_pointwise, max_steps, real};
 
 /// Float depthwise convolution (zero padding of real values).
 fn float_depthwise(x: &[f64], s: &BlockShape, conv: &RandomConv, in_scale: f32) -> Vec<f64> {
@@ -69,22 +35,6 @@ fn float_depthwise(x: &[f64], s: &BlockShape, conv: &RandomConv, in_scale: f32) 
         }
     }
     out
-}
-
-/// Clamp real values to what an int8 tensor with this quantization and
-/// clamp can represent (for ReLU6 tensors: [0, 6] within the int8 range).
-fn clamp_to(x: &mut [f64], scale: f32, act: Activation) {
-    let lo = f64::from(scale) * f64::from(i32::from(act.min) - i32::from(act.zero_point));
-    let hi = f64::from(scale) * f64::from(i32::from(act.max) - i32::from(act.zero_point));
-    x.iter_mut().for_each(|v| *v = v.clamp(lo, hi));
-}
-
-/// Largest |int8 - real / scale - zero point| over a tensor, in steps.
-fn max_steps(q: &[i8], x: &[f64], scale: f32, zero_point: i8) -> f64 {
-    q.iter()
-        .zip(x)
-        .map(|(&q, &x)| (f64::from(q) - x / f64::from(scale) - f64::from(zero_point)).abs())
-        .fold(0.0, f64::max)
 }
 
 /// Each stage alone, fed the int8 tensor the previous stage produced, is

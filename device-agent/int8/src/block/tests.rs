@@ -5,40 +5,21 @@ use super::*;
 use crate::conv::ConvWeights;
 use crate::random::{RandomBlock, RandomConv, random_input};
 use crate::reference;
-use crate::testkit::Rng;
-
-fn shape(
-    in_c: usize,
-    out_c: usize,
-    expand: usize,
-    kernel: usize,
-    stride: usize,
-    hw: (usize, usize),
-) -> BlockShape {
-    BlockShape {
-        in_c,
-        out_c,
-        expand,
-        kernel,
-        stride,
-        h: hw.0,
-        w: hw.1,
-    }
-}
+use crate::testkit::{Rng, block_shape, length, too_small};
 
 /// Edge cases, then random shapes: every branch of the layout (ratio 1 or
 /// not, residual or not), kernel 7 on 3×3, stride 2 on odd and even sizes.
 pub(super) fn shapes() -> Vec<BlockShape> {
     let mut shapes = vec![
-        shape(4, 4, 6, 7, 1, (3, 3)),
-        shape(4, 8, 6, 7, 2, (3, 3)),
-        shape(8, 8, 1, 3, 1, (5, 5)),
-        shape(8, 16, 1, 5, 2, (6, 6)),
-        shape(16, 8, 1, 3, 1, (4, 7)),
-        shape(3, 5, 2, 3, 2, (7, 7)),
-        shape(5, 5, 3, 5, 2, (8, 8)), // same channels but strided: no residual
-        shape(1, 1, 1, 3, 1, (1, 1)),
-        shape(2, 2, 6, 7, 2, (1, 1)),
+        block_shape(4, 4, 6, 7, 1, (3, 3)),
+        block_shape(4, 8, 6, 7, 2, (3, 3)),
+        block_shape(8, 8, 1, 3, 1, (5, 5)),
+        block_shape(8, 16, 1, 5, 2, (6, 6)),
+        block_shape(16, 8, 1, 3, 1, (4, 7)),
+        block_shape(3, 5, 2, 3, 2, (7, 7)),
+        block_shape(5, 5, 3, 5, 2, (8, 8)), // same channels but strided: no residual
+        block_shape(1, 1, 1, 3, 1, (1, 1)),
+        block_shape(2, 2, 6, 7, 2, (1, 1)),
     ];
     let mut rng = Rng::new(30);
     for _ in 0..60 {
@@ -50,7 +31,7 @@ pub(super) fn shapes() -> Vec<BlockShape> {
         };
         let hw = (rng.size(1, 9), rng.size(1, 9));
         let stride = rng.pick(&[1, 2]);
-        shapes.push(shape(
+        shapes.push(block_shape(
             in_c,
             out_c,
             rng.size(1, 6),
@@ -101,26 +82,14 @@ fn arenas_of_exactly_the_announced_size_suffice_and_one_byte_less_fails() {
         let mut arena = vec![0i8; needed];
         assert_eq!(run_block(&s, &params, &input, &mut arena, &mut out), Ok(()));
         let got = run_block(&s, &params, &input, &mut arena[..needed - 1], &mut out);
-        assert_eq!(
-            got,
-            Err(Error::ArenaTooSmall {
-                needed,
-                got: needed - 1
-            })
-        );
+        assert_eq!(got, too_small(needed));
 
         let needed = s.peak_activation_bytes();
         let mut arena = vec![0i8; needed + 1];
         arena[..input.len()].copy_from_slice(&input);
         assert!(run_block_in_arena(&s, &params, &mut arena[..needed]).is_ok());
         let got = run_block_in_arena(&s, &params, &mut arena[..needed - 1]);
-        assert_eq!(
-            got,
-            Err(Error::ArenaTooSmall {
-                needed,
-                got: needed - 1
-            })
-        );
+        assert_eq!(got, too_small(needed));
         // A larger arena works and leaves the bytes past the peak alone.
         arena[..input.len()].copy_from_slice(&input);
         arena[needed] = 99;
@@ -133,7 +102,7 @@ fn arenas_of_exactly_the_announced_size_suffice_and_one_byte_less_fails() {
 #[test]
 #[allow(clippy::needless_range_loop)] // `which` picks a slice and a name
 fn wrong_lengths_and_inconsistent_parameters_are_errors() {
-    let s = shape(4, 4, 2, 3, 1, (3, 3));
+    let s = block_shape(4, 4, 2, 3, 1, (3, 3));
     let b = RandomBlock::new(s, 5).unwrap();
     let p = b.params();
     let input = random_input(s.input_len(), 5);
@@ -143,20 +112,13 @@ fn wrong_lengths_and_inconsistent_parameters_are_errors() {
         run_block(&s, p, input, arena, out)
     };
     assert_eq!(run(&p, &input, &mut arena, &mut out), Ok(()));
-    let len = |what, expected, got| {
-        Err(Error::Length {
-            what,
-            expected,
-            got,
-        })
-    };
     assert_eq!(
         run(&p, &input[1..], &mut arena, &mut out),
-        len("input", 36, 35)
+        length("input", 36, 35)
     );
     assert_eq!(
         run(&p, &input, &mut arena, &mut out[1..]),
-        len("output", 36, 35)
+        length("output", 36, 35)
     );
 
     fn short(c: &RandomConv, which: usize) -> ConvWeights<'_> {
@@ -235,7 +197,7 @@ fn wrong_lengths_and_inconsistent_parameters_are_errors() {
     let got = run_block(&bad_shape, &p, &input, &mut arena, &mut out);
     assert!(matches!(got, Err(Error::Shape(_))));
     // Ratio 1: the expand slices must be empty.
-    let s1 = shape(4, 4, 1, 3, 1, (3, 3));
+    let s1 = block_shape(4, 4, 1, 3, 1, (3, 3));
     let b1 = RandomBlock::new(s1, 6).unwrap();
     let bad = BlockParams {
         expand: b.expand.as_weights(),

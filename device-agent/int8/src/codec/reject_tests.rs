@@ -10,24 +10,12 @@ use super::tests::{block, block_output, head, stem};
 use super::*;
 use crate::net_blocks::{run_head, run_stem};
 use crate::random::{RandomBlock, RandomHead, RandomStem};
-use crate::testkit::Rng;
+use crate::testkit::{Rng, length};
 
 #[test]
 fn a_shape_that_does_not_match_names_the_slice() {
     let shape = block(8, 16, 6, 3, 2);
     let blob = encode_block(&RandomBlock::new(shape, 3).unwrap().params());
-    let length = |what, expected, got| {
-        Err(Error::Length {
-            what,
-            expected,
-            got,
-        })
-    };
-    let length_err = |what, expected, got| Error::Length {
-        what,
-        expected,
-        got,
-    };
     let cases = [
         (
             block(16, 16, 6, 3, 2),
@@ -66,17 +54,17 @@ fn a_shape_that_does_not_match_names_the_slice() {
 
     let blob = encode_stem(&RandomStem::new(stem(3, 8, 3, 2), 1).unwrap().params());
     assert_eq!(
-        OwnedStem::decode(&stem(1, 8, 3, 2), &blob).err(),
-        Some(length_err("stem.weights", 72, 216))
+        OwnedStem::decode(&stem(1, 8, 3, 2), &blob),
+        length("stem.weights", 72, 216)
     );
     let blob = encode_head(&RandomHead::new(head(8, 16, 10), 1).unwrap().params());
     assert_eq!(
-        OwnedHead::decode(&head(8, 16, 12), &blob).err(),
-        Some(length_err("fc.weights", 192, 160))
+        OwnedHead::decode(&head(8, 16, 12), &blob),
+        length("fc.weights", 192, 160)
     );
     assert_eq!(
-        OwnedHead::decode(&head(8, 12, 10), &blob).err(),
-        Some(length_err("head.weights", 96, 128))
+        OwnedHead::decode(&head(8, 12, 10), &blob),
+        length("head.weights", 96, 128)
     );
 }
 
@@ -219,12 +207,7 @@ fn parameters_that_do_not_fit_encode_faithfully_and_do_not_decode() {
     let blob = encode_block(&params);
     assert_eq!(blob.len(), encoded_len_block(&shape) - 8);
     let got = OwnedBlock::decode(&shape, &blob);
-    let expected = Error::Length {
-        what: "depthwise.requant",
-        expected: 48,
-        got: 47,
-    };
-    assert_eq!(got, Err(expected));
+    assert_eq!(got, length("depthwise.requant", 48, 47));
 
     let mut requant = random.project.requant.clone();
     requant[3].shift = 31;

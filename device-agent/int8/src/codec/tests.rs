@@ -5,7 +5,9 @@ use super::*;
 use crate::block::run_block;
 use crate::net_blocks::{run_head, run_stem};
 use crate::random::{RandomBlock, RandomHead, RandomStem, random_input};
-use crate::testkit::Rng;
+use crate::testkit::{Rng, block_shape, head_shape, stem_shape};
+
+// The blob has no spatial dimensions, so one map size per kind will do.
 
 pub(super) fn block(
     in_c: usize,
@@ -14,39 +16,15 @@ pub(super) fn block(
     kernel: usize,
     stride: usize,
 ) -> BlockShape {
-    let (h, w) = (5, 4);
-    BlockShape {
-        in_c,
-        out_c,
-        expand,
-        kernel,
-        stride,
-        h,
-        w,
-    }
+    block_shape(in_c, out_c, expand, kernel, stride, (5, 4))
 }
 
 pub(super) fn stem(in_c: usize, out_c: usize, kernel: usize, stride: usize) -> StemShape {
-    let (h, w) = (7, 6);
-    StemShape {
-        in_c,
-        out_c,
-        kernel,
-        stride,
-        h,
-        w,
-    }
+    stem_shape(in_c, out_c, kernel, stride, (7, 6))
 }
 
 pub(super) fn head(in_c: usize, channels: usize, classes: usize) -> HeadShape {
-    let (h, w) = (3, 2);
-    HeadShape {
-        in_c,
-        channels,
-        classes,
-        h,
-        w,
-    }
+    head_shape(in_c, channels, classes, (3, 2))
 }
 
 /// Ratio 1 or not, residual or not, every kernel, then random shapes.

@@ -3,52 +3,7 @@ use std::vec::Vec;
 
 use super::*;
 use crate::reference;
-use crate::testkit::Rng;
-
-/// Owned constants for one random layer.
-struct Layer {
-    weights: Vec<i8>,
-    bias: Vec<i32>,
-    requant: Vec<Requant>,
-}
-
-impl Layer {
-    fn view(&self) -> ConvWeights<'_> {
-        ConvWeights {
-            weights: &self.weights,
-            bias: &self.bias,
-            requant: &self.requant,
-        }
-    }
-}
-
-/// Random constants; `taps` is the accumulator's term count, used to make
-/// some requants give outputs inside the int8 range rather than saturated.
-fn layer(rng: &mut Rng, channels: usize, per_channel: usize, taps: usize) -> Layer {
-    let acc = 128.0 * 128.0 * (taps as f64).sqrt();
-    let plausible = rng.chance(70);
-    Layer {
-        weights: rng.i8s(channels * per_channel),
-        bias: (0..channels)
-            .map(|_| {
-                if rng.chance(10) {
-                    rng.int(-(1 << 24), 1 << 24) as i32
-                } else {
-                    rng.int(-(acc as i64), acc as i64) as i32
-                }
-            })
-            .collect(),
-        requant: (0..channels)
-            .map(|_| {
-                if plausible {
-                    rng.requant_for(acc)
-                } else {
-                    rng.requant()
-                }
-            })
-            .collect(),
-    }
-}
+use crate::testkit::{Rng, length};
 
 #[test]
 fn pointwise_matches_the_reference() {
@@ -58,7 +13,7 @@ fn pointwise_matches_the_reference() {
         let (h, w) = (rng.size(1, 6), rng.size(1, 6));
         let (in_c, out_c) = (rng.size(1, 40), rng.size(1, 40));
         let input = rng.i8s(h * w * in_c);
-        let l = layer(&mut rng, out_c, in_c, in_c);
+        let l = rng.conv_layer(out_c, in_c, in_c);
         let q = rng.conv_quant();
         let shape = PointwiseShape {
             pixels: h * w,
@@ -103,7 +58,7 @@ fn depthwise_matches_the_reference() {
     let mut inside = 0usize;
     for (i, &(h, w, c, k, s)) in cases.iter().enumerate() {
         let input = rng.i8s(h * w * c);
-        let l = layer(&mut rng, c, k * k, k * k);
+        let l = rng.conv_layer(c, k * k, k * k);
         let q = rng.conv_quant();
         let shape = DepthwiseShape {
             h,
@@ -211,20 +166,13 @@ fn wrong_lengths_and_parameters_are_errors() {
     let input = [0i8; 4];
     let mut out = [0i8; 6];
     assert_eq!(pointwise_s8(shape, &input, &ok, &q, &mut out), Ok(()));
-    let len = |what, expected, got| {
-        Err(Error::Length {
-            what,
-            expected,
-            got,
-        })
-    };
     assert_eq!(
         pointwise_s8(shape, &input[..3], &ok, &q, &mut out),
-        len("input", 4, 3)
+        length("input", 4, 3)
     );
     assert_eq!(
         pointwise_s8(shape, &input, &ok, &q, &mut out[..5]),
-        len("output", 6, 5)
+        length("output", 6, 5)
     );
     let short = ConvWeights {
         weights: &weights[..5],
@@ -232,7 +180,7 @@ fn wrong_lengths_and_parameters_are_errors() {
     };
     assert_eq!(
         pointwise_s8(shape, &input, &short, &q, &mut out),
-        len("weights", 6, 5)
+        length("weights", 6, 5)
     );
     let short = ConvWeights {
         bias: &bias[..2],
@@ -240,7 +188,7 @@ fn wrong_lengths_and_parameters_are_errors() {
     };
     assert_eq!(
         pointwise_s8(shape, &input, &short, &q, &mut out),
-        len("bias", 3, 2)
+        length("bias", 3, 2)
     );
     let short = ConvWeights {
         requant: &requant[..1],
@@ -248,7 +196,7 @@ fn wrong_lengths_and_parameters_are_errors() {
     };
     assert_eq!(
         pointwise_s8(shape, &input, &short, &q, &mut out),
-        len("requant", 3, 1)
+        length("requant", 3, 1)
     );
     let bad = [
         Requant::new(1 << 30, 0),
@@ -314,16 +262,16 @@ fn wrong_lengths_and_parameters_are_errors() {
     assert_eq!(depthwise_s8(shape, &input, &dw, &q, &mut out), Ok(()));
     assert_eq!(
         depthwise_s8(shape, &input[1..], &dw, &q, &mut out),
-        len("input", 12, 11)
+        length("input", 12, 11)
     );
     assert_eq!(
         depthwise_s8(shape, &input, &dw, &q, &mut [0; 12]),
-        len("output", 3, 12)
+        length("output", 3, 12)
     );
     let three = DepthwiseShape { kernel: 3, ..shape };
     assert_eq!(
         depthwise_s8(three, &input, &dw, &q, &mut out),
-        len("weights", 27, 3)
+        length("weights", 27, 3)
     );
     for zero in [
         DepthwiseShape { stride: 0, ..shape },

@@ -5,7 +5,7 @@ use super::*;
 use crate::conv::{DepthwiseShape, depthwise_s8};
 use crate::reference;
 use crate::requant::Requant;
-use crate::testkit::Rng;
+use crate::testkit::{Rng, length};
 
 fn shape(h: usize, w: usize, in_c: usize, out_c: usize, k: usize, s: usize) -> ConvShape {
     ConvShape {
@@ -160,20 +160,13 @@ fn wrong_lengths_and_parameters_are_errors() {
     let input = [0i8; 18];
     let mut out = [0i8; 16];
     assert_eq!(conv_s8(s, &input, &ok, &q, &mut out), Ok(()));
-    let len = |what, expected, got| {
-        Err(Error::Length {
-            what,
-            expected,
-            got,
-        })
-    };
     assert_eq!(
         conv_s8(s, &input[1..], &ok, &q, &mut out),
-        len("input", 18, 17)
+        length("input", 18, 17)
     );
     assert_eq!(
         conv_s8(s, &input, &ok, &q, &mut out[..15]),
-        len("output", 16, 15)
+        length("output", 16, 15)
     );
     let short = ConvWeights {
         weights: &weights[1..],
@@ -181,20 +174,23 @@ fn wrong_lengths_and_parameters_are_errors() {
     };
     assert_eq!(
         conv_s8(s, &input, &short, &q, &mut out),
-        len("weights", 72, 71)
+        length("weights", 72, 71)
     );
     let short = ConvWeights {
         bias: &bias[1..],
         ..ok
     };
-    assert_eq!(conv_s8(s, &input, &short, &q, &mut out), len("bias", 4, 3));
+    assert_eq!(
+        conv_s8(s, &input, &short, &q, &mut out),
+        length("bias", 4, 3)
+    );
     let short = ConvWeights {
         requant: &requant[1..],
         ..ok
     };
     assert_eq!(
         conv_s8(s, &input, &short, &q, &mut out),
-        len("requant", 4, 3)
+        length("requant", 4, 3)
     );
     let bad = [Requant::new(i32::MIN, 0); 4];
     let bad = ConvWeights {

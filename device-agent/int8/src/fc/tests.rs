@@ -3,7 +3,7 @@ use std::vec::Vec;
 
 use super::*;
 use crate::reference;
-use crate::testkit::Rng;
+use crate::testkit::{Rng, length};
 
 struct Owned {
     weights: Vec<i8>,
@@ -128,20 +128,13 @@ fn wrong_lengths_and_parameters_are_errors() {
     let input = [1i8; 4];
     let mut out = [0i8; 2];
     assert_eq!(fully_connected_s8(shape, &input, &ok, &q, &mut out), Ok(()));
-    let len = |what, expected, got| {
-        Err(Error::Length {
-            what,
-            expected,
-            got,
-        })
-    };
     assert_eq!(
         fully_connected_s8(shape, &input[1..], &ok, &q, &mut out),
-        len("input", 4, 3)
+        length("input", 4, 3)
     );
     assert_eq!(
         fully_connected_s8(shape, &input, &ok, &q, &mut [0; 3]),
-        len("output", 2, 3)
+        length("output", 2, 3)
     );
     let short = FcWeights {
         weights: &weights[1..],
@@ -149,12 +142,12 @@ fn wrong_lengths_and_parameters_are_errors() {
     };
     assert_eq!(
         fully_connected_s8(shape, &input, &short, &q, &mut out),
-        len("weights", 8, 7)
+        length("weights", 8, 7)
     );
     let short = FcWeights { bias: &[0], ..ok };
     assert_eq!(
         fully_connected_s8(shape, &input, &short, &q, &mut out),
-        len("bias", 2, 1)
+        length("bias", 2, 1)
     );
     for requant in [Requant::new(1 << 30, 31), Requant::new(i32::MIN, 0)] {
         let bad = FcWeights { requant, ..ok };

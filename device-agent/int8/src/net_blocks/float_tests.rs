@@ -8,32 +8,7 @@ use super::tests::{heads, stems};
 use super::*;
 use crate::conv::same_padding;
 use crate::random::{RandomConv, RandomHead, RandomStem, random_input};
-
-/// Dequantized int8 tensor.
-fn real(q: &[i8], scale: f32, zero_point: i8) -> Vec<f64> {
-    let (s, z) = (f64::from(scale), i32::from(zero_point));
-    q.iter().map(|&v| s * f64::from(i32::from(v) - z)).collect()
-}
-
-/// Clamp real values to what an int8 tensor with this quantization and
-/// clamp can represent.
-fn clamp_to(x: &mut [f64], scale: f32, act: Activation) {
-    let lo = f64::from(scale) * f64::from(i32::from(act.min) - i32::from(act.zero_point));
-    let hi = f64::from(scale) * f64::from(i32::from(act.max) - i32::from(act.zero_point));
-    x.iter_mut().for_each(|v| *v = v.clamp(lo, hi));
-}
-
-/// Each |int8 - real / scale - zero point|, in steps.
-fn steps(q: &[i8], x: &[f64], scale: f32, zero_point: i8) -> Vec<f64> {
-    q.iter()
-        .zip(x)
-        .map(|(&q, &x)| (f64::from(q) - x / f64::from(scale) - f64::from(zero_point)).abs())
-        .collect()
-}
-
-fn max(v: &[f64]) -> f64 {
-    v.iter().copied().fold(0.0, f64::max)
-}
+use crate::testkit::{clamp_to, float_layer, float_pointwise, max_steps, real, steps};
 
 /// Float k×k convolution (OHWI weights, zero padding of real values).
 fn float_conv(x: &[f64], s: &StemShape, conv: &RandomConv, in_scale: f32) -> Vec<f64> {
@@ -43,12 +18,13 @@ fn float_conv(x: &[f64], s: &StemShape, conv: &RandomConv, in_scale: f32) -> Vec
         same_padding(s.h, k, s.stride).1 as i64,
         same_padding(s.w, k, s.stride).1 as i64,
     );
+    let (scales, bias) = float_layer(conv, in_scale);
     let mut out = Vec::new();
     for oy in 0..oh {
         for ox in 0..ow {
             for oc in 0..s.out_c {
-                let ws = f64::from(conv.weight_scales[oc]);
-                let mut acc = f64::from(conv.bias[oc]) * f64::from(in_scale) * ws;
+                let ws = scales[oc];
+                let mut acc = bias[oc];
                 for ky in 0..k {
                     for kx in 0..k {
                         let iy = (oy * s.stride + ky) as i64 - pt;
@@ -84,8 +60,8 @@ fn stem_is_within_one_step_of_float() {
         let x = real(&input, b.input_scale, b.input_zero_point);
         let mut f = float_conv(&x, &s, &b.conv, b.input_scale);
         clamp_to(&mut f, b.output_scale, b.output);
-        let err = steps(&out, &f, b.output_scale, b.output.zero_point);
-        assert!(max(&err) <= 1.0 + 1e-6, "{s:?}: {}", max(&err));
+        let err = max_steps(&out, &f, b.output_scale, b.output.zero_point);
+        assert!(err <= 1.0 + 1e-6, "{s:?}: {err}");
         n += out.len();
     }
     assert!(n > 40_000, "{n} values");
@@ -97,18 +73,8 @@ struct FloatHead<'a>(&'a RandomHead);
 
 impl FloatHead<'_> {
     fn conv(&self, x: &[f64]) -> Vec<f64> {
-        let (b, s) = (self.0, self.0.shape);
-        let mut out = Vec::new();
-        for px in x.chunks(s.in_c) {
-            for oc in 0..s.channels {
-                let ws = f64::from(b.conv.weight_scales[oc]);
-                let mut acc = f64::from(b.conv.bias[oc]) * f64::from(b.input_scale) * ws;
-                for (ic, &xv) in px.iter().enumerate() {
-                    acc += xv * f64::from(b.conv.weights[oc * s.in_c + ic]) * ws;
-                }
-                out.push(acc);
-            }
-        }
+        let b = self.0;
+        let mut out = float_pointwise(x, b.shape.in_c, &b.conv, b.input_scale);
         clamp_to(&mut out, b.conv_scale, b.conv_out);
         out
     }
@@ -158,14 +124,14 @@ fn every_head_stage_is_within_one_step_of_float() {
         let zp = b.conv_out.zero_point;
 
         let want = f.conv(&real(&input, b.input_scale, b.input_zero_point));
-        let err = steps(features, &want, b.conv_scale, zp);
-        assert!(max(&err) <= 1.0 + 1e-6, "conv {s:?}: {}", max(&err));
+        let err = max_steps(features, &want, b.conv_scale, zp);
+        assert!(err <= 1.0 + 1e-6, "conv {s:?}: {err}");
         let want = f.pool(&real(features, b.conv_scale, zp));
-        let err = steps(pooled, &want, b.conv_scale, zp);
-        assert!(max(&err) <= 0.5 + 1e-9, "pool {s:?}: {}", max(&err));
+        let err = max_steps(pooled, &want, b.conv_scale, zp);
+        assert!(err <= 0.5 + 1e-9, "pool {s:?}: {err}");
         let want = f.fc(&real(pooled, b.conv_scale, zp));
-        let err = steps(&logits, &want, b.logit_scale, b.logits.zero_point);
-        assert!(max(&err) <= 1.0 + 1e-6, "fc {s:?}: {}", max(&err));
+        let err = max_steps(&logits, &want, b.logit_scale, b.logits.zero_point);
+        assert!(err <= 1.0 + 1e-6, "fc {s:?}: {err}");
     }
 }
 

@@ -5,47 +5,26 @@ use super::*;
 use crate::random::{RandomHead, RandomStem, random_input};
 use crate::reference;
 use crate::requant::Requant;
-use crate::testkit::Rng;
-
-fn stem(in_c: usize, out_c: usize, kernel: usize, stride: usize, hw: (usize, usize)) -> StemShape {
-    StemShape {
-        in_c,
-        out_c,
-        kernel,
-        stride,
-        h: hw.0,
-        w: hw.1,
-    }
-}
-
-fn head(in_c: usize, channels: usize, classes: usize, hw: (usize, usize)) -> HeadShape {
-    HeadShape {
-        in_c,
-        channels,
-        classes,
-        h: hw.0,
-        w: hw.1,
-    }
-}
+use crate::testkit::{Rng, head_shape, stem_shape, too_small};
 
 /// Edge cases (stride 2 on odd and even sizes, grey and RGB inputs, kernels
 /// larger than the input), then random stems.
 pub(super) fn stems() -> Vec<StemShape> {
     let mut shapes = vec![
-        stem(1, 16, 3, 1, (28, 28)),
-        stem(3, 32, 3, 2, (32, 32)),
-        stem(3, 16, 3, 2, (7, 7)),
-        stem(1, 8, 5, 2, (8, 7)),
-        stem(3, 8, 5, 1, (3, 3)),
-        stem(1, 4, 7, 2, (2, 2)),
-        stem(3, 1, 3, 1, (1, 1)),
+        stem_shape(1, 16, 3, 1, (28, 28)),
+        stem_shape(3, 32, 3, 2, (32, 32)),
+        stem_shape(3, 16, 3, 2, (7, 7)),
+        stem_shape(1, 8, 5, 2, (8, 7)),
+        stem_shape(3, 8, 5, 1, (3, 3)),
+        stem_shape(1, 4, 7, 2, (2, 2)),
+        stem_shape(3, 1, 3, 1, (1, 1)),
     ];
     let mut rng = Rng::new(70);
     for _ in 0..40 {
         let hw = (rng.size(1, 14), rng.size(1, 14));
         let k = rng.pick(&[1, 3, 3, 3, 5, 7]);
         let in_c = rng.pick(&[1, 3, 3, 2, 4]);
-        shapes.push(stem(in_c, rng.size(1, 32), k, rng.pick(&[1, 2]), hw));
+        shapes.push(stem_shape(in_c, rng.size(1, 32), k, rng.pick(&[1, 2]), hw));
     }
     shapes
 }
@@ -53,16 +32,21 @@ pub(super) fn stems() -> Vec<StemShape> {
 /// Edge cases (each term of the peak dominating once), then random heads.
 pub(super) fn heads() -> Vec<HeadShape> {
     let mut shapes = vec![
-        head(24, 256, 10, (4, 4)),
-        head(8, 64, 100, (1, 1)),
-        head(1, 16, 2, (2, 2)),
-        head(16, 40, 10, (7, 7)),
-        head(3, 1, 1, (1, 3)),
+        head_shape(24, 256, 10, (4, 4)),
+        head_shape(8, 64, 100, (1, 1)),
+        head_shape(1, 16, 2, (2, 2)),
+        head_shape(16, 40, 10, (7, 7)),
+        head_shape(3, 1, 1, (1, 3)),
     ];
     let mut rng = Rng::new(71);
     for _ in 0..40 {
         let hw = (rng.size(1, 7), rng.size(1, 7));
-        shapes.push(head(rng.size(1, 32), rng.size(1, 64), rng.size(1, 20), hw));
+        shapes.push(head_shape(
+            rng.size(1, 32),
+            rng.size(1, 64),
+            rng.size(1, 20),
+            hw,
+        ));
     }
     shapes
 }
@@ -104,13 +88,6 @@ fn head_matches_the_reference_and_the_in_arena_run() {
             assert_eq!(arena[range], out[..], "head {i}: {s:?}");
         }
     }
-}
-
-fn too_small<T>(needed: usize) -> Result<T, Error> {
-    Err(Error::ArenaTooSmall {
-        needed,
-        got: needed - 1,
-    })
 }
 
 #[test]
@@ -164,7 +141,7 @@ fn what(got: Result<impl core::fmt::Debug, Error>) -> &'static str {
 
 #[test]
 fn wrong_lengths_and_parameters_are_errors() {
-    let s = stem(3, 4, 3, 2, (5, 5));
+    let s = stem_shape(3, 4, 3, 2, (5, 5));
     let b = RandomStem::new(s, 1).unwrap();
     let p = b.params();
     let input = random_input(s.input_len(), 1);
@@ -207,7 +184,7 @@ fn wrong_lengths_and_parameters_are_errors() {
         Err(Error::Shape(_))
     ));
 
-    let s = head(4, 8, 3, (3, 2));
+    let s = head_shape(4, 8, 3, (3, 2));
     let b = RandomHead::new(s, 2).unwrap();
     let p = b.params();
     let input = random_input(s.input_len(), 2);

@@ -1,42 +1,22 @@
 use super::*;
-
-fn stem(in_c: usize, out_c: usize, kernel: usize, stride: usize, h: usize, w: usize) -> StemShape {
-    StemShape {
-        in_c,
-        out_c,
-        kernel,
-        stride,
-        h,
-        w,
-    }
-}
-
-fn head(in_c: usize, channels: usize, classes: usize, h: usize, w: usize) -> HeadShape {
-    HeadShape {
-        in_c,
-        channels,
-        classes,
-        h,
-        w,
-    }
-}
+use crate::testkit::{head_shape, stem_shape};
 
 #[test]
 fn sizes_of_stems() {
     // Fashion-MNIST: 1×28×28 → 16, 3×3, stride 1.
-    let s = stem(1, 16, 3, 1, 28, 28);
+    let s = stem_shape(1, 16, 3, 1, (28, 28));
     assert_eq!(s.validate(), Ok(()));
     assert_eq!(s.out_hw(), (28, 28));
     assert_eq!((s.input_len(), s.output_len()), (784, 12544));
     assert_eq!(s.weight_bytes(), (9 + 12) * 16);
     assert_eq!(s.peak_activation_bytes(), 784 + 12544);
     // CIFAR: 3×32×32 → 32, 3×3, stride 2.
-    let s = stem(3, 32, 3, 2, 32, 32);
+    let s = stem_shape(3, 32, 3, 2, (32, 32));
     assert_eq!(s.out_hw(), (16, 16));
     assert_eq!(s.weight_bytes(), (27 + 12) * 32);
     assert_eq!(s.peak_activation_bytes(), 3072 + 8192);
     // Stride 2 on an odd size, 5×5, non-square.
-    let s = stem(3, 8, 5, 2, 7, 4);
+    let s = stem_shape(3, 8, 5, 2, (7, 4));
     assert_eq!(s.out_hw(), (4, 2));
     assert_eq!((s.input_len(), s.output_len()), (84, 64));
     assert_eq!(s.weight_bytes(), (75 + 12) * 8);
@@ -53,7 +33,7 @@ fn sizes_of_stems() {
 fn sizes_of_heads() {
     // 24×4×4 → 256 channels → 10 classes: the input and the convolution
     // output dominate.
-    let s = head(24, 256, 10, 4, 4);
+    let s = head_shape(24, 256, 10, (4, 4));
     assert_eq!(s.validate(), Ok(()));
     assert_eq!(
         (s.input_len(), s.conv_len(), s.output_len()),
@@ -65,10 +45,10 @@ fn sizes_of_heads() {
     assert_eq!(s.peak_activation_bytes(), 4480);
     assert_eq!(s.arena_bytes(), 4096 + 256);
     // The pooled vector and the logits dominate on a 1×1 map.
-    let s = head(8, 64, 100, 1, 1);
+    let s = head_shape(8, 64, 100, (1, 1));
     assert_eq!(s.peak_activation_bytes(), 64 + 100);
     // The convolution output and the pooled vector dominate.
-    let s = head(1, 16, 2, 2, 2);
+    let s = head_shape(1, 16, 2, (2, 2));
     assert_eq!(s.peak_activation_bytes(), 64 + 16);
     assert_eq!(s.weight_bytes(), 13 * 16 + 20 * 2 + 8);
     let (c, p, f) = (s.conv_shape(), s.pool_shape(), s.fc_shape());
@@ -79,7 +59,7 @@ fn sizes_of_heads() {
 
 #[test]
 fn validate_rejects_out_of_range_fields_and_overflow() {
-    let ok = stem(3, 16, 3, 2, 32, 32);
+    let ok = stem_shape(3, 16, 3, 2, (32, 32));
     assert_eq!(ok.validate(), Ok(()));
     assert_eq!(StemShape { kernel: 1, ..ok }.validate(), Ok(()));
     for bad in [
@@ -119,9 +99,9 @@ fn validate_rejects_out_of_range_fields_and_overflow() {
     };
     assert_eq!(huge.weight_bytes(), usize::MAX);
 
-    let ok = head(24, 256, 10, 4, 4);
+    let ok = head_shape(24, 256, 10, (4, 4));
     // The largest map the pooling takes (and, below, one pixel more).
-    assert_eq!(head(1, 1, 1, MAX_POOL_PIXELS, 1).validate(), Ok(()));
+    assert_eq!(head_shape(1, 1, 1, (MAX_POOL_PIXELS, 1)).validate(), Ok(()));
     for bad in [
         HeadShape { in_c: 0, ..ok },
         HeadShape { channels: 0, ..ok },

@@ -4,38 +4,20 @@ use std::vec::Vec;
 use super::*;
 use crate::conv::{depthwise_s8, pointwise_s8};
 use crate::quant::ConvQuant;
-
-fn shape(
-    in_c: usize,
-    out_c: usize,
-    expand: usize,
-    kernel: usize,
-    stride: usize,
-    hw: usize,
-) -> BlockShape {
-    BlockShape {
-        in_c,
-        out_c,
-        expand,
-        kernel,
-        stride,
-        h: hw,
-        w: hw,
-    }
-}
+use crate::testkit::{block_shape, spread};
 
 /// Pinned: these change only if the draws change, which changes every
 /// seed's block on every board; update them deliberately, never casually.
 #[test]
 fn the_stream_is_pinned() {
-    let b = RandomBlock::new(shape(8, 8, 6, 3, 1, 4), 1).unwrap();
+    let b = RandomBlock::new(block_shape(8, 8, 6, 3, 1, (4, 4)), 1).unwrap();
     assert_eq!(b.fingerprint(), 10321758172042834892);
     assert_eq!(random_input(8, 1), [-25, -83, -11, -29, 85, -22, 22, -38]);
 }
 
 #[test]
 fn same_seed_same_block_other_seed_other_block() {
-    let s = shape(8, 16, 4, 5, 2, 6);
+    let s = block_shape(8, 16, 4, 5, 2, (6, 6));
     let a = RandomBlock::new(s, 42).unwrap();
     assert_eq!(a, RandomBlock::new(s, 42).unwrap());
     assert_eq!(
@@ -54,9 +36,9 @@ fn same_seed_same_block_other_seed_other_block() {
 #[test]
 fn lengths_and_ranges_fit_the_shape() {
     for (i, s) in [
-        shape(8, 8, 6, 3, 1, 4),
-        shape(16, 24, 1, 7, 2, 5),
-        shape(3, 3, 2, 5, 1, 1),
+        block_shape(8, 8, 6, 3, 1, (4, 4)),
+        block_shape(16, 24, 1, 7, 2, (5, 5)),
+        block_shape(3, 3, 2, 5, 1, (1, 1)),
     ]
     .into_iter()
     .enumerate()
@@ -74,24 +56,12 @@ fn lengths_and_ranges_fit_the_shape() {
         assert_eq!(b.expand.weights.is_empty(), s.expand == 1);
     }
     assert!(matches!(
-        RandomBlock::new(shape(8, 8, 6, 4, 1, 4), 0),
+        RandomBlock::new(block_shape(8, 8, 6, 4, 1, (4, 4)), 0),
         Err(Error::Shape(_))
     ));
     assert!(random_input(0, 3).is_empty());
     let x = random_input(4096, 3);
     assert!(x.contains(&-128) && x.contains(&127));
-}
-
-/// Share of `q` at the ends of `lo..=hi`, and the number of distinct values.
-fn spread(q: &[i8], lo: i8, hi: i8) -> (f64, usize) {
-    let at_ends = q.iter().filter(|&&v| v == lo || v == hi).count();
-    let mut seen = [false; 256];
-    q.iter()
-        .for_each(|&v| seen[(i32::from(v) + 128) as usize] = true);
-    (
-        at_ends as f64 / q.len() as f64,
-        seen.iter().filter(|&&s| s).count(),
-    )
 }
 
 /// Every stage's output uses a good part of its range: not mostly stuck at
@@ -100,7 +70,7 @@ fn spread(q: &[i8], lo: i8, hi: i8) -> (f64, usize) {
 #[test]
 fn activations_neither_saturate_nor_collapse() {
     for seed in 0..20u64 {
-        let s = shape(16, 16, 6, [3, 5, 7][seed as usize % 3], 1, 8);
+        let s = block_shape(16, 16, 6, [3, 5, 7][seed as usize % 3], 1, (8, 8));
         let b = RandomBlock::new(s, seed).unwrap();
         let p = b.params();
         let input = random_input(s.input_len(), seed);

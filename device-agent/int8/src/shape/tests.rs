@@ -1,28 +1,10 @@
 use super::*;
-
-fn shape(
-    in_c: usize,
-    out_c: usize,
-    expand: usize,
-    kernel: usize,
-    stride: usize,
-    hw: usize,
-) -> BlockShape {
-    BlockShape {
-        in_c,
-        out_c,
-        expand,
-        kernel,
-        stride,
-        h: hw,
-        w: hw,
-    }
-}
+use crate::testkit::block_shape;
 
 #[test]
 fn sizes_of_a_strided_block() {
     // MobileNetV2-like: 16 -> 24 channels, ratio 6, 3×3, stride 2, 8×8 input.
-    let s = shape(16, 24, 6, 3, 2, 8);
+    let s = block_shape(16, 24, 6, 3, 2, (8, 8));
     assert!(s.validate().is_ok());
     assert!(!s.residual());
     assert_eq!(s.mid_c(), 96);
@@ -45,7 +27,7 @@ fn sizes_of_a_strided_block() {
 
 #[test]
 fn sizes_of_a_residual_block() {
-    let s = shape(8, 8, 3, 5, 1, 5);
+    let s = block_shape(8, 8, 3, 5, 1, (5, 5));
     assert!(s.residual());
     let (i, e, d, o) = (200, 600, 600, 200);
     assert_eq!(
@@ -69,17 +51,17 @@ fn sizes_of_a_residual_block() {
 #[test]
 fn sizes_without_expansion() {
     // Ratio 1: no expand layer, no expanded tensor.
-    let s = shape(32, 16, 1, 3, 1, 4);
+    let s = block_shape(32, 16, 1, 3, 1, (4, 4));
     assert_eq!(s.expanded_len(), 0);
     assert_eq!(s.weight_bytes(), (9 + 12) * 32 + (32 + 12) * 16);
     // max(I + D, D + O) = max(512 + 512, 512 + 256)
     assert_eq!(s.peak_activation_bytes(), 1024);
     assert_eq!(s.arena_bytes(), 512);
     // Residual, ratio 1: I + D + O.
-    let s = shape(16, 16, 1, 7, 1, 3);
+    let s = block_shape(16, 16, 1, 7, 1, (3, 3));
     assert_eq!(s.peak_activation_bytes(), 144 * 3);
     // Kernel 7 on a 3×3 input, stride 2: a 2×2 output.
-    let s = shape(4, 4, 2, 7, 2, 3);
+    let s = block_shape(4, 4, 2, 7, 2, (3, 3));
     assert_eq!(s.out_hw(), (2, 2));
     assert!(!s.residual());
 }
@@ -88,21 +70,21 @@ fn sizes_without_expansion() {
 fn output_size_is_the_ceiling() {
     for hw in 1..12 {
         for stride in [1, 2] {
-            let s = shape(4, 4, 2, 3, stride, hw);
+            let s = block_shape(4, 4, 2, 3, stride, (hw, hw));
             assert_eq!(s.out_hw(), (hw.div_ceil(stride), hw.div_ceil(stride)));
         }
     }
     let s = BlockShape {
         h: 7,
         w: 4,
-        ..shape(4, 8, 2, 5, 2, 1)
+        ..block_shape(4, 8, 2, 5, 2, (1, 1))
     };
     assert_eq!(s.out_hw(), (4, 2));
 }
 
 #[test]
 fn validate_rejects_out_of_range_fields_and_overflow() {
-    let ok = shape(8, 8, 6, 3, 1, 4);
+    let ok = block_shape(8, 8, 6, 3, 1, (4, 4));
     assert!(ok.validate().is_ok());
     for bad in [
         BlockShape { in_c: 0, ..ok },

@@ -8,50 +8,29 @@ use crate::net_blocks::run_stem;
 use crate::pool::avgpool_s8;
 use crate::quant::ConvQuant;
 use crate::random::{RandomBlock, random_input};
-use crate::shape::BlockShape;
-
-fn stem(in_c: usize, out_c: usize, kernel: usize, stride: usize, hw: usize) -> StemShape {
-    StemShape {
-        in_c,
-        out_c,
-        kernel,
-        stride,
-        h: hw,
-        w: hw,
-    }
-}
-
-fn head(in_c: usize, channels: usize, classes: usize, hw: usize) -> HeadShape {
-    HeadShape {
-        in_c,
-        channels,
-        classes,
-        h: hw,
-        w: hw,
-    }
-}
+use crate::testkit::{block_shape, head_shape, spread, stem_shape};
 
 /// Pinned: these change only if the draws change, which changes every
 /// seed's stem or head on every board; update them deliberately, never
 /// casually.
 #[test]
 fn the_streams_are_pinned() {
-    let s = RandomStem::new(stem(3, 8, 3, 2, 8), 1).unwrap();
+    let s = RandomStem::new(stem_shape(3, 8, 3, 2, (8, 8)), 1).unwrap();
     assert_eq!(s.fingerprint(), 7756793462779586470);
-    let h = RandomHead::new(head(8, 16, 10, 2), 1).unwrap();
+    let h = RandomHead::new(head_shape(8, 16, 10, (2, 2)), 1).unwrap();
     assert_eq!(h.fingerprint(), 151405859299394482);
 }
 
 #[test]
 fn same_seed_same_draw_other_seed_other_draw() {
-    let s = stem(1, 16, 3, 1, 6);
+    let s = stem_shape(1, 16, 3, 1, (6, 6));
     let a = RandomStem::new(s, 42).unwrap();
     assert_eq!(a, RandomStem::new(s, 42).unwrap());
     let b = RandomStem::new(s, 43).unwrap();
     assert_ne!(a.fingerprint(), b.fingerprint());
     assert_ne!(a.conv.weights, b.conv.weights);
 
-    let s = head(8, 32, 10, 3);
+    let s = head_shape(8, 32, 10, (3, 3));
     let a = RandomHead::new(s, 42).unwrap();
     assert_eq!(a, RandomHead::new(s, 42).unwrap());
     let b = RandomHead::new(s, 43).unwrap();
@@ -61,31 +40,28 @@ fn same_seed_same_draw_other_seed_other_draw() {
 
     // Stem, head and block of one seed come from different streams: their
     // first draws (the input's scale) differ.
-    let block = BlockShape {
-        in_c: 8,
-        out_c: 8,
-        expand: 2,
-        kernel: 3,
-        stride: 1,
-        h: 3,
-        w: 3,
-    };
+    let block = block_shape(8, 8, 2, 3, 1, (3, 3));
     let seed = 7;
     let scales = [
         RandomBlock::new(block, seed).unwrap().scales.input,
-        RandomStem::new(stem(8, 8, 3, 1, 3), seed)
+        RandomStem::new(stem_shape(8, 8, 3, 1, (3, 3)), seed)
             .unwrap()
             .input_scale,
-        RandomHead::new(head(8, 8, 2, 3), seed).unwrap().input_scale,
+        RandomHead::new(head_shape(8, 8, 2, (3, 3)), seed)
+            .unwrap()
+            .input_scale,
     ];
     assert!(scales[0] != scales[1] && scales[1] != scales[2] && scales[0] != scales[2]);
 }
 
 #[test]
 fn lengths_and_ranges_fit_the_shape() {
-    for (i, s) in [stem(3, 32, 3, 2, 8), stem(1, 4, 5, 1, 3)]
-        .into_iter()
-        .enumerate()
+    for (i, s) in [
+        stem_shape(3, 32, 3, 2, (8, 8)),
+        stem_shape(1, 4, 5, 1, (3, 3)),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let b = RandomStem::new(s, i as u64).unwrap();
         assert_eq!(b.params().check(&s), Ok(()));
@@ -93,7 +69,7 @@ fn lengths_and_ranges_fit_the_shape() {
         assert_eq!(b.conv.weights.len(), s.out_c * s.kernel * s.kernel * s.in_c);
         assert_eq!(b.conv.weight_scales.len(), s.out_c);
     }
-    for (i, s) in [head(24, 64, 10, 4), head(1, 1, 1, 1)]
+    for (i, s) in [head_shape(24, 64, 10, (4, 4)), head_shape(1, 1, 1, (1, 1))]
         .into_iter()
         .enumerate()
     {
@@ -105,25 +81,13 @@ fn lengths_and_ranges_fit_the_shape() {
         assert_eq!(b.conv.weights.len(), s.channels * s.in_c);
     }
     assert!(matches!(
-        RandomStem::new(stem(3, 8, 4, 1, 8), 0),
+        RandomStem::new(stem_shape(3, 8, 4, 1, (8, 8)), 0),
         Err(Error::Shape(_))
     ));
     assert!(matches!(
-        RandomHead::new(head(3, 8, 0, 8), 0),
+        RandomHead::new(head_shape(3, 8, 0, (8, 8)), 0),
         Err(Error::Shape(_))
     ));
-}
-
-/// Share of `q` at the ends of `lo..=hi`, and the number of distinct values.
-fn spread(q: &[i8], lo: i8, hi: i8) -> (f64, usize) {
-    let at_ends = q.iter().filter(|&&v| v == lo || v == hi).count();
-    let mut seen = [false; 256];
-    q.iter()
-        .for_each(|&v| seen[(i32::from(v) + 128) as usize] = true);
-    (
-        at_ends as f64 / q.len() as f64,
-        seen.iter().filter(|&&s| s).count(),
-    )
 }
 
 /// Every stage's output uses a good part of its range: not mostly stuck at
@@ -133,7 +97,13 @@ fn spread(q: &[i8], lo: i8, hi: i8) -> (f64, usize) {
 #[test]
 fn activations_neither_saturate_nor_collapse() {
     for seed in 0..20u64 {
-        let s = stem([1, 3][seed as usize % 2], 16, 3, 1 + seed as usize % 2, 12);
+        let s = stem_shape(
+            [1, 3][seed as usize % 2],
+            16,
+            3,
+            1 + seed as usize % 2,
+            (12, 12),
+        );
         let b = RandomStem::new(s, seed).unwrap();
         let input = random_input(s.input_len(), seed);
         let mut out = vec![0i8; s.output_len()];
@@ -146,7 +116,8 @@ fn activations_neither_saturate_nor_collapse() {
     }
     let (mut pooled_all, mut logits_all) = (Vec::new(), Vec::new());
     for seed in 0..20u64 {
-        let s = head(16, 64, 10, [1, 2, 4, 7][seed as usize % 4]);
+        let hw = [1, 2, 4, 7][seed as usize % 4];
+        let s = head_shape(16, 64, 10, (hw, hw));
         let b = RandomHead::new(s, seed).unwrap();
         let p = b.params();
         let input = random_input(s.input_len(), seed);
