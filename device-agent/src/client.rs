@@ -6,9 +6,9 @@
 //! protocol errors mean the session should be dropped.
 
 use crate::proto::{
-    AgentInfo, BenchLimits, BenchRequest, BenchStats, ErrorCode, ErrorReply, HelloRequest,
-    InferRequest, Int8Block, Kind, LoadModel, ModelLoaded, PROTOCOL_MAJOR, PROTOCOL_MINOR,
-    ProtoError, Request, Response, UnloadRequest, shape_elements,
+    AgentInfo, BenchLimits, BenchRequest, BenchStats, ErrorCode, ErrorReply, HeaderEncoding,
+    HelloRequest, InferRequest, Int8Block, Kind, LoadModel, ModelLoaded, PROTOCOL_MAJOR,
+    PROTOCOL_MINOR, ProtoError, Request, Response, UnloadRequest, shape_elements,
 };
 use crate::transport::{Transport, TransportError};
 
@@ -135,6 +135,9 @@ pub struct Client {
     deadlines: Option<Deadlines>,
     /// Names the agent in errors.
     name: String,
+    /// How requests' headers are written: JSON until an agent answers that
+    /// it reads binary only (the microcontroller firmware).
+    encoding: HeaderEncoding,
 }
 
 impl Client {
@@ -146,6 +149,7 @@ impl Client {
             info: None,
             deadlines: None,
             name,
+            encoding: HeaderEncoding::Json,
         }
     }
 
@@ -163,6 +167,11 @@ impl Client {
         self.info.as_ref()
     }
 
+    /// How this session writes request headers.
+    pub fn header_encoding(&self) -> HeaderEncoding {
+        self.encoding
+    }
+
     /// The transport, e.g. to set a read timeout for long benchmarks.
     pub fn transport_mut(&mut self) -> &mut dyn Transport {
         self.transport.as_mut()
@@ -177,7 +186,7 @@ impl Client {
     fn call(&mut self, request: Request, expected: Kind) -> Result<Response, ClientError> {
         let limit = self.deadlines.as_ref().map(|d| d.for_request(&request));
         let kind = request.kind();
-        let frame = request.into_frame()?;
+        let frame = request.into_frame_as(self.encoding)?;
         if let Some(limit) = limit {
             match self.transport.set_deadline(Some(Instant::now() + limit)) {
                 Ok(()) => {}
@@ -239,13 +248,34 @@ impl Client {
 
     /// Opens the session. Fails with [`ClientError::ProtocolMismatch`] when
     /// the agent speaks another protocol major.
+    ///
+    /// Hello goes out with a JSON header, which every agent version reads
+    /// but the firmware, built without JSON to save flash; it answers
+    /// `unsupported_encoding` (in binary), and the session goes on in binary
+    /// from the repeated Hello on.
     pub fn hello(&mut self, token: Option<&str>) -> Result<AgentInfo, ClientError> {
         let request = Request::Hello(HelloRequest {
             protocol_major: PROTOCOL_MAJOR,
             protocol_minor: PROTOCOL_MINOR,
             token: token.map(str::to_string),
         });
-        match self.call(request, Kind::HelloReply) {
+        let first = self.call(request.clone(), Kind::HelloReply);
+        let reply = match first {
+            Err(ClientError::Remote(reply))
+                if reply.code == ErrorCode::UnsupportedEncoding
+                    && self.encoding == HeaderEncoding::Json =>
+            {
+                tracing::debug!(
+                    "{}: the agent reads binary headers only ({}); switching",
+                    self.name,
+                    reply.message
+                );
+                self.encoding = HeaderEncoding::Binary;
+                self.call(request, Kind::HelloReply)
+            }
+            other => other,
+        };
+        match reply {
             Ok(Response::Hello(info)) => {
                 if info.protocol != PROTOCOL_MAJOR {
                     return Err(ClientError::ProtocolMismatch {

@@ -2,6 +2,14 @@
 //! MPS2 board whose UART QEMU puts on a pseudo-terminal, driven by the same
 //! serial transport as a real board's UART. Emulated: its cycle counts mean
 //! nothing for a real Cortex-M and every figure through it is labelled so.
+//!
+//! QEMU runs with `-icount`: virtual time advances a fixed
+//! [`NS_PER_INSTRUCTION`] per guest instruction, so the firmware's SysTick
+//! counts instructions, not the host's wall time. Emulated timings are then
+//! exactly repeatable (the same block gives the same count on every run, on
+//! any host, however loaded), which makes them a fair comparison of firmware
+//! builds and kernels, though still not of a Cortex-M's cycles (no pipeline,
+//! no wait states, every instruction the same price).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -23,6 +31,13 @@ pub const MACHINES: &[(&str, &str)] = &[
     // Cortex-M33.
     ("mps2-an505", "thumbv8m.main-none-eabihf"),
 ];
+
+/// `-icount shift=5`: 2^5 ns of virtual time per instruction, 31.25 million
+/// instructions a second; about one per cycle of the MPS2 boards' 25 MHz
+/// (0.8 SysTick cycle each), a Cortex-M4's rate on simple integer code.
+pub const ICOUNT_SHIFT: u32 = 5;
+/// Virtual nanoseconds per guest instruction under [`ICOUNT_SHIFT`].
+pub const NS_PER_INSTRUCTION: u32 = 1 << ICOUNT_SHIFT;
 
 /// How long QEMU may take to say where it put the UART.
 const PTY_WAIT: Duration = Duration::from_secs(15);
@@ -59,7 +74,8 @@ fn pty_of(line: &str) -> Option<&str> {
 }
 
 /// The argument vector that runs `elf` on `machine` with its UART on a
-/// pseudo-terminal and nothing on stdio (no monitor, no graphics).
+/// pseudo-terminal and nothing on stdio (no monitor, no graphics), its
+/// clock counting instructions (see [`ICOUNT_SHIFT`]).
 pub fn command(machine: &str, elf: &Path) -> Command {
     let mut c = Command::new("qemu-system-arm");
     c.args([
@@ -70,7 +86,9 @@ pub fn command(machine: &str, elf: &Path) -> Command {
         "none",
         "-serial",
         "pty",
+        "-icount",
     ])
+    .arg(format!("shift={ICOUNT_SHIFT}"))
     .arg("-kernel")
     // An ELF path that starts with '-' would read as an option.
     .arg(if elf.is_relative() {
@@ -225,6 +243,8 @@ mod tests {
                 "none",
                 "-serial",
                 "pty",
+                "-icount",
+                "shift=5",
                 "-kernel",
                 "./-x.elf"
             ]

@@ -348,9 +348,11 @@ pub fn spawns_agent(target: &Target) -> bool {
 pub fn measurement_label(target: &Target, info: &AgentInfo) -> String {
     if let TransportSpec::QemuSystem { machine } = &target.transport {
         format!(
-            "emulated ({} firmware under qemu-system-arm {machine} on {}; cycle counts of an emulator, not of a Cortex-M)",
+            "emulated ({} firmware under qemu-system-arm {machine} -icount shift={} on {}; instruction counts of an emulator at {} ns each, not a Cortex-M's cycles)",
             info.arch,
-            host_cpu_model()
+            crate::qemu_system::ICOUNT_SHIFT,
+            host_cpu_model(),
+            crate::qemu_system::NS_PER_INSTRUCTION
         )
     } else if target.emulated() {
         format!(

@@ -317,13 +317,27 @@ impl Agent {
             }
         }
         let timed_wall = clock.now() - timed_start;
-        let to_ms = |c: u64| c as f64 * 1e3 / hz as f64;
-        let samples: Vec<f64> = cycles.iter().map(|&c| to_ms(c)).collect();
-        let Some(s) = stats::summarize(&samples) else {
+        // Summarised in cycles (exact in f64 below 2^53) and scaled to ms,
+        // rather than sorting cycles and milliseconds separately: every sort
+        // instantiation costs about 5 KiB of flash.
+        let in_cycles: Vec<f64> = cycles.iter().map(|&c| c as f64).collect();
+        let Some(c) = stats::summarize(&in_cycles) else {
             return Response::error(ErrorCode::Internal, "no timed runs");
         };
-        let mut sorted = cycles.clone();
-        sorted.sort_unstable();
+        let scale = 1e3 / hz as f64;
+        let to_ms = |c: u64| c as f64 * scale;
+        let s = stats::Summary {
+            min: c.min * scale,
+            median: c.median * scale,
+            mean: c.mean * scale,
+            p10: c.p10 * scale,
+            p90: c.p90 * scale,
+            max: c.max * scale,
+            stddev: c.stddev * scale,
+            total: c.total * scale,
+            ..c
+        };
+        let samples: Vec<f64> = cycles.iter().map(|&c| to_ms(c)).collect();
         let stats = BenchStats {
             runs: s.n as u32,
             warmup_runs,
@@ -345,9 +359,11 @@ impl Agent {
             ratio_median: None,
             sensor_samples_ms: None,
             cycles: Some(CycleStats {
-                min: sorted[0],
-                median: sorted[sorted.len() / 2],
-                max: sorted[sorted.len() - 1],
+                min: c.min as u64,
+                // The median of an even count lies between two runs: the
+                // nearest cycle.
+                median: (c.median + 0.5) as u64,
+                max: c.max as u64,
                 clock_hz: hz,
             }),
         };

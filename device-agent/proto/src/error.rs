@@ -5,6 +5,8 @@ use alloc::string::String;
 
 use serde::{Deserialize, Serialize};
 
+use super::{HeaderEncoding, HeaderError};
+
 /// Declares [`ErrorCode`] from one list of `Variant = "wire_name"` pairs: the
 /// enum, its serde names and [`ErrorCode::as_str`] come from the same line, so
 /// a new code cannot be spelled two ways.
@@ -58,6 +60,10 @@ error_codes! {
     BadInput = "bad_input",
     /// Anything else went wrong on the agent.
     Internal = "internal",
+    /// A header in an encoding this agent was built without (a JSON one to
+    /// the microcontroller firmware): the host resends in the other (added
+    /// in 1.4).
+    UnsupportedEncoding = "unsupported_encoding",
 }
 
 /// An error, as the agent reports it. The agent keeps serving after sending one.
@@ -146,13 +152,25 @@ pub enum ProtoError {
         /// Where it was not expected.
         context: &'static str,
     },
-    /// The JSON header of a known kind does not parse.
-    #[error("bad {kind} header: {cause}")]
+    /// The header of a known kind does not parse.
+    #[error("bad {kind} header ({cause})")]
     BadHeader {
         /// Name of the kind.
         kind: &'static str,
-        /// serde_json's reason, with line and column.
-        cause: serde_json::Error,
+        /// The encoding's reason.
+        cause: HeaderError,
+    },
+    /// A header in an encoding this build does not read or write.
+    #[error(
+        "{kind} header is {}, which this build does not speak (it speaks {})",
+        encoding.name(),
+        spoken()
+    )]
+    UnsupportedEncoding {
+        /// Name of the kind.
+        kind: &'static str,
+        /// The encoding found or asked for.
+        encoding: HeaderEncoding,
     },
     /// A tensor whose shape and data disagree, or whose data is not f32 LE.
     #[error("bad tensor: {0}")]
@@ -175,6 +193,7 @@ impl ProtoError {
                 ErrorCode::BadMessage
             }
             ProtoError::BadTensor(_) => ErrorCode::BadInput,
+            ProtoError::UnsupportedEncoding { .. } => ErrorCode::UnsupportedEncoding,
         }
     }
 
@@ -185,5 +204,18 @@ impl ProtoError {
             return false;
         }
         true
+    }
+}
+
+/// The header encodings this build speaks, for messages.
+fn spoken() -> &'static str {
+    match (
+        HeaderEncoding::Json.supported(),
+        HeaderEncoding::Binary.supported(),
+    ) {
+        (true, true) => "json and binary",
+        (true, false) => "json only",
+        (false, true) => "binary only",
+        (false, false) => "neither",
     }
 }

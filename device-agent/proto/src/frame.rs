@@ -1,18 +1,18 @@
-//! Frames: one message's bytes on the wire ([`Frame::encode`]) and the JSON
+//! Frames: one message's bytes on the wire ([`Frame::encode`]) and the
 //! header inside. Turning a byte stream into frames is `decoder`'s job.
 
 use alloc::vec::Vec;
 
 use serde::de::DeserializeOwned;
 
-use super::{FRAME_OVERHEAD, Kind, MAGIC, MAX_PAYLOAD_BYTES, ProtoError};
+use super::{FRAME_OVERHEAD, HeaderEncoding, Kind, MAGIC, MAX_PAYLOAD_BYTES, ProtoError};
 
-/// One frame: a kind byte, a JSON header and a binary blob.
+/// One frame: a kind byte, a header and a binary blob.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Frame {
     /// Kind byte; see [`Kind`]. Kept raw so unknown kinds can be reported.
     pub kind: u8,
-    /// JSON header (UTF-8). Empty is read as `{}`.
+    /// Header: JSON (UTF-8; empty is read as `{}`) or binary; see `header`.
     pub header: Vec<u8>,
     /// Binary blob (ONNX bytes, f32 LE tensor data), often empty.
     pub blob: Vec<u8>,
@@ -62,16 +62,13 @@ impl Frame {
         Ok(out)
     }
 
+    /// The encoding of this frame's header.
+    pub fn header_encoding(&self) -> HeaderEncoding {
+        HeaderEncoding::of(&self.header)
+    }
+
     pub(super) fn decode_header<T: DeserializeOwned>(&self, kind: Kind) -> Result<T, ProtoError> {
-        let bytes: &[u8] = if self.header.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &self.header
-        };
-        serde_json::from_slice(bytes).map_err(|source| ProtoError::BadHeader {
-            kind: kind.name(),
-            cause: source,
-        })
+        crate::header::decode(&self.header, kind.name())
     }
 }
 

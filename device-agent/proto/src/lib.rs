@@ -4,13 +4,15 @@
 //!
 //! ```text
 //! magic "PDNA" (4) | kind u8 | payload length u32 LE | payload | crc32 u32 LE
-//! payload = header length u32 LE | JSON header | binary blob
+//! payload = header length u32 LE | header | binary blob
+//! header  = JSON text, or 0x00 | postcard (binary headers, see `header`)
 //! ```
 //!
 //! The CRC (IEEE, over kind, length and payload) matters on serial lines, where
 //! bytes do get lost or flipped; the magic lets a reader resynchronise after
 //! garbage instead of giving up on the link. The JSON header keeps the
 //! protocol readable and easy to extend (message kinds are only ever added);
+//! the binary one keeps a microcontroller's firmware small;
 //! the blob carries the bulky parts (ONNX bytes, tensors) without base64.
 //! The format is documented for people in `device-agent/README.md`.
 //!
@@ -25,8 +27,8 @@
 //! definition and its tests.
 //!
 //! Files: `frame` (one frame's bytes), `decoder` (a stream of bytes →
-//! frames), `reader` (std: `io::Read` → frames), `messages` (the JSON
-//! headers), `request` (typed requests and responses ↔ frames), `tensor`
+//! frames), `reader` (std: `io::Read` → frames), `header` (a header's two
+//! encodings), `messages` (the headers' fields), `request` (typed requests and responses ↔ frames), `tensor`
 //! (the f32 blob codec), `error` (what goes wrong, and the codes the agent
 //! answers with).
 
@@ -37,10 +39,14 @@
 
 extern crate alloc;
 
+#[cfg(not(any(feature = "json", feature = "binary")))]
+compile_error!("padnas-proto needs a header encoding: feature `json`, `binary` or both");
+
 mod crc;
 mod decoder;
 mod error;
 mod frame;
+mod header;
 mod messages;
 #[cfg(feature = "std")]
 mod reader;
@@ -53,6 +59,7 @@ mod tests;
 pub use decoder::{FrameDecoder, Step};
 pub use error::{ErrorCode, ErrorReply, ProtoError};
 pub use frame::Frame;
+pub use header::{BINARY_HEADER_TAG, HeaderEncoding, HeaderError};
 pub use messages::*;
 #[cfg(feature = "std")]
 pub use reader::FrameReader;
@@ -62,7 +69,7 @@ pub use tensor::{f32s_from_le, f32s_to_le, shape_elements};
 /// Major protocol version: a host and an agent with different majors refuse to talk.
 pub const PROTOCOL_MAJOR: u16 = 1;
 /// Minor protocol version: grows when message kinds or optional fields are added.
-pub const PROTOCOL_MINOR: u16 = 3;
+pub const PROTOCOL_MINOR: u16 = 4;
 /// Frame magic, chosen to be unlikely in text a shell or login banner prints.
 pub const MAGIC: [u8; 4] = *b"PDNA";
 /// Hard cap on a frame's payload. Large enough for any ImageNet-scale MBConv

@@ -4,19 +4,9 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use serde::Serialize;
-
+use super::header::{self, HeaderEncoding};
 use super::messages::*;
 use super::{ErrorCode, ErrorReply, Frame, Kind, ProtoError, f32s_from_le, f32s_to_le};
-
-fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, ProtoError> {
-    // Our message structs always serialise; a failure would be a bug here,
-    // reported as a malformed header rather than a panic.
-    serde_json::to_vec(value).map_err(|source| ProtoError::BadHeader {
-        kind: "outgoing",
-        cause: source,
-    })
-}
 
 /// A message from the host to the agent.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,24 +48,33 @@ impl Request {
         }
     }
 
-    /// Encodes into a frame (copies the blob; see [`Request::into_frame`]).
+    /// Encodes into a frame with its header in
+    /// [`HeaderEncoding::PREFERRED`] (copies the blob; see
+    /// [`Request::into_frame_as`]).
     pub fn to_frame(&self) -> Result<Frame, ProtoError> {
-        self.clone().into_frame()
+        self.clone().into_frame_as(HeaderEncoding::PREFERRED)
     }
 
-    /// Encodes into a frame, moving the blob.
+    /// Encodes into a frame with its header in
+    /// [`HeaderEncoding::PREFERRED`], moving the blob.
     pub fn into_frame(self) -> Result<Frame, ProtoError> {
+        self.into_frame_as(HeaderEncoding::PREFERRED)
+    }
+
+    /// Encodes into a frame with its header in `encoding`, moving the blob.
+    pub fn into_frame_as(self, encoding: HeaderEncoding) -> Result<Frame, ProtoError> {
         let kind = self.kind();
+        let name = kind.name();
         let (header, blob) = match self {
-            Request::Hello(h) => (json(&h)?, Vec::new()),
-            Request::LoadModel { header, onnx } => (json(&header)?, onnx),
-            Request::Bench(b) => (json(&b)?, Vec::new()),
+            Request::Hello(h) => (header::encode(&h, encoding, name)?, Vec::new()),
+            Request::LoadModel { header, onnx } => (header::encode(&header, encoding, name)?, onnx),
+            Request::Bench(b) => (header::encode(&b, encoding, name)?, Vec::new()),
             Request::Infer { header, data } => {
                 let blob = f32s_to_le(&data);
-                (json(&header)?, blob)
+                (header::encode(&header, encoding, name)?, blob)
             }
-            Request::Unload(u) => (json(&u)?, Vec::new()),
-            Request::Shutdown => (b"{}".to_vec(), Vec::new()),
+            Request::Unload(u) => (header::encode(&u, encoding, name)?, Vec::new()),
+            Request::Shutdown => (encoding.empty(), Vec::new()),
         };
         Ok(Frame::new(kind, header, blob))
     }
@@ -156,21 +155,33 @@ impl Response {
         Response::Error(ErrorReply::new(code, message))
     }
 
-    /// Encodes into a frame (copies the tensor; see [`Response::into_frame`]).
+    /// Encodes into a frame with its header in
+    /// [`HeaderEncoding::PREFERRED`] (copies the tensor; see
+    /// [`Response::into_frame_as`]).
     pub fn to_frame(&self) -> Result<Frame, ProtoError> {
-        self.clone().into_frame()
+        self.clone().into_frame_as(HeaderEncoding::PREFERRED)
     }
 
-    /// Encodes into a frame.
+    /// Encodes into a frame with its header in
+    /// [`HeaderEncoding::PREFERRED`].
     pub fn into_frame(self) -> Result<Frame, ProtoError> {
+        self.into_frame_as(HeaderEncoding::PREFERRED)
+    }
+
+    /// Encodes into a frame with its header in `encoding`.
+    pub fn into_frame_as(self, encoding: HeaderEncoding) -> Result<Frame, ProtoError> {
         let kind = self.kind();
+        let name = kind.name();
         let (header, blob) = match self {
-            Response::Hello(i) => (json(&i)?, Vec::new()),
-            Response::Loaded(l) => (json(&l)?, Vec::new()),
-            Response::Stats(s) => (json(&s)?, Vec::new()),
-            Response::Output { shape, data } => (json(&TensorHeader { shape })?, f32s_to_le(&data)),
-            Response::Unloaded | Response::Bye => (b"{}".to_vec(), Vec::new()),
-            Response::Error(e) => (json(&e)?, Vec::new()),
+            Response::Hello(i) => (header::encode(&i, encoding, name)?, Vec::new()),
+            Response::Loaded(l) => (header::encode(&l, encoding, name)?, Vec::new()),
+            Response::Stats(s) => (header::encode(&s, encoding, name)?, Vec::new()),
+            Response::Output { shape, data } => (
+                header::encode(&TensorHeader { shape }, encoding, name)?,
+                f32s_to_le(&data),
+            ),
+            Response::Unloaded | Response::Bye => (encoding.empty(), Vec::new()),
+            Response::Error(e) => (header::encode(&e, encoding, name)?, Vec::new()),
         };
         Ok(Frame::new(kind, header, blob))
     }

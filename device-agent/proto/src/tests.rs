@@ -353,9 +353,16 @@ fn bad_payload_layout_is_reported() {
     assert_eq!(reader.read_frame().unwrap(), None);
 }
 
-#[test]
-fn requests_and_responses_round_trip() {
-    let requests = vec![
+/// The encodings this build reads and writes.
+fn encodings() -> Vec<HeaderEncoding> {
+    [HeaderEncoding::Json, HeaderEncoding::Binary]
+        .into_iter()
+        .filter(|e| e.supported())
+        .collect()
+}
+
+fn all_requests() -> Vec<Request> {
+    vec![
         Request::Hello(HelloRequest {
             protocol_major: 1,
             protocol_minor: 0,
@@ -368,6 +375,24 @@ fn requests_and_responses_round_trip() {
             },
             onnx: vec![1, 2, 3],
         },
+        Request::LoadModel {
+            header: LoadModel {
+                input_shape: None,
+                int8_block: Some(Int8Block {
+                    kind: Int8Kind::Head,
+                    in_c: 24,
+                    out_c: 64,
+                    expand: 1,
+                    kernel: 1,
+                    stride: 1,
+                    h: 4,
+                    w: 4,
+                    classes: 10,
+                    seed: u64::MAX - 3,
+                }),
+            },
+            onnx: Vec::new(),
+        },
         Request::Bench(BenchRequest {
             handle: 1,
             limits: BenchLimits::default(),
@@ -376,7 +401,12 @@ fn requests_and_responses_round_trip() {
         }),
         Request::Bench(BenchRequest {
             handle: 1,
-            limits: BenchLimits::default(),
+            limits: BenchLimits {
+                threads: Some(2),
+                pin_cpu: Some(1),
+                return_samples: true,
+                ..BenchLimits::default()
+            },
             reference: Some(2),
             sensor_every: Some(4),
         }),
@@ -389,17 +419,73 @@ fn requests_and_responses_round_trip() {
         },
         Request::Unload(UnloadRequest { handle: 2 }),
         Request::Shutdown,
-    ];
-    for r in requests {
-        assert_eq!(Request::from_frame(r.to_frame().unwrap()).unwrap(), r);
-    }
-    let responses = vec![
+    ]
+}
+
+fn all_responses() -> Vec<Response> {
+    let third = 1.0 / 3.0;
+    vec![
+        Response::Hello(AgentInfo {
+            protocol: 1,
+            protocol_minor: 4,
+            agent_version: "0.1.0".into(),
+            tract_version: "none".into(),
+            arch: "arm".into(),
+            os: "none".into(),
+            cpu: "cortex-m4".into(),
+            cores: 1,
+            governor: None,
+            cur_freq_khz: Some(25_000),
+            temperature_c: Some(-4.25),
+            features: vec!["int8".into()],
+            mcu: Some(McuInfo {
+                core: "cortex-m4".into(),
+                board: "mps2-an386".into(),
+                clock_hz: 25_000_000,
+                sram_bytes: 4 << 20,
+                flash_bytes: 4 << 20,
+                heap_bytes: 256 << 10,
+                timer: "systick".into(),
+                kernels: "padnas-int8".into(),
+            }),
+        }),
         Response::Loaded(ModelLoaded {
             handle: 1,
             input_shape: vec![1],
             output_shape: vec![2],
             load_ms: 1.5,
-            memory: None,
+            memory: Some(BlockMemory {
+                weight_bytes: 1234,
+                activation_bytes: 56_789,
+            }),
+        }),
+        // Floats that JSON writes with many digits must come back bit for bit.
+        Response::Stats(BenchStats {
+            runs: 3,
+            warmup_runs: 1,
+            min_ms: third,
+            median_ms: 0.1 + 0.2,
+            mean_ms: 1e-300,
+            p10_ms: third,
+            p90_ms: f64::MAX,
+            max_ms: f64::MAX,
+            stddev_ms: 0.0,
+            total_ms: 7.0,
+            threads: 1,
+            pinned_cpu: Some(0),
+            samples_ms: Some(vec![third, 0.1 + 0.2, 1e-300]),
+            wall_ms: Some(9.5),
+            timed_wall_ms: None,
+            reference_samples_ms: None,
+            reference_median_ms: Some(2.0),
+            ratio_median: Some(third),
+            sensor_samples_ms: Some(vec![]),
+            cycles: Some(CycleStats {
+                min: 1,
+                median: 2,
+                max: u64::MAX,
+                clock_hz: 25_000_000,
+            }),
         }),
         Response::Output {
             shape: vec![1, 1],
@@ -408,28 +494,137 @@ fn requests_and_responses_round_trip() {
         Response::Unloaded,
         Response::Bye,
         Response::error(ErrorCode::BadModel, "nope"),
-    ];
-    for r in responses {
-        assert_eq!(Response::from_frame(r.to_frame().unwrap()).unwrap(), r);
+        Response::error(ErrorCode::UnsupportedEncoding, "json"),
+    ]
+}
+
+#[test]
+fn requests_and_responses_round_trip_in_every_encoding() {
+    for encoding in encodings() {
+        for r in all_requests() {
+            let frame = r.clone().into_frame_as(encoding).unwrap();
+            assert_eq!(frame.header_encoding(), encoding, "{r:?}");
+            assert_eq!(Request::from_frame(frame).unwrap(), r, "{encoding:?}");
+        }
+        for r in all_responses() {
+            let frame = r.clone().into_frame_as(encoding).unwrap();
+            assert_eq!(frame.header_encoding(), encoding, "{r:?}");
+            assert_eq!(Response::from_frame(frame).unwrap(), r, "{encoding:?}");
+        }
+    }
+}
+
+#[test]
+fn binary_headers_are_tagged_and_much_smaller_than_json() {
+    if !HeaderEncoding::Binary.supported() || !HeaderEncoding::Json.supported() {
+        return;
+    }
+    for r in all_responses() {
+        let json = r.clone().into_frame_as(HeaderEncoding::Json).unwrap();
+        let binary = r.clone().into_frame_as(HeaderEncoding::Binary).unwrap();
+        assert_eq!(binary.header[0], BINARY_HEADER_TAG);
+        assert_ne!(json.header.first(), Some(&BINARY_HEADER_TAG));
+        assert!(binary.header.len() <= json.header.len(), "{r:?}");
+    }
+}
+
+#[test]
+fn a_binary_header_from_a_newer_peer_with_more_fields_still_reads() {
+    if !HeaderEncoding::Binary.supported() {
+        return;
+    }
+    // A newer minor version appends fields; their bytes follow the ones an
+    // older reader knows and are ignored.
+    let r = Request::Unload(UnloadRequest { handle: 7 });
+    let mut frame = r.clone().into_frame_as(HeaderEncoding::Binary).unwrap();
+    frame.header.extend_from_slice(&[0x05, 0xff, 0x01]);
+    assert_eq!(Request::from_frame(frame).unwrap(), r);
+    // An error code this build does not know reads as Other.
+    let mut frame = Response::error(ErrorCode::BadModel, "m")
+        .into_frame_as(HeaderEncoding::Binary)
+        .unwrap();
+    frame.header[1] = 0x70; // variant index 112, varint in one byte
+    assert_eq!(
+        Response::from_frame(frame).unwrap(),
+        Response::error(ErrorCode::Other, "m")
+    );
+}
+
+#[test]
+fn a_truncated_binary_header_is_a_bad_message_naming_its_kind() {
+    if !HeaderEncoding::Binary.supported() {
+        return;
+    }
+    let mut frame = Request::Bench(BenchRequest {
+        handle: 300,
+        limits: BenchLimits::default(),
+        reference: None,
+        sensor_every: None,
+    })
+    .into_frame_as(HeaderEncoding::Binary)
+    .unwrap();
+    frame.header.truncate(4);
+    let err = Request::from_frame(frame).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::BadMessage);
+    let text = err.to_string();
+    assert!(text.contains("Bench") && text.contains("binary"), "{text}");
+}
+
+#[test]
+fn an_encoding_the_build_lacks_is_refused_with_its_own_code() {
+    for encoding in [HeaderEncoding::Json, HeaderEncoding::Binary] {
+        if encoding.supported() {
+            continue;
+        }
+        let other = if encoding == HeaderEncoding::Json {
+            HeaderEncoding::Binary
+        } else {
+            HeaderEncoding::Json
+        };
+        let err = Request::Unload(UnloadRequest { handle: 1 })
+            .into_frame_as(encoding)
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::UnsupportedEncoding);
+        let header = if encoding == HeaderEncoding::Json {
+            br#"{"handle":1}"#.to_vec()
+        } else {
+            vec![BINARY_HEADER_TAG, 1]
+        };
+        let frame = Frame::new(Kind::Unload, header, Vec::new());
+        let err = Request::from_frame(frame).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::UnsupportedEncoding);
+        let text = err.to_string();
+        assert!(
+            text.contains(encoding.name()) && text.contains(other.name()),
+            "{text}"
+        );
     }
 }
 
 #[test]
 fn message_errors_carry_codes() {
-    let bad_json = Frame {
-        kind: Kind::Bench as u8,
-        header: b"{\"handle\": \"x\"}".to_vec(),
-        blob: Vec::new(),
-    };
-    let err = Request::from_frame(bad_json).unwrap_err();
-    assert_eq!(err.code(), ErrorCode::BadMessage);
-    assert!(err.to_string().contains("Bench"), "{err}");
+    #[cfg(feature = "json")]
+    {
+        let bad_json = Frame {
+            kind: Kind::Bench as u8,
+            header: b"{\"handle\": \"x\"}".to_vec(),
+            blob: Vec::new(),
+        };
+        let err = Request::from_frame(bad_json).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BadMessage);
+        assert!(err.to_string().contains("Bench"), "{err}");
+    }
 
-    let short = Frame {
-        kind: Kind::Infer as u8,
-        header: br#"{"handle":1,"shape":[2,2]}"#.to_vec(),
-        blob: vec![0; 8],
-    };
+    // Shape [2, 2] with the data of two values.
+    let short = Request::Infer {
+        header: InferRequest {
+            handle: 1,
+            shape: vec![2, 2],
+        },
+        data: vec![0.0, 0.0],
+    }
+    .into_frame()
+    .unwrap();
     let err = Request::from_frame(short).unwrap_err();
     assert_eq!(err.code(), ErrorCode::BadInput);
 
@@ -440,6 +635,7 @@ fn message_errors_carry_codes() {
     );
 }
 
+#[cfg(feature = "json")]
 #[test]
 fn unknown_fields_and_codes_are_tolerated() {
     // Minor versions add optional fields and codes; older peers must not choke.
@@ -480,6 +676,7 @@ fn every_kind_decodes_from_its_byte_and_has_its_own_name() {
     }
 }
 
+#[cfg(feature = "json")]
 #[test]
 fn error_codes_travel_under_their_wire_names_and_unknown_ones_read_as_other() {
     for &code in ErrorCode::ALL {
