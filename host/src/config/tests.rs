@@ -119,6 +119,16 @@ fn sampling_is_uniform_unless_fair_is_asked_for() {
     assert!(back.train.zero_residual_gamma);
     let e = err(&format!("{GOOD}  sampling: sometimes\n"));
     assert!(e.contains("sampling") && e.contains("sometimes"), "{e}");
+    assert_eq!(c.train.momentum_carry, MomentumCarry::Keep);
+    let r = parse(&format!("{GOOD}  momentum_carry: reset\n")).unwrap();
+    assert_eq!(r.train.momentum_carry, MomentumCarry::Reset);
+    let back = JobConfig::from_yaml_str(&r.to_yaml(), "job.yaml", Path::new("/x")).unwrap();
+    assert_eq!(back.train.momentum_carry, MomentumCarry::Reset);
+    let e = err(&format!("{GOOD}  momentum_carry: sometimes\n"));
+    assert!(
+        e.contains("momentum_carry") && e.contains("sometimes"),
+        "{e}"
+    );
 }
 
 #[test]

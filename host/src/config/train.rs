@@ -48,6 +48,13 @@ pub struct RawTrain {
     /// (γ = 0 in its last batch norm); false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zero_residual_gamma: Option<bool>,
+    /// What an op's momentum buffer does while the op is off the sampled
+    /// path: `keep` (PyTorch's behaviour: it waits, and applies in full the
+    /// next time the op is sampled, however stale) or `reset` (dropped
+    /// after every step the op was not in, so momentum only builds over
+    /// consecutive steps that sample it); `keep` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum_carry: Option<MomentumCarry>,
     /// Also checkpoint every N steps (always at each epoch's end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every_steps: Option<usize>,
@@ -75,6 +82,17 @@ pub enum Sampling {
     Uniform,
     /// Every op of a layer once per group of steps, in random order (FairNAS).
     Fair,
+}
+
+/// What happens to an unsampled op's momentum (see `Sgd`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MomentumCarry {
+    /// Kept until the op is sampled again (PyTorch's SGD).
+    #[default]
+    Keep,
+    /// Dropped after a step without the op.
+    Reset,
 }
 
 /// The train section, validated, defaults filled in.
@@ -106,6 +124,8 @@ pub struct TrainConfig {
     pub sampling: Sampling,
     /// Supernet residual candidates start as the identity.
     pub zero_residual_gamma: bool,
+    /// Momentum of ops off the path.
+    pub momentum_carry: MomentumCarry,
     /// Extra checkpoint every N steps.
     pub checkpoint_every_steps: Option<usize>,
     /// Subset of the training split.
@@ -130,6 +150,7 @@ impl Default for TrainConfig {
             shards: 1,
             sampling: Sampling::Uniform,
             zero_residual_gamma: false,
+            momentum_carry: MomentumCarry::Keep,
             checkpoint_every_steps: None,
             max_train_samples: None,
         }
@@ -198,6 +219,7 @@ impl TrainConfig {
             shards,
             sampling: t.sampling.unwrap_or_default(),
             zero_residual_gamma: t.zero_residual_gamma.unwrap_or(false),
+            momentum_carry: t.momentum_carry.unwrap_or_default(),
             checkpoint_every_steps: t.checkpoint_every_steps,
             max_train_samples: t.max_train_samples,
         })
@@ -218,6 +240,8 @@ impl TrainConfig {
             shards: (self.shards > 1).then_some(self.shards),
             sampling: (self.sampling != Sampling::Uniform).then_some(self.sampling),
             zero_residual_gamma: self.zero_residual_gamma.then_some(true),
+            momentum_carry: (self.momentum_carry != MomentumCarry::Keep)
+                .then_some(self.momentum_carry),
             checkpoint_every_steps: self.checkpoint_every_steps,
             max_train_samples: self.max_train_samples,
         }

@@ -7,14 +7,17 @@
 //! (conv and fully connected weights only), `b ← g` on a parameter's first
 //! step and `b ← μ·b + g` after, `d ← g + μ·b` (Nesterov) or `d ← b`,
 //! `p ← p − lr·d`. A parameter off the step's path is not touched at all,
-//! as PyTorch skips parameters whose gradient is `None`.
+//! as PyTorch skips parameters whose gradient is `None`; with
+//! `train.momentum_carry: reset` its buffer is dropped as well, so that an
+//! op sampled again after many steps does not move by a momentum that
+//! other paths' losses built.
 
 use std::collections::HashMap;
 
 use tch::Tensor;
 
 use super::{Supernet, SupernetError};
-use crate::config::{Schedule, TrainConfig};
+use crate::config::{MomentumCarry, Schedule, TrainConfig};
 
 /// The optimizer: hyper-parameters and one momentum buffer per parameter
 /// that has taken a step.
@@ -23,6 +26,7 @@ pub struct Sgd {
     momentum: f64,
     nesterov: bool,
     weight_decay: f64,
+    carry: MomentumCarry,
     /// By parameter index in the supernet.
     buffers: HashMap<usize, Tensor>,
 }
@@ -34,6 +38,7 @@ impl Sgd {
             momentum: cfg.momentum,
             nesterov: cfg.nesterov,
             weight_decay: cfg.weight_decay,
+            carry: cfg.momentum_carry,
             buffers: HashMap::new(),
         }
     }
@@ -47,11 +52,13 @@ impl Sgd {
         lr: f64,
     ) -> Result<(), SupernetError> {
         let _guard = tch::no_grad_guard();
+        let mut stepped = Vec::with_capacity(grads.len());
         for (i, mut grad) in grads {
             let p = &net.params()[i];
             if !grad.defined() {
                 continue;
             }
+            stepped.push(i);
             if self.weight_decay > 0.0 && p.kind.decays() {
                 let _ = grad.f_add_(&p.tensor.f_mul_scalar(self.weight_decay)?)?;
             }
@@ -73,6 +80,10 @@ impl Sgd {
             };
             let mut t = p.tensor.shallow_clone();
             let _ = t.f_sub_(&dir.f_mul_scalar(lr)?)?;
+        }
+        if self.carry == MomentumCarry::Reset {
+            stepped.sort_unstable();
+            self.buffers.retain(|i, _| stepped.binary_search(i).is_ok());
         }
         Ok(())
     }

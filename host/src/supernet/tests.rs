@@ -13,7 +13,7 @@ use tch::Device;
 
 use super::checkpoint::{LoadMode, load_weights, save_weights};
 use super::*;
-use crate::config::{Augment, FASHION_MNIST_DIR, Schedule, TrainConfig};
+use crate::config::{Augment, FASHION_MNIST_DIR, MomentumCarry, Schedule, TrainConfig};
 use crate::data::{ImageSet, Splits, load_fashion_mnist};
 use crate::space::{Op, Shape, Space};
 
@@ -187,7 +187,42 @@ fn pruned_ops_keep_their_weights_through_training() {
 #[test]
 fn resume_reaches_the_same_weights() {
     one_thread();
-    resume_case(1);
+    resume_case(1, MomentumCarry::Keep);
+}
+
+/// Dropping unsampled ops' momentum (`momentum_carry: reset`) keeps
+/// training repeatable and exactly resumable: the checkpoint holds the
+/// buffers that survive.
+#[test]
+fn reset_momentum_repeats_and_resumes_exactly() {
+    one_thread();
+    resume_case(1, MomentumCarry::Reset);
+}
+
+/// With `momentum_carry: reset` a parameter off the last step's path has no
+/// momentum buffer; with `keep` it keeps the one it built.
+#[test]
+fn reset_momentum_forgets_parameters_off_the_last_path() {
+    one_thread();
+    let net = Supernet::new(&tiny(), Device::Cpu, 5).unwrap();
+    let grad = |i: usize| (i, net.params()[i].tensor.ones_like());
+    for (carry, expect) in [
+        (MomentumCarry::Keep, vec![0, 1, 2]),
+        (MomentumCarry::Reset, vec![1, 2]),
+    ] {
+        let mut sgd = Sgd::new(&TrainConfig {
+            momentum_carry: carry,
+            ..TrainConfig::default()
+        });
+        sgd.step(&net, vec![grad(0), grad(1)], 0.0).unwrap();
+        sgd.step(&net, vec![grad(1), grad(2)], 0.0).unwrap();
+        let mut have: Vec<usize> = sgd.buffers().keys().copied().collect();
+        have.sort_unstable();
+        assert_eq!(have, expect, "{carry:?}");
+        // The surviving buffer built over both steps: μ·1 + 1.
+        let b = sgd.buffers()[&1].double_value(&[0]);
+        assert!((b - 1.9).abs() < 1e-6, "{carry:?}: {b}");
+    }
 }
 
 /// Two shards: bitwise reproducible (gradients summed in shard order, not
@@ -195,10 +230,10 @@ fn resume_reaches_the_same_weights() {
 #[test]
 fn sharded_training_repeats_and_resumes_exactly() {
     one_thread();
-    resume_case(2);
+    resume_case(2, MomentumCarry::Keep);
 }
 
-fn resume_case(shards: usize) {
+fn resume_case(shards: usize, momentum_carry: MomentumCarry) {
     let space = tiny();
     let set = synthetic(100, 2);
     let dir = tempfile::tempdir().unwrap();
@@ -212,6 +247,7 @@ fn resume_case(shards: usize) {
         weight_decay: 1e-3,
         checkpoint_every_steps: Some(2),
         shards,
+        momentum_carry,
         ..TrainConfig::default()
     };
     let augment = Augment {
@@ -262,9 +298,18 @@ fn resume_case(shards: usize) {
         panic!("{shards} shards: resumed run differs from the straight one: {e}");
     }
 
-    // A resume with other settings is refused: another learning rate, or
-    // another shard count (the batch statistics differ).
-    let changes: [fn(&mut TrainConfig); 2] = [|c| c.lr = 0.3, |c| c.shards = 3 - c.shards];
+    // A resume with other settings is refused: another learning rate,
+    // another shard count (the batch statistics differ), other momentum.
+    let changes: [fn(&mut TrainConfig); 3] = [
+        |c| c.lr = 0.3,
+        |c| c.shards = 3 - c.shards,
+        |c| {
+            c.momentum_carry = match c.momentum_carry {
+                MomentumCarry::Keep => MomentumCarry::Reset,
+                MomentumCarry::Reset => MomentumCarry::Keep,
+            }
+        },
+    ];
     for change in changes {
         let mut other = opts("b.safetensors", None, true);
         change(&mut other.config);

@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use super::checkpoint::{TrainState, load_checkpoint, save_checkpoint};
 use super::shards::Shards;
 use super::{Sgd, Supernet, SupernetError, learning_rate};
-use crate::config::{Augment, Sampling, TrainConfig};
+use crate::config::{Augment, MomentumCarry, Sampling, TrainConfig};
 use crate::data::{ImageSet, Loader, derive_seed};
 use crate::space::{Arch, Space};
 
@@ -232,6 +232,9 @@ fn fingerprint(opts: &TrainOptions, set: &ImageSet) -> String {
     }
     if c.zero_residual_gamma {
         settings_key["zero_residual_gamma"] = true.into();
+    }
+    if c.momentum_carry != MomentumCarry::Keep {
+        settings_key["momentum_carry"] = serde_json::json!(c.momentum_carry);
     }
     settings_key.to_string()
 }
