@@ -417,6 +417,69 @@ fn a_ground_truth_is_measured_resumably_and_scores_the_supernet() {
     assert_ne!(code, 0);
     assert!(err.contains("budget"), "{err}");
 
+    // Named networks (as a search would choose) trained alike, then judged
+    // against the drawn ones of the window.
+    let chosen = dir.path().join("chosen.json");
+    let named: Vec<String> = archs
+        .iter()
+        .take(2)
+        .map(|a| a["arch"].as_str().expect("arch").to_string())
+        .collect();
+    let mut args = truth_args(&[]);
+    let at = args.iter().position(|a| a == "--out").expect("--out") + 1;
+    args[at] = s(&chosen).to_string();
+    for a in &named {
+        args.extend(["--arch".to_string(), a.clone()]);
+    }
+    let out = run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out["trained_now"], 4);
+    let file = read_json(&chosen);
+    assert_eq!(file["draw"]["named"], true);
+    let held: Vec<&str> = file["archs"]
+        .as_array()
+        .expect("archs")
+        .iter()
+        .filter_map(|a| a["arch"].as_str())
+        .collect();
+    assert_eq!(held, named, "exactly the named ones, in order");
+    let v = run_ok(&[
+        "rank",
+        "versus",
+        "--truth",
+        s(&truth),
+        "--chosen",
+        s(&chosen),
+    ]);
+    assert_eq!(v["random"]["n"], 3);
+    let verdicts = v["candidates"].as_array().expect("candidates");
+    assert_eq!(verdicts.len(), 2);
+    for c in verdicts {
+        assert!(c["beats"].as_u64().expect("beats") <= 3, "{c}");
+        assert!(c["over_best"].as_f64().expect("over best") <= 1.0, "{c}");
+        assert!(
+            c["beats_best_beyond_noise"].is_null(),
+            "3 random are too few: {c}"
+        );
+    }
+    // The roles are not interchangeable, and a name outside the space is
+    // refused with the name.
+    let (code, _, err) = padnas(&[
+        "rank",
+        "versus",
+        "--truth",
+        s(&chosen),
+        "--chosen",
+        s(&truth),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("named, not drawn"), "{err}");
+    let mut args = truth_args(&[]);
+    args[at] = s(&dir.path().join("bad.json")).to_string();
+    args.extend(["--arch".to_string(), "k9e9".to_string()]);
+    let (code, _, err) = padnas(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ne!(code, 0);
+    assert!(err.contains("--arch k9e9"), "{err}");
+
     let out = run_ok(&[
         "rank",
         "score",

@@ -10,6 +10,8 @@
 //!   C's space (see [`crate::rank::truth`]), measured resumably into F.
 //! - `padnas rank score --run R [--weights W] --truth F`: the one-shot
 //!   ranking of R's supernets against it; one JSON line per supernet.
+//! - `padnas rank versus --truth F --chosen G`: the networks of G (trained
+//!   by `rank truth --arch`) against F's best random in-window one.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -20,6 +22,8 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
 use crate::latency::stats::{kendall_tau_b, spearman};
+use crate::rank::TruthFile;
+use crate::rank::versus::versus;
 use crate::space::{Arch, Space};
 
 /// `padnas rank` subcommands.
@@ -35,6 +39,22 @@ pub enum RankCmd {
     /// Score a run's supernets (every stage, or --weights) against a ground
     /// truth: τ-b, ρ, bootstrap intervals, the ceiling; one JSON line each.
     Score(super::truth::ScoreArgs),
+    /// The networks a search chose against the best random architecture of
+    /// the same window, both trained stand-alone alike; one JSON line.
+    Versus(VersusArgs),
+}
+
+/// Arguments of `padnas rank versus`.
+#[derive(Debug, clap::Args)]
+pub struct VersusArgs {
+    /// A drawn ground truth (`padnas rank truth`): its in-window
+    /// architectures are the random side.
+    #[arg(long)]
+    pub truth: PathBuf,
+    /// The chosen networks trained with the same settings (`padnas rank
+    /// truth --arch A --arch B …`).
+    #[arg(long)]
+    pub chosen: PathBuf,
 }
 
 /// Arguments of `padnas rank sample`.
@@ -72,7 +92,23 @@ pub fn run(cmd: &RankCmd) -> anyhow::Result<()> {
         RankCmd::Tau(a) => run_tau(a),
         RankCmd::Truth(a) => super::truth::run_truth(a),
         RankCmd::Score(a) => super::truth::run_score(a),
+        RankCmd::Versus(a) => run_versus(a),
     }
+}
+
+fn run_versus(a: &VersusArgs) -> anyhow::Result<()> {
+    let load = |p: &PathBuf| -> anyhow::Result<TruthFile> {
+        TruthFile::load(p)?.ok_or_else(|| anyhow::anyhow!("{}: no such file", p.display()))
+    };
+    let (drawn, chosen) = (load(&a.truth)?, load(&a.chosen)?);
+    if drawn.draw.named {
+        bail!(
+            "{}: its architectures were named, not drawn; --truth takes a drawn ground truth",
+            a.truth.display()
+        );
+    }
+    println!("{}", serde_json::to_string(&versus(&drawn, &chosen)?)?);
+    Ok(())
 }
 
 /// `n` distinct architectures of `space`, drawn uniformly (each layer's op

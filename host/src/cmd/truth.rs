@@ -20,7 +20,7 @@ use crate::latency::stats::Correlation;
 use crate::rank::truth::{
     Budget, DataInfo, DrawInfo, LatencyInfo, TRUTH_FORMAT, TruthArch, TruthFile, TruthRun, measure,
 };
-use crate::rank::{RankError, RunLatency, Score, draw_stratified, score_supernet};
+use crate::rank::{Draw, RankError, RunLatency, Score, draw_stratified, score_supernet};
 use crate::search::{LatencyModel, OneShotSettings};
 use crate::space::Space;
 use crate::supernet::checkpoint::{LoadMode, WEIGHTS_FILE, load_weights, weights_space_hash};
@@ -41,6 +41,11 @@ pub struct TruthArgs {
     /// Architectures to draw (half of them inside the window).
     #[arg(long, default_value_t = 32)]
     pub n: usize,
+    /// Instead of a draw: train these architectures (repeat the flag), e.g.
+    /// the networks a search chose, with the budget of a drawn file, for
+    /// `padnas rank versus`.
+    #[arg(long = "arch", value_name = "ARCH")]
+    pub archs: Vec<String>,
     /// Seeds each architecture is trained with (initial weights and data
     /// order; the data split stays the config's).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
@@ -202,6 +207,15 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
             asked.data = data;
             asked.seeds = a.seeds.clone();
             old.check_continues(&asked, &a.out)?;
+            let held: Vec<&str> = old.archs.iter().map(|x| x.arch.as_str()).collect();
+            if !a.archs.is_empty() && held != a.archs.iter().map(String::as_str).collect::<Vec<_>>()
+            {
+                bail!(
+                    "{} holds other architectures than --arch names ({}); write to another file (--out)",
+                    a.out.display(),
+                    held.join(" ")
+                );
+            }
             for s in &a.seeds {
                 if !old.seeds.contains(s) {
                     old.seeds.push(*s);
@@ -212,14 +226,18 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
         None => {
             let (latency, table) = job.latency()?;
             let model = LatencyModel::new(&table, &latency.table, &job.full)?;
-            let draw = draw_stratified(
-                &job.full,
-                &model,
-                &latency.window,
-                a.n,
-                a.candidates,
-                a.draw_seed,
-            )?;
+            let draw = if a.archs.is_empty() {
+                draw_stratified(
+                    &job.full,
+                    &model,
+                    &latency.window,
+                    a.n,
+                    a.candidates,
+                    a.draw_seed,
+                )?
+            } else {
+                named(&job.full, &model, &a.archs)?
+            };
             let in_window = draw
                 .archs
                 .iter()
@@ -244,6 +262,7 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
                     candidates: a.candidates,
                     in_window,
                     outside: draw.archs.len() - in_window,
+                    named: !a.archs.is_empty(),
                 },
                 command: std::env::args().collect::<Vec<_>>().join(" "),
                 padnas_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -294,6 +313,25 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
     });
     println!("{line}");
     Ok(())
+}
+
+/// The architectures named by `--arch`, checked against the space, with
+/// their predicted latency, in the order given.
+fn named(space: &Space, model: &LatencyModel, archs: &[String]) -> anyhow::Result<Draw> {
+    let mut out = Vec::with_capacity(archs.len());
+    for text in archs {
+        let arch = space
+            .parse_arch(text)
+            .with_context(|| format!("--arch {text}"))?;
+        let ms = model.ms(&space.arch_indices(&arch)?);
+        out.push((arch, ms));
+    }
+    let lo = out.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let hi = out.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    Ok(Draw {
+        archs: out,
+        range_ms: [lo, hi],
+    })
 }
 
 /// Trains one (architecture, seed) pair from scratch, resuming its

@@ -3,10 +3,12 @@
 //! scratch with several seeds ([`truth`]), and the score of a supernet
 //! against it ([`score`]): Kendall's τ-b and Spearman's ρ with bootstrap
 //! intervals, beside the ceiling that the ground truth's own seed-to-seed
-//! agreement sets.
+//! agreement sets; and the searched networks against the random ones of
+//! the same window, trained alike ([`versus`]).
 
 pub mod score;
 pub mod truth;
+pub mod versus;
 
 use std::path::PathBuf;
 

@@ -96,6 +96,7 @@ fn truth(archs: &[ArchSpec<'_>], seeds: &[u64]) -> TruthFile {
             candidates: 10,
             in_window: 1,
             outside: 1,
+            named: false,
         },
         command: "test".into(),
         padnas_version: "0".into(),
@@ -318,4 +319,69 @@ fn a_supernet_is_scored_on_the_archs_its_space_holds() {
         ..settings
     };
     assert!(score_supernet(&net, &pruned, &file, &train, &val, &none, 1, 10, None).is_err());
+}
+
+#[test]
+fn a_chosen_network_is_judged_against_the_best_random_one_in_the_window() {
+    // Ten in-window architectures at 80–89%, each's two seeds 0.4 points
+    // apart, and two better ones outside the window, which do not count.
+    let names: Vec<String> = (0..12).map(|i| format!("r{i}")).collect();
+    let runs: Vec<[(u64, f64); 2]> = (0..12)
+        .map(|i| {
+            let m = if i < 10 { 0.80 + 0.01 * i as f64 } else { 0.95 };
+            [(1, m + 0.002), (2, m - 0.002)]
+        })
+        .collect();
+    let specs: Vec<ArchSpec<'_>> = (0..12)
+        .map(|i| (names[i].as_str(), i < 10, &runs[i][..]))
+        .collect();
+    let drawn = truth(&specs, &[1, 2]);
+    let chosen = truth(
+        &[
+            ("x", true, &[(1, 0.90), (2, 0.90)]),
+            ("y", true, &[(1, 0.891), (2, 0.889)]),
+            ("z", true, &[(1, 0.99)]),
+        ],
+        &[1, 2],
+    );
+    let v = versus::versus(&drawn, &chosen).expect("comparable");
+    assert_eq!(v.random.n, 10);
+    let best = v.random.best.as_ref().expect("a best one");
+    assert_eq!(best.arch, "r9");
+    assert!((best.mean - 0.89).abs() < 1e-12 && (best.range - 0.004).abs() < 1e-12);
+    assert!((v.random.mean - 0.845).abs() < 1e-12);
+    assert!((v.random.sd - (0.01f64 * 0.01 * 110.0 / 12.0).sqrt()).abs() < 1e-9);
+    assert_eq!(v.seed_spread_n, 12, "the spread counts every complete pair");
+    assert!((v.seed_spread.expect("spread") - 0.004).abs() < 1e-12);
+    assert_eq!(v.incomplete, 1, "z has one seed");
+    let [x, y] = &v.candidates[..] else {
+        panic!("two complete candidates: {:?}", v.candidates)
+    };
+    assert_eq!((x.candidate.arch.as_str(), x.beats), ("x", 10));
+    assert!((x.over_best.expect("best") - 0.01).abs() < 1e-12);
+    assert!((x.over_mean - 0.055).abs() < 1e-12);
+    assert_eq!(x.beats_best_beyond_noise, Some(true));
+    // Level with the best: not beyond the noise, though above nine.
+    assert_eq!((y.beats, y.beats_best_beyond_noise), (9, Some(false)));
+
+    // Nine random ones are too few for a verdict.
+    let fewer = truth(&specs[1..], &[1, 2]);
+    let v = versus::versus(&fewer, &chosen).expect("comparable");
+    assert_eq!(v.random.n, 9);
+    assert_eq!(v.candidates[0].beats_best_beyond_noise, None);
+}
+
+#[test]
+fn networks_trained_otherwise_are_not_compared() {
+    let drawn = truth(&[("a", true, &[(1, 0.8), (2, 0.8)])], &[1, 2]);
+    let mut longer = truth(&[("x", true, &[(1, 0.9), (2, 0.9)])], &[1, 2]);
+    longer.budget.epochs += 1;
+    let e = versus::versus(&drawn, &longer).expect_err("budget");
+    assert!(e.to_string().contains("budget"), "{e}");
+    let one_seed = truth(&[("x", true, &[(1, 0.9)])], &[1]);
+    let e = versus::versus(&drawn, &one_seed).expect_err("seeds");
+    assert!(e.to_string().contains("seeds"), "{e}");
+    let mut split = truth(&[], &[1, 2]);
+    split.data.split_seed = 7;
+    assert!(versus::versus(&drawn, &split).is_err());
 }

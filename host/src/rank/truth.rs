@@ -120,6 +120,10 @@ pub struct DrawInfo {
     pub in_window: usize,
     /// Architectures outside it.
     pub outside: usize,
+    /// The architectures were named (`padnas rank truth --arch`: networks a
+    /// search chose), not drawn; `seed` and `candidates` then mean nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub named: bool,
 }
 
 /// One finished stand-alone training.
