@@ -39,6 +39,10 @@ mod consts {
     pub const CLOCK_HZ: u32 = 25_000_000;
     /// UART0 of the CMSDK APB subsystem.
     pub const UART_BASE: usize = 0x4000_4000;
+    /// UART0's receive interrupt: IRQ 0 (TX is 1; the overruns of UARTs
+    /// 0-2 are ORed onto IRQ 12), as `uartirq[]` in QEMU's hw/arm/mps2.c
+    /// wires it for the AN385, AN386 and AN500 alike.
+    pub const UART_RX_IRQS: &[u16] = &[0];
 }
 
 #[cfg(board = "mps2_an505")]
@@ -48,6 +52,15 @@ mod consts {
     /// UART0 through its Secure alias (the image runs Secure; the
     /// Non-secure alias 0x4020_0000 is blocked by the PPC at reset).
     pub const UART_BASE: usize = 0x5020_0000;
+    /// UART0's receive interrupt. The AN505 application note and QEMU's
+    /// hw/arm/mps2-tz.c since commit 5a558be9 (2024, also in the stable
+    /// branches: Debian's 7.2.22 here has it) say RX 32, TX 33, combined
+    /// 42; QEMU builds without that fix have RX and TX the other way
+    /// round. Checked here: with only 32 enabled the M33 test passes, with
+    /// only 33 the firmware never hears the host.
+    /// Both are enabled, with the same handler: the UART's TX interrupt is
+    /// never enabled, so whichever line is RX is the only one that fires.
+    pub const UART_RX_IRQS: &[u16] = &[32, 33];
 }
 
 unsafe extern "C" {
@@ -92,3 +105,5 @@ pub fn core_name() -> &'static str {
 pub const CLOCK_HZ: u32 = consts::CLOCK_HZ;
 /// UART base address, for the panic handler (which must not depend on more).
 pub const UART_BASE: usize = consts::UART_BASE;
+/// The NVIC lines the link UART's receive interrupt may arrive on.
+pub const UART_RX_IRQS: &[u16] = consts::UART_RX_IRQS;

@@ -3,8 +3,8 @@
 //! The wire protocol (frames with magic "PDNA" and a CRC32, from the shared
 //! no_std protocol crate) will sit on `Link`; the bring-up echo uses it too.
 //! Keeping the trait this small lets the protocol layer be tested on the host
-//! over an in-memory `Link`, and lets a later interrupt-driven UART (ring
-//! buffer, WFI while idle) replace `UartLink` without touching it.
+//! over an in-memory `Link`, and it let the interrupt-driven UART (ring
+//! buffer, WFI while idle) replace the polled one without touching it.
 
 use crate::clock::{Clock, Deadline};
 use crate::uart::Uart;
@@ -48,24 +48,18 @@ impl UartLink {
 
 impl Link for UartLink {
     fn read(&mut self, buf: &mut [u8], deadline: Deadline) -> usize {
-        let Some(first) = buf.first_mut() else {
+        if buf.is_empty() {
             return 0;
-        };
-        match self.uart.read_byte_until(&self.clock, deadline) {
-            Some(b) => *first = b,
-            None => return 0,
         }
-        let mut n = 1;
-        while n < buf.len() {
-            match self.uart.read_byte() {
-                Some(b) => {
-                    buf[n] = b;
-                    n += 1;
-                }
-                None => break,
+        loop {
+            let n = self.uart.read(buf);
+            // Asleep until the UART's or SysTick's interrupt (uart.rs), not
+            // polling: an idle firmware no longer keeps a host core busy
+            // under QEMU, nor the core awake on a board.
+            if n > 0 || !self.uart.wait_for_input(&self.clock, deadline) {
+                return n;
             }
         }
-        n
     }
 
     fn write_all(&mut self, bytes: &[u8]) {
