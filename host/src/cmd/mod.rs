@@ -15,6 +15,8 @@ pub mod profile;
 #[cfg(feature = "train")]
 pub mod rank;
 #[cfg(feature = "train")]
+pub mod rank_stage;
+#[cfg(feature = "train")]
 pub mod report;
 #[cfg(feature = "train")]
 pub mod retrain;

@@ -205,8 +205,8 @@ fn run_step(job: &Job, action: Action, loaded: &mut Loaded) -> anyhow::Result<()
             job.train_stage(0, &job.full, job.cfg.train.epochs, None, &job.run)?;
         }
         Action::Rank(k) => {
-            if !super::truth::rank_file(&job.run, k).exists() {
-                super::truth::rank_stage(job, k, &stage_space(job, k)?, &job.weights(k))?;
+            if !super::rank_stage::rank_file(&job.run, k).exists() {
+                super::rank_stage::rank_stage(job, k, &stage_space(job, k)?, &job.weights(k))?;
             }
         }
         Action::Search(k) => {

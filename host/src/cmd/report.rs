@@ -184,7 +184,7 @@ pub fn write_report(
             "\n![Op survival, stage {k}](plots/survival-stage-{k}.svg)\n"
         );
     }
-    if let Some(section) = super::truth::rank_report(job, job.stages()) {
+    if let Some(section) = super::rank_stage::rank_report(job, job.stages()) {
         let _ = writeln!(md, "{section}");
     }
     let _ = writeln!(md, "## Final Pareto front (`pareto.json`)\n");

@@ -1,5 +1,6 @@
 //! `padnas rank truth` and `padnas rank score`: measuring a stand-alone
-//! ground truth, and scoring a run's supernets against it.
+//! ground truth, and scoring a run's supernets against it (the pipeline's
+//! own rank steps are in `rank_stage.rs`).
 //!
 //! `rank truth` keeps its scratch state (the latency record of the draw,
 //! checkpoints of the training under way) in `<out>.work/` beside the
@@ -15,8 +16,6 @@ use super::job::{Job, LatencyRecord};
 use super::train::{CONFIG_FILE, setup_torch};
 use crate::config::JobConfig;
 use crate::data::{self, Splits};
-use crate::files::write_atomic;
-use crate::latency::stats::Correlation;
 use crate::rank::truth::{
     Budget, DataInfo, DrawInfo, LatencyInfo, TRUTH_FORMAT, TruthArch, TruthFile, TruthRun, measure,
 };
@@ -27,7 +26,7 @@ use crate::supernet::checkpoint::{LoadMode, WEIGHTS_FILE, load_weights, weights_
 use crate::supernet::{StandaloneJob, Supernet, train_standalone};
 
 /// Bootstrap resamples of the ceiling printed by `rank truth`.
-const RESAMPLES: usize = 1000;
+pub(super) const RESAMPLES: usize = 1000;
 
 /// Arguments of `padnas rank truth`.
 #[derive(Debug, Clone, clap::Args)]
@@ -411,7 +410,7 @@ fn run_supernets(run: &Path, full: &Space) -> anyhow::Result<Vec<(usize, Space, 
 }
 
 /// Loads a ground truth and checks that it belongs to `full`.
-fn load_truth(path: &Path, full: &Space) -> anyhow::Result<TruthFile> {
+pub(super) fn load_truth(path: &Path, full: &Space) -> anyhow::Result<TruthFile> {
     let truth = TruthFile::load(path)?
         .with_context(|| format!("{}: no such ground-truth file", path.display()))?;
     if truth.space_hash != full.hash() {
@@ -430,7 +429,7 @@ fn load_truth(path: &Path, full: &Space) -> anyhow::Result<TruthFile> {
 /// initial space, as `padnas train` and the pipeline's fine-tuning write
 /// it) on the architectures of `space` against `truth`, judging latency by
 /// the run's own table and window when it has them.
-fn score_weights(
+pub(super) fn score_weights(
     job: &Job,
     truth: &TruthFile,
     space: &Space,
@@ -527,88 +526,4 @@ pub fn run_score(a: &ScoreArgs) -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
-}
-
-/// Where `padnas run` keeps stage `k`'s score: `rank/stage-K.json`.
-pub fn rank_file(run: &Path, k: usize) -> PathBuf {
-    run.join("rank").join(format!("stage-{k}.json"))
-}
-
-/// The pipeline's rank step: when the config names a ground truth, scores
-/// stage `k`'s supernet (`weights`, of `space`) against it, once.
-pub fn rank_stage(job: &Job, k: usize, space: &Space, weights: &Path) -> anyhow::Result<()> {
-    let Some(r) = &job.cfg.rank else {
-        return Ok(());
-    };
-    let out = rank_file(&job.run, k);
-    if out.exists() {
-        return Ok(());
-    }
-    let truth = load_truth(&r.truth, &job.full)?;
-    let settings = OneShotSettings {
-        bn_batches: r.bn_batches,
-        batch_size: job.cfg.train.batch_size,
-        val_samples: r.val_samples,
-        seed: job.cfg.seed,
-    };
-    let s = score_weights(job, &truth, space, weights, &settings, 1, RESAMPLES)?;
-    tracing::info!(
-        "stage {k}: one-shot vs stand-alone over {} architectures: tau-b {}, ceiling {}",
-        s.n,
-        fmt_opt(s.all.kendall_tau_b),
-        fmt_opt(s.ceiling.and_then(|c| c.kendall_tau_b))
-    );
-    std::fs::create_dir_all(out.parent().unwrap_or(&job.run))?;
-    write_atomic(&out, serde_json::to_string_pretty(&s)?.as_bytes())?;
-    Ok(())
-}
-
-fn fmt_opt(v: Option<f64>) -> String {
-    v.map_or("undefined".into(), |v| format!("{v:.3}"))
-}
-
-/// τ-b with its interval, as the report prints it.
-fn fmt_tau(c: &Correlation) -> String {
-    match (c.kendall_tau_b, c.kendall_ci95) {
-        (Some(t), Some([lo, hi])) => format!("{t:.2} [{lo:.2}, {hi:.2}]"),
-        (Some(t), None) => format!("{t:.2}"),
-        _ => "–".into(),
-    }
-}
-
-/// The report's rank-fidelity section: τ per stage; `None` when the run
-/// scored no stage.
-pub fn rank_report(job: &Job, stages: usize) -> Option<String> {
-    let r = job.cfg.rank.as_ref()?;
-    let mut md = format!(
-        "## Rank fidelity\n\n\
-         One-shot accuracy ({} BN batches, {} validation images) against the stand-alone \
-         ground truth `{}`; Kendall's τ-b with its bootstrap 95% interval. The ceiling is the \
-         ground truth's own seed-A-vs-seed-B τ over the same architectures.\n\n\
-         | stage | N | τ-b | Spearman ρ | N in window | τ-b in window | ceiling τ-b |\n\
-         |---|---|---|---|---|---|---|\n",
-        r.bn_batches,
-        r.val_samples,
-        r.truth.display()
-    );
-    let mut any = false;
-    for k in 0..=stages {
-        let Ok(text) = std::fs::read_to_string(rank_file(&job.run, k)) else {
-            continue;
-        };
-        let Ok(s) = serde_json::from_str::<Score>(&text) else {
-            continue;
-        };
-        any = true;
-        md.push_str(&format!(
-            "| {k} | {} | {} | {} | {} | {} | {} |\n",
-            s.n,
-            fmt_tau(&s.all),
-            fmt_opt(s.all.spearman),
-            s.in_window.n,
-            fmt_tau(&s.in_window),
-            s.ceiling.as_ref().map_or("–".into(), fmt_tau)
-        ));
-    }
-    any.then_some(md)
 }
