@@ -309,6 +309,7 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
         "seeds": file.seeds,
         "ceiling": file.ceiling(false, RESAMPLES),
         "ceiling_in_window": file.ceiling(true, RESAMPLES),
+        "ceiling_halves": file.ceiling_halves(false, RESAMPLES),
     });
     println!("{line}");
     Ok(())

@@ -231,6 +231,30 @@ fn the_ceiling_is_seed_a_against_seed_b() {
 }
 
 #[test]
+fn with_four_seeds_the_halves_means_are_compared() {
+    // Single seeds disagree on a/b and c/d; the means of seeds {1, 2} and
+    // {3, 4} agree on every pair.
+    let file = truth(
+        &[
+            ("a", true, &[(1, 0.10), (2, 0.30), (3, 0.30), (4, 0.11)]),
+            ("b", true, &[(1, 0.20), (2, 0.21), (3, 0.10), (4, 0.32)]),
+            ("c", false, &[(1, 0.60), (2, 0.50), (3, 0.40), (4, 0.71)]),
+            ("d", false, &[(1, 0.50), (2, 0.62), (3, 0.70), (4, 0.43)]),
+            ("e", false, &[(1, 0.9), (2, 0.9), (3, 0.9)]),
+        ],
+        &[1, 2, 3, 4],
+    );
+    let single = file.ceiling(false, 100).expect("ceiling");
+    assert_eq!(single.n, 5, "seeds 1 and 2 of all five");
+    assert!(single.kendall_tau_b.expect("tau") < 1.0);
+    let halves = file.ceiling_halves(false, 100).expect("four seeds");
+    assert_eq!(halves.n, 4, "e lacks seed 4");
+    assert_eq!(halves.kendall_tau_b, Some(1.0));
+    assert_eq!(file.ceiling_halves(true, 100).expect("inside").n, 2);
+    assert!(truth(&[], &[1, 2, 3]).ceiling_halves(false, 10).is_none());
+}
+
+#[test]
 fn a_supernet_is_scored_on_the_archs_its_space_holds() {
     tch::set_num_threads(1);
     let full = Space::from_yaml_str(TINY, "tiny").expect("space");

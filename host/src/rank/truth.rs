@@ -269,6 +269,28 @@ impl TruthFile {
         Some(correlate(&a, &b, resamples, BOOTSTRAP_SEED))
     }
 
+    /// With four or more seeds, how well a mean over half of them ranks:
+    /// the first half's mean accuracies against the second half's, over the
+    /// architectures trained with every seed (only those inside the window
+    /// when `in_window`); `None` with fewer seeds. Scores compare one-shot
+    /// accuracy with the mean over all seeds, so with more seeds this, not
+    /// the single-seed [`TruthFile::ceiling`], says whether the file can
+    /// rank.
+    pub fn ceiling_halves(&self, in_window: bool, resamples: usize) -> Option<Correlation> {
+        if self.seeds.len() < 4 {
+            return None;
+        }
+        let (first, second) = self.seeds.split_at(self.seeds.len() / 2);
+        let (a, b): (Vec<f64>, Vec<f64>) = self
+            .archs
+            .iter()
+            .filter(|a| !in_window || a.in_window)
+            .filter(|a| a.mean_accuracy(&self.seeds).is_some())
+            .filter_map(|a| Some((a.mean_accuracy(first)?, a.mean_accuracy(second)?)))
+            .unzip();
+        Some(correlate(&a, &b, resamples, BOOTSTRAP_SEED))
+    }
+
     /// The (architecture, seed) pairs not trained yet, in training order:
     /// architecture by architecture, every seed of one before the next, so
     /// that a partial file already holds complete pairs for the ceiling.
