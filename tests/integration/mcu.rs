@@ -23,6 +23,8 @@ use padnas_agent::proto::{
     PROTOCOL_MINOR, ProtoError, Request, Response,
 };
 use padnas_agent::transport::TransportError;
+
+use crate::util::{json_line, padnas};
 use padnas_int8::{
     BlockShape, HeadShape, RandomBlock, RandomHead, RandomStem, StemShape, encode_block,
     encode_head, encode_stem, random_input, run_block, run_head, run_stem,
@@ -547,28 +549,18 @@ fn shape_of(key: &BlockKey) -> Shape3 {
 /// times the int8 block and the JSON line carries cycles, labelled emulated.
 #[test]
 fn agent_bench_times_a_block_on_the_firmware() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_padnas"))
-        .current_dir(&repo)
-        .args([
-            "agent",
-            "bench",
-            "--target",
-            "qemu-mps2-an386",
-            "--block",
-            "mbconv:k3e3:in8x8x8:out8:s1",
-            "--runs",
-            "3",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let (code, out, err) = padnas(&[
+        "agent",
+        "bench",
+        "--target",
+        "qemu-mps2-an386",
+        "--block",
+        "mbconv:k3e3:in8x8x8:out8:s1",
+        "--runs",
+        "3",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let line = json_line(&out);
     assert_eq!(line["runs"], 3, "{line}");
     assert_eq!(line["emulated"], true);
     assert_eq!(line["model"], "mbconv:k3e3:in8x8x8:out8:s1");

@@ -11,6 +11,17 @@ use serde::{Deserialize, Serialize};
 /// Confidence level of the median intervals in tables.
 pub const CONFIDENCE: f64 = 0.95;
 
+/// Sample standard deviation (n − 1 in the denominator); 0 for fewer than
+/// two values.
+pub fn sample_sd(values: &[f64]) -> f64 {
+    let n = values.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let m = values.iter().sum::<f64>() / n as f64;
+    (values.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+}
+
 /// Ranks `(lo, hi)` (0-based, into sorted data) of the distribution-free
 /// confidence interval of the median at `confidence`, or `None` when `n` is
 /// too small for any interval to reach it (n < 6 at 95%).

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::RankError;
 use super::truth::{BOOTSTRAP_SEED, TruthFile};
 use crate::data::{ImageSet, derive_seed, permutation};
-use crate::latency::stats::{Correlation, correlate, kendall_tau_b};
+use crate::latency::stats::{Correlation, correlate, kendall_tau_b, sample_sd};
 use crate::search::{LatencyModel, OneShotSettings, Window, one_shot_accuracy};
 use crate::space::Space;
 use crate::supernet::Supernet;
@@ -233,13 +233,9 @@ fn eval_noise(archs: &[ArchScore]) -> Option<EvalNoise> {
     if repeats < 2 || archs.len() < 2 {
         return None;
     }
-    let sd = |v: &[f64]| {
-        let m = v.iter().sum::<f64>() / v.len() as f64;
-        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
-    };
     let within = (archs
         .iter()
-        .map(|a| sd(&a.one_shot_repeats).powi(2))
+        .map(|a| sample_sd(&a.one_shot_repeats).powi(2))
         .sum::<f64>()
         / archs.len() as f64)
         .sqrt();
@@ -249,7 +245,7 @@ fn eval_noise(archs: &[ArchScore]) -> Option<EvalNoise> {
     Some(EvalNoise {
         repeats,
         within_sd_pct: 100.0 * within,
-        between_sd_pct: 100.0 * sd(&means),
+        between_sd_pct: 100.0 * sample_sd(&means),
         repeat_tau_b: kendall_tau_b(&first, &second).tau_b,
     })
 }

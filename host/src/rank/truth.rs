@@ -285,7 +285,6 @@ impl TruthFile {
             .archs
             .iter()
             .filter(|a| !in_window || a.in_window)
-            .filter(|a| a.mean_accuracy(&self.seeds).is_some())
             .filter_map(|a| Some((a.mean_accuracy(first)?, a.mean_accuracy(second)?)))
             .unzip();
         Some(correlate(&a, &b, resamples, BOOTSTRAP_SEED))

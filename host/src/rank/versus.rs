@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::RankError;
 use super::truth::{TruthArch, TruthFile};
+use crate::latency::stats::sample_sd;
 
 /// Fewest complete random in-window architectures a verdict needs.
 pub const MIN_RANDOM: usize = 10;
@@ -33,15 +34,15 @@ pub struct Entry {
 
 impl Entry {
     fn of(a: &TruthArch, seeds: &[u64]) -> Option<Entry> {
-        let accuracies: Option<Vec<f64>> = seeds.iter().map(|&s| a.accuracy(s)).collect();
-        let accuracies = accuracies.filter(|v| !v.is_empty())?;
+        let mean = a.mean_accuracy(seeds)?;
+        let accuracies: Vec<f64> = seeds.iter().filter_map(|&s| a.accuracy(s)).collect();
         let max = accuracies.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let min = accuracies.iter().copied().fold(f64::INFINITY, f64::min);
         Some(Entry {
             arch: a.arch.clone(),
             predicted_ms: a.predicted_ms,
             in_window: a.in_window,
-            mean: accuracies.iter().sum::<f64>() / accuracies.len() as f64,
+            mean,
             range: max - min,
             accuracies,
         })
@@ -134,11 +135,7 @@ pub fn versus(drawn: &TruthFile, chosen: &TruthFile) -> Result<Versus, RankError
     } else {
         random.iter().map(|e| e.mean).sum::<f64>() / n as f64
     };
-    let sd = if n < 2 {
-        0.0
-    } else {
-        (random.iter().map(|e| (e.mean - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-    };
+    let sd = sample_sd(&random.iter().map(|e| e.mean).collect::<Vec<_>>());
     let best = random
         .iter()
         .max_by(|a, b| a.mean.total_cmp(&b.mean))
