@@ -331,7 +331,7 @@ pub fn retrain(args: &Retraining) -> anyhow::Result<()> {
             resume: args.resume,
             progress: args.progress,
             stop_after: args.max_steps,
-            ..TrainOptions::new(cfg.train.clone(), cfg.seed, cfg.data.augment)
+            ..TrainOptions::new(cfg.train.single_path(), cfg.seed, cfg.data.augment)
         };
         let summary = train(&net, &sampler, &splits.train, &opts)?;
         spec.seconds += summary.seconds;

@@ -3,9 +3,9 @@
 //! own rank steps are in `rank_stage.rs`).
 //!
 //! `rank truth` keeps its scratch state (the latency record of the draw,
-//! checkpoints of the training under way) in `<out>.work/` beside the
-//! file; everything that counts is in the file itself, rewritten after
-//! every finished training.
+//! the checkpoints of the trainings, finished ones included) in
+//! `<out>.work/` beside the file; everything that counts is in the file
+//! itself, rewritten after every finished training.
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +15,7 @@ use serde_json::json;
 use super::job::{Job, LatencyRecord};
 use super::train::{CONFIG_FILE, setup_torch};
 use crate::config::JobConfig;
-use crate::data::{self, Splits};
+use crate::data::{self, ImageSet, Splits};
 use crate::rank::truth::{
     Budget, DataInfo, DrawInfo, LatencyInfo, TRUTH_FORMAT, TruthArch, TruthFile, TruthRun, measure,
 };
@@ -74,6 +74,16 @@ pub struct TruthArgs {
     /// a third of a 12 000-image epoch).
     #[arg(long)]
     pub with_test: bool,
+    /// Also score each network on the training images the budget's subset
+    /// leaves out, and rank by the accuracy over those and the validation
+    /// images together (a new file only: it is part of the file's data).
+    #[arg(long)]
+    pub holdout: bool,
+    /// Networks trained at once, each on its own thread with `--threads`
+    /// (default: the cores shared out) libtorch threads: small networks use
+    /// one core each better than two cores together.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
     /// Intra-op threads for libtorch, overriding train.threads.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -119,14 +129,15 @@ pub struct ScoreArgs {
 }
 
 /// The run's data as every run command carves it: the config's split and
-/// training subset.
-fn load_splits(cfg: &JobConfig, space: &Space) -> anyhow::Result<Splits> {
+/// training subset, and the training images that subset leaves out.
+fn load_splits(cfg: &JobConfig, space: &Space) -> anyhow::Result<(Splits, ImageSet)> {
     let mut splits = data::load(&cfg.data, space.input(), cfg.seed)
         .with_context(|| format!("loading {} from {}", cfg.data.kind, cfg.data.path.display()))?;
-    if let Some(n) = cfg.train.max_train_samples {
-        splits.limit_train(n, cfg.seed);
-    }
-    Ok(splits)
+    let left_out = match cfg.train.max_train_samples {
+        Some(n) => splits.limit_train(n, cfg.seed),
+        None => splits.train.subset(&[]),
+    };
+    Ok((splits, left_out))
 }
 
 /// The commit of the working tree, when it is a git checkout.
@@ -165,9 +176,23 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
     if a.seeds.is_empty() {
         bail!("--seeds: name at least one seed");
     }
+    if a.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    if a.jobs > 1 && cfg.train.threads.is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        cfg.train.threads = Some((cores / a.jobs).max(1));
+    }
     let device = setup_torch(cfg.train.threads, cfg.device)?;
     let full = Space::load(&cfg.space)?;
-    let splits = load_splits(&cfg, &full)?;
+    let (splits, left_out) = load_splits(&cfg, &full)?;
+    if a.holdout && left_out.is_empty() {
+        bail!(
+            "--holdout: the budget trains on every training image (set --max-train-samples below {})",
+            splits.train.len()
+        );
+    }
+    let holdout = a.holdout.then_some(&left_out);
     let work = a.out.with_extension("work");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     cfg.run_dir = work.clone();
@@ -197,6 +222,7 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
         val_split: cfg.data.val_split,
         val_images: job.splits.val.len(),
         test_images: job.splits.test.len(),
+        pooled_images: holdout.map(|h| job.splits.val.len() + h.len()),
     };
     let mut file = match TruthFile::load(&a.out)? {
         Some(mut old) => {
@@ -290,15 +316,21 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
     );
     let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1);
     let commit = commit();
-    let trained = measure(&mut file, &a.out, a.limit, |arch, seed| {
+    let trained = measure(&mut file, &a.out, a.limit, a.jobs, |arch, seed| {
+        // libtorch's thread count is the calling thread's (OpenMP's is per
+        // thread): each worker sets its own.
+        tch::set_num_threads(i32::try_from(threads).unwrap_or(1));
         train_one(
             &job,
             &work,
             arch,
             seed,
-            threads,
-            commit.clone(),
-            a.with_test,
+            &Scoring {
+                threads,
+                commit: commit.clone(),
+                test: a.with_test,
+                holdout,
+            },
         )
     })?;
     let line = json!({
@@ -334,16 +366,28 @@ fn named(space: &Space, model: &LatencyModel, archs: &[String]) -> anyhow::Resul
     })
 }
 
+/// How each ground-truth network is scored and labelled.
+struct Scoring<'a> {
+    /// libtorch intra-op threads of each training.
+    threads: usize,
+    /// Commit of the code, when known.
+    commit: Option<String>,
+    /// Score the test split too.
+    test: bool,
+    /// The left-out training images, with `--holdout`.
+    holdout: Option<&'a ImageSet>,
+}
+
 /// Trains one (architecture, seed) pair from scratch, resuming its
-/// checkpoint in `work`, which is removed once the run is in the file.
+/// checkpoint in `work`. The finished checkpoint stays there (it is
+/// scratch, not committed): a run removed from the file is re-scored from
+/// it without training again.
 fn train_one(
     job: &Job,
     work: &Path,
     a: &TruthArch,
     seed: u64,
-    threads: usize,
-    commit: Option<String>,
-    score_test: bool,
+    how: &Scoring<'_>,
 ) -> Result<(TruthRun, usize), RankError> {
     let arch = job.full.parse_arch(&a.arch)?;
     let ckpt = work.join(format!(
@@ -358,8 +402,9 @@ fn train_one(
             train: job.cfg.train.clone(),
             augment: job.cfg.data.augment,
             seed,
-            checkpoint: Some(ckpt.clone()),
-            score_test,
+            checkpoint: Some(ckpt),
+            score_test: how.test,
+            holdout: how.holdout,
             progress: job.progress,
         },
         &job.splits,
@@ -368,20 +413,25 @@ fn train_one(
     let val_accuracy = r.val_accuracy.ok_or_else(|| {
         RankError::Invalid("a ground truth needs a validation split (data.val_split > 0)".into())
     })?;
+    // Pooled by image counts: the accuracy over both sets as one.
+    let pooled_accuracy = match (how.holdout, r.holdout_accuracy) {
+        (Some(h), Some(acc)) => {
+            let (nv, nh) = (job.splits.val.len() as f64, h.len() as f64);
+            Some((val_accuracy * nv + acc * nh) / (nv + nh))
+        }
+        _ => None,
+    };
     let run = TruthRun {
         seed,
         val_accuracy,
         test_accuracy: r.test_accuracy,
+        pooled_accuracy,
         steps: r.steps,
         seconds: r.seconds,
-        threads,
-        commit,
+        threads: how.threads,
+        commit: how.commit.clone(),
         date: now(),
     };
-    // The file is saved by the caller right after this returns; a kill in
-    // between retrains nothing (the checkpoint is complete and resumes to
-    // the same result).
-    let _ = std::fs::remove_file(&ckpt);
     Ok((run, r.parameters))
 }
 
@@ -503,7 +553,7 @@ pub fn run_score(a: &ScoreArgs) -> anyhow::Result<()> {
         seed: cfg.seed,
     };
     let job = Job {
-        splits: load_splits(&cfg, &full)?,
+        splits: load_splits(&cfg, &full)?.0,
         run: a.run.clone(),
         cfg,
         full,

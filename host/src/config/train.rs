@@ -158,6 +158,21 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The settings as they apply to a one-path (stand-alone) network: with
+    /// one candidate per layer there is nothing to sample fairly, no op
+    /// misses a step, and no supernet γ is zeroed, so the supernet-only
+    /// settings are reset. Otherwise they would enter the checkpoint's
+    /// fingerprint and a supernet variant would make a stand-alone
+    /// training look like another one.
+    pub fn single_path(&self) -> TrainConfig {
+        TrainConfig {
+            sampling: Sampling::Uniform,
+            zero_residual_gamma: false,
+            momentum_carry: MomentumCarry::Keep,
+            ..self.clone()
+        }
+    }
+
     pub(super) fn from_raw(t: &RawTrain, cx: &Ctx) -> Result<TrainConfig, ConfigError> {
         let defaults = TrainConfig::default();
         cx.positive("train.epochs", t.epochs)?;

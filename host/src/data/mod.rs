@@ -234,14 +234,20 @@ impl Splits {
         }
     }
 
-    /// Keeps a seeded random subset of `n` training images (CI-sized runs).
-    pub fn limit_train(&mut self, n: usize, seed: u64) {
-        if n < self.train.len() {
-            let mut idx = permutation(self.train.len(), derive_seed(seed, "train-subset", 0));
-            idx.truncate(n);
-            idx.sort_unstable();
-            self.train = self.train.subset(&idx);
+    /// Keeps a seeded random subset of `n` training images (CI-sized runs)
+    /// and returns the ones it leaves out (empty when it keeps all): images
+    /// no network of the run trains on, which a ground truth may score on.
+    pub fn limit_train(&mut self, n: usize, seed: u64) -> ImageSet {
+        if n >= self.train.len() {
+            return self.train.subset(&[]);
         }
+        let idx = permutation(self.train.len(), derive_seed(seed, "train-subset", 0));
+        let (mut kept, mut left) = (idx[..n].to_vec(), idx[n..].to_vec());
+        kept.sort_unstable();
+        left.sort_unstable();
+        let left_out = self.train.subset(&left);
+        self.train = self.train.subset(&kept);
+        left_out
     }
 }
 

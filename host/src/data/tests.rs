@@ -31,6 +31,23 @@ fn fashion_mnist_has_the_published_counts() {
         (s.train.len(), s.val.len(), s.test.len()),
         (54000, 6000, 10000)
     );
+    // The training subset and the images it leaves out split the training
+    // images between them, the same way every time.
+    let mut kept = s.clone();
+    let left = kept.limit_train(24000, 1);
+    assert_eq!((kept.train.len(), left.len()), (24000, 30000));
+    let counts: Vec<usize> = (kept.train.class_counts().iter())
+        .zip(left.class_counts())
+        .map(|(a, b)| a + b)
+        .collect();
+    assert_eq!(counts, s.train.class_counts());
+    let sum = |set: &ImageSet| set.pixels.iter().map(|&p| u64::from(p)).sum::<u64>();
+    assert_eq!(sum(&kept.train) + sum(&left), sum(&s.train));
+    let mut again = s.clone();
+    assert_eq!(again.limit_train(24000, 1), left);
+    assert_eq!(again.train, kept.train);
+    assert!(again.limit_train(54000, 1).is_empty());
+    assert_eq!(again.train, kept.train);
     let e = load(&cfg, Shape::new(3, 32, 32), 3)
         .unwrap_err()
         .to_string();

@@ -1,9 +1,10 @@
 //! Ground truth and scoring: the stratified draw, resumable measurement,
 //! the ceiling, and scoring a real (tiny) supernet.
 
-use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use tch::Device;
 
@@ -82,6 +83,7 @@ fn truth(archs: &[ArchSpec<'_>], seeds: &[u64]) -> TruthFile {
             val_split: 0.1,
             val_images: 60,
             test_images: 60,
+            pooled_images: None,
         },
         budget: Budget::of(&TrainConfig::default(), Augment::default(), 120),
         seeds: seeds.to_vec(),
@@ -118,6 +120,7 @@ fn run(seed: u64, val_accuracy: f64) -> TruthRun {
         seed,
         val_accuracy,
         test_accuracy: None,
+        pooled_accuracy: None,
         steps: 1,
         seconds: 0.0,
         threads: 1,
@@ -140,37 +143,32 @@ fn an_interrupted_measurement_resumes_without_training_anything_twice() {
         &[1, 2],
     );
     file.save(&path).expect("save");
-    let trained = RefCell::new(Vec::new());
+    let trained = Mutex::new(Vec::new());
     let train = |a: &TruthArch, seed: u64| {
-        trained.borrow_mut().push((a.arch.clone(), seed));
-        if trained.borrow().len() == 3 {
+        let mut t = trained.lock().unwrap();
+        t.push((a.arch.clone(), seed));
+        if t.len() == 3 {
             return Err(RankError::Invalid("killed".into()));
         }
         Ok((run(seed, 0.5 + seed as f64 / 10.0), 42))
     };
-    assert!(measure(&mut file, &path, None, train).is_err());
+    assert!(measure(&mut file, &path, None, 1, train).is_err());
     // What finished before the failure is on disk.
     let mut file = TruthFile::load(&path).expect("load").expect("exists");
     assert_eq!(file.archs[0].runs.len(), 2);
     assert_eq!(file.archs[0].parameters, Some(42));
     assert_eq!(file.missing().len(), 4);
-    let done_before: Vec<(String, u64)> = trained.borrow()[..2].to_vec();
+    let done_before: Vec<(String, u64)> = trained.lock().unwrap()[..2].to_vec();
 
     // --limit: one more, then stop.
-    trained.borrow_mut().clear();
-    let n = measure(&mut file, &path, Some(1), |a, s| {
-        trained.borrow_mut().push((a.arch.clone(), s));
+    trained.lock().unwrap().clear();
+    let again = |a: &TruthArch, s: u64| {
+        trained.lock().unwrap().push((a.arch.clone(), s));
         Ok((run(s, 0.7), 7))
-    })
-    .expect("measure");
-    assert_eq!(n, 1);
-    let n = measure(&mut file, &path, None, |a, s| {
-        trained.borrow_mut().push((a.arch.clone(), s));
-        Ok((run(s, 0.7), 7))
-    })
-    .expect("measure");
-    assert_eq!(n, 3);
-    let now: Vec<(String, u64)> = trained.borrow().clone();
+    };
+    assert_eq!(measure(&mut file, &path, Some(1), 1, again).expect("measure"), 1);
+    assert_eq!(measure(&mut file, &path, None, 1, again).expect("measure"), 3);
+    let now: Vec<(String, u64)> = trained.lock().unwrap().clone();
     assert_eq!(now.len(), 4, "exactly the missing pairs: {now:?}");
     for p in &done_before {
         assert!(!now.contains(p), "{p:?} trained twice");
@@ -183,6 +181,88 @@ fn an_interrupted_measurement_resumes_without_training_anything_twice() {
         Some(0.6),
         "kept from the first call"
     );
+}
+
+/// Two workers: both trainings under way at once, every missing pair
+/// trained exactly once, and a failure in one keeps what the other
+/// finishes.
+#[test]
+fn parallel_workers_train_each_pair_once_and_keep_finished_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("truth.json");
+    let no_runs: &[(u64, f64)] = &[];
+    let archs = [
+        ("k3e1,k3e3,k3e3", true, no_runs),
+        ("k5e1,k5e2,id", false, no_runs),
+        ("k3e1,k5e2,k3e3", true, no_runs),
+    ];
+    let mut file = truth(&archs, &[1, 2]);
+    // (running now, most at once, pairs trained)
+    let state = Mutex::new((0usize, 0usize, Vec::new()));
+    let changed = Condvar::new();
+    let train = |a: &TruthArch, seed: u64| {
+        let mut g = state.lock().unwrap();
+        g.0 += 1;
+        g.1 = g.1.max(g.0);
+        g.2.push((a.arch.clone(), seed));
+        changed.notify_all();
+        // The first training waits (with a deadline) for a second to start:
+        // with one worker at a time it never would.
+        if g.2.len() == 1 {
+            g = changed
+                .wait_timeout_while(g, Duration::from_secs(20), |g| g.2.len() < 2)
+                .unwrap()
+                .0;
+        }
+        g.0 -= 1;
+        Ok((run(seed, 0.5), 1))
+    };
+    assert_eq!(measure(&mut file, &path, None, 2, train).expect("measure"), 6);
+    let g = state.lock().unwrap();
+    assert_eq!(g.1, 2, "two trainings at once");
+    let pairs: BTreeSet<(String, u64)> = g.2.iter().cloned().collect();
+    assert_eq!((g.2.len(), pairs.len()), (6, 6), "each pair once: {:?}", g.2);
+    drop(g);
+    assert!(TruthFile::load(&path).unwrap().unwrap().missing().is_empty());
+
+    // The first training fails while the second is under way: the second
+    // is kept, no third starts.
+    let mut file = truth(&archs, &[1, 2]);
+    file.save(&path).expect("save");
+    let calls = Mutex::new(0usize);
+    let failing = |_: &TruthArch, seed: u64| {
+        let mut c = calls.lock().unwrap();
+        *c += 1;
+        changed.notify_all();
+        if *c == 1 {
+            // Fails once the second training is under way.
+            let _ = changed.wait_timeout_while(c, Duration::from_secs(20), |c| *c < 2);
+            return Err(RankError::Invalid("out of memory".into()));
+        }
+        drop(c);
+        // Finishes after the failure is recorded.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok((run(seed, 0.5), 1))
+    };
+    let e = measure(&mut file, &path, None, 2, failing).expect_err("fails");
+    assert!(e.to_string().contains("out of memory"), "{e}");
+    let kept = TruthFile::load(&path).unwrap().unwrap();
+    assert_eq!(kept.missing().len(), 5, "the other worker's training is kept");
+    assert_eq!(*calls.lock().unwrap(), 2, "no training starts after a failure");
+}
+
+#[test]
+fn the_pooled_accuracy_ranks_when_present() {
+    let mut file = truth(&[("a", true, &[(1, 0.80), (2, 0.90)])], &[1, 2]);
+    file.archs[0].runs[0].pooled_accuracy = Some(0.85);
+    assert_eq!(file.archs[0].accuracy(1), Some(0.85));
+    assert_eq!(file.archs[0].accuracy(2), Some(0.90), "no pooled accuracy");
+    let mut pooled = file.clone();
+    pooled.data.pooled_images = Some(36000);
+    let e = file
+        .check_continues(&pooled, Path::new("t.json"))
+        .expect_err("other scoring images");
+    assert!(e.to_string().contains("data"), "{e}");
 }
 
 #[test]

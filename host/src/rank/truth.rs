@@ -12,6 +12,8 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use rand::SeedableRng;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -90,10 +92,29 @@ pub struct DataInfo {
     pub split_seed: u64,
     /// Share of the training split held out for validation.
     pub val_split: f64,
-    /// Images in the validation split (the accuracy that ranks).
+    /// Images in the validation split (the accuracy that ranks, unless
+    /// `pooled_images`).
     pub val_images: usize,
     /// Images in the test split.
     pub test_images: usize,
+    /// With `rank truth --holdout`: the validation images plus the training
+    /// images the budget's subset leaves out, which every network is also
+    /// scored on. Their pooled accuracy is what ranks: the finite
+    /// validation split alone makes two seeds of one network differ by
+    /// about as much as two architectures do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooled_images: Option<usize>,
+}
+
+impl DataInfo {
+    /// Whether networks scored under `self` and `other` saw the same images:
+    /// data set, split and scoring set (the image counts follow from them).
+    pub fn same_images(&self, other: &DataInfo) -> bool {
+        self.kind == other.kind
+            && self.split_seed == other.split_seed
+            && self.val_split == other.val_split
+            && self.pooled_images == other.pooled_images
+    }
 }
 
 /// The latency model the architectures were drawn with.
@@ -135,6 +156,10 @@ pub struct TruthRun {
     pub val_accuracy: f64,
     /// Test accuracy.
     pub test_accuracy: Option<f64>,
+    /// Accuracy over [`DataInfo::pooled_images`] (validation and left-out
+    /// training images together); what ranks when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooled_accuracy: Option<f64>,
     /// Steps trained.
     pub steps: u64,
     /// Training seconds (summed over resumed calls only from the last one).
@@ -163,15 +188,16 @@ pub struct TruthArch {
 }
 
 impl TruthArch {
-    /// Validation accuracy of seed `seed`, when trained.
+    /// The accuracy that ranks of seed `seed`, when trained: the pooled
+    /// accuracy when the file has one, else the validation accuracy.
     pub fn accuracy(&self, seed: u64) -> Option<f64> {
         self.runs
             .iter()
             .find(|r| r.seed == seed)
-            .map(|r| r.val_accuracy)
+            .map(|r| r.pooled_accuracy.unwrap_or(r.val_accuracy))
     }
 
-    /// Validation accuracies of the first two of `seeds` (seed A, seed B),
+    /// Ranking accuracies of the first two of `seeds` (seed A, seed B),
     /// when both are trained: one point of the ceiling.
     pub fn seed_pair(&self, seeds: &[u64]) -> Option<(f64, f64)> {
         match seeds {
@@ -180,7 +206,7 @@ impl TruthArch {
         }
     }
 
-    /// Mean validation accuracy over `seeds`, when every one is trained.
+    /// Mean ranking accuracy over `seeds`, when every one is trained.
     pub fn mean_accuracy(&self, seeds: &[u64]) -> Option<f64> {
         let accs: Option<Vec<f64>> = seeds.iter().map(|&s| self.accuracy(s)).collect();
         accs.filter(|a| !a.is_empty())
@@ -326,10 +352,7 @@ impl TruthFile {
                 format!("{:?}", other.budget),
             );
         }
-        if self.data.split_seed != other.data.split_seed
-            || self.data.val_split != other.data.val_split
-            || self.data.kind != other.data.kind
-        {
+        if !self.data.same_images(&other.data) {
             return differs(
                 "data",
                 format!("{:?}", self.data),
@@ -463,31 +486,79 @@ pub fn draw_stratified(
 
 /// Trains every (architecture, seed) pair `file` does not hold yet with
 /// `train` (which returns the run and the network's parameter count), in
-/// [`TruthFile::missing`]'s order, saving the file after each, so a kill
-/// loses at most the training under way (whose checkpoint `train` resumes).
-/// Stops after `limit` trainings when given; returns how many it did.
+/// [`TruthFile::missing`]'s order, `jobs` at a time, saving the file after
+/// each, so a kill loses at most the trainings under way (whose checkpoints
+/// `train` resumes). Stops after `limit` trainings when given; returns how
+/// many it did. After a failed training no new one starts; those under way
+/// finish and are kept, and the first error is returned.
 pub fn measure<F>(
     file: &mut TruthFile,
     path: &Path,
     limit: Option<usize>,
-    mut train: F,
+    jobs: usize,
+    train: F,
 ) -> Result<usize, RankError>
 where
-    F: FnMut(&TruthArch, u64) -> Result<(TruthRun, usize), RankError>,
+    F: Fn(&TruthArch, u64) -> Result<(TruthRun, usize), RankError> + Sync,
 {
-    let todo = file.missing();
-    let mut done = 0;
-    for (i, seed) in todo {
-        if limit.is_some_and(|l| done >= l) {
-            break;
-        }
-        let (run, parameters) = train(&file.archs[i], seed)?;
-        let a = &mut file.archs[i];
-        a.parameters = Some(parameters);
-        a.runs.push(run);
-        a.runs.sort_by_key(|r| r.seed);
-        file.save(path)?;
-        done += 1;
+    let mut todo = file.missing();
+    if let Some(l) = limit {
+        todo.truncate(l);
     }
-    Ok(done)
+    struct Shared<'f> {
+        file: &'f mut TruthFile,
+        done: usize,
+        error: Option<RankError>,
+    }
+    let shared = Mutex::new(Shared {
+        file,
+        done: 0,
+        error: None,
+    });
+    // A worker that panicked already ends the scope with its panic; the
+    // others only need the data, which a panic leaves consistent.
+    let lock = || shared.lock().unwrap_or_else(PoisonError::into_inner);
+    let next = AtomicUsize::new(0);
+    let worker = || {
+        loop {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&(i, seed)) = todo.get(k) else {
+                return;
+            };
+            let arch = {
+                let g = lock();
+                if g.error.is_some() {
+                    return;
+                }
+                g.file.archs[i].clone()
+            };
+            let result = train(&arch, seed);
+            let mut g = lock();
+            let result = result.and_then(|(run, parameters)| {
+                let a = &mut g.file.archs[i];
+                a.parameters = Some(parameters);
+                a.runs.push(run);
+                a.runs.sort_by_key(|r| r.seed);
+                g.file.save(path)
+            });
+            match result {
+                Ok(()) => g.done += 1,
+                Err(e) => {
+                    g.error.get_or_insert(e);
+                    return;
+                }
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, todo.len().max(1)) {
+            s.spawn(worker);
+        }
+    });
+    let g = shared.into_inner().unwrap_or_else(PoisonError::into_inner);
+    match g.error {
+        Some(e) => Err(e),
+        None => Ok(g.done),
+    }
 }
+

@@ -113,11 +113,8 @@ pub fn versus(drawn: &TruthFile, chosen: &TruthFile) -> Result<Versus, RankError
     if drawn.budget != chosen.budget {
         return mismatch("training budget");
     }
-    if drawn.data.kind != chosen.data.kind
-        || drawn.data.split_seed != chosen.data.split_seed
-        || drawn.data.val_split != chosen.data.val_split
-    {
-        return mismatch("data split");
+    if !drawn.data.same_images(&chosen.data) {
+        return mismatch("data split or scoring images");
     }
     if drawn.seeds != chosen.seeds {
         return mismatch("seeds");

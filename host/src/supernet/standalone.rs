@@ -62,6 +62,9 @@ pub struct StandaloneJob<'a> {
     /// Score the test split too (it costs more than the validation split
     /// when only a ranking is wanted).
     pub score_test: bool,
+    /// More images to score on besides the splits (a ground truth's
+    /// left-out training images).
+    pub holdout: Option<&'a ImageSet>,
     /// Draw a progress bar on stderr.
     pub progress: bool,
 }
@@ -73,6 +76,8 @@ pub struct StandaloneResult {
     pub val_accuracy: Option<f64>,
     /// Accuracy on the test split; `None` without one, or when not asked for.
     pub test_accuracy: Option<f64>,
+    /// Accuracy on [`StandaloneJob::holdout`]; `None` without it.
+    pub holdout_accuracy: Option<f64>,
     /// Steps trained.
     pub steps: u64,
     /// Training seconds of this call (a resumed run counts only its part).
@@ -95,7 +100,7 @@ pub fn train_standalone(
         checkpoint: job.checkpoint.clone(),
         resume: true,
         progress: job.progress,
-        ..TrainOptions::new(job.train.clone(), job.seed, job.augment)
+        ..TrainOptions::new(job.train.single_path(), job.seed, job.augment)
     };
     let summary = train(&net, &sampler, &splits.train, &opts)?;
     let bs = job.train.batch_size;
@@ -105,6 +110,10 @@ pub fn train_standalone(
             standalone_accuracy(&net, &splits.test, bs)?
         } else {
             None
+        },
+        holdout_accuracy: match job.holdout {
+            Some(set) => standalone_accuracy(&net, set, bs)?,
+            None => None,
         },
         steps: summary.step,
         seconds: summary.seconds,
