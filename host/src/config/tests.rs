@@ -124,6 +124,19 @@ fn sampling_is_uniform_unless_fair_is_asked_for() {
     assert_eq!(r.train.momentum_carry, MomentumCarry::Reset);
     let back = JobConfig::from_yaml_str(&r.to_yaml(), "job.yaml", Path::new("/x")).unwrap();
     assert_eq!(back.train.momentum_carry, MomentumCarry::Reset);
+    assert_eq!(c.train.sandwich, None);
+    let w = parse(&format!("{GOOD}  sandwich: {{ random: 2 }}\n")).unwrap();
+    let sandwich = Sandwich {
+        random: 2,
+        distill: true,
+    };
+    assert_eq!(w.train.sandwich, Some(sandwich), "distillation by default");
+    let back = JobConfig::from_yaml_str(&w.to_yaml(), "job.yaml", Path::new("/x")).unwrap();
+    assert_eq!(back.train.sandwich, Some(sandwich));
+    let e = err(&format!(
+        "{GOOD}  sandwich: {{ random: 2, teacher: big }}\n"
+    ));
+    assert!(e.contains("sandwich") && e.contains("teacher"), "{e}");
     let e = err(&format!("{GOOD}  momentum_carry: sometimes\n"));
     assert!(
         e.contains("momentum_carry") && e.contains("sometimes"),

@@ -55,12 +55,34 @@ pub struct RawTrain {
     /// consecutive steps that sample it); `keep` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub momentum_carry: Option<MomentumCarry>,
+    /// The sandwich rule (BigNAS): every step trains the largest path, the
+    /// smallest and `random` drawn ones on the same batch, their gradients
+    /// summed into one update; with `distill` (the default) all but the
+    /// largest learn the largest's output distribution (in-place
+    /// distillation). Absent: one drawn path per step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandwich: Option<Sandwich>,
     /// Also checkpoint every N steps (always at each epoch's end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every_steps: Option<usize>,
     /// Train on the first N images of the (shuffled) training split only, e.g. in CI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_train_samples: Option<usize>,
+}
+
+/// The sandwich rule's settings (`train.sandwich`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sandwich {
+    /// Drawn paths per step besides the largest and the smallest.
+    pub random: usize,
+    /// Paths other than the largest learn its soft outputs, not the labels.
+    #[serde(default = "distill_default")]
+    pub distill: bool,
+}
+
+fn distill_default() -> bool {
+    true
 }
 
 /// Learning-rate decay after warm-up.
@@ -126,6 +148,8 @@ pub struct TrainConfig {
     pub zero_residual_gamma: bool,
     /// Momentum of ops off the path.
     pub momentum_carry: MomentumCarry,
+    /// The sandwich rule, when used.
+    pub sandwich: Option<Sandwich>,
     /// Extra checkpoint every N steps.
     pub checkpoint_every_steps: Option<usize>,
     /// Subset of the training split.
@@ -151,6 +175,7 @@ impl Default for TrainConfig {
             sampling: Sampling::Uniform,
             zero_residual_gamma: false,
             momentum_carry: MomentumCarry::Keep,
+            sandwich: None,
             checkpoint_every_steps: None,
             max_train_samples: None,
         }
@@ -159,8 +184,9 @@ impl Default for TrainConfig {
 
 impl TrainConfig {
     /// The settings as they apply to a one-path (stand-alone) network: with
-    /// one candidate per layer there is nothing to sample fairly, no op
-    /// misses a step, and no supernet γ is zeroed, so the supernet-only
+    /// one candidate per layer there is nothing to sample fairly or to
+    /// sandwich, no op misses a step, and no supernet γ is zeroed, so the
+    /// supernet-only
     /// settings are reset. Otherwise they would enter the checkpoint's
     /// fingerprint and a supernet variant would make a stand-alone
     /// training look like another one.
@@ -169,6 +195,7 @@ impl TrainConfig {
             sampling: Sampling::Uniform,
             zero_residual_gamma: false,
             momentum_carry: MomentumCarry::Keep,
+            sandwich: None,
             ..self.clone()
         }
     }
@@ -235,6 +262,7 @@ impl TrainConfig {
             sampling: t.sampling.unwrap_or_default(),
             zero_residual_gamma: t.zero_residual_gamma.unwrap_or(false),
             momentum_carry: t.momentum_carry.unwrap_or_default(),
+            sandwich: t.sandwich,
             checkpoint_every_steps: t.checkpoint_every_steps,
             max_train_samples: t.max_train_samples,
         })
@@ -257,6 +285,7 @@ impl TrainConfig {
             zero_residual_gamma: self.zero_residual_gamma.then_some(true),
             momentum_carry: (self.momentum_carry != MomentumCarry::Keep)
                 .then_some(self.momentum_carry),
+            sandwich: self.sandwich,
             checkpoint_every_steps: self.checkpoint_every_steps,
             max_train_samples: self.max_train_samples,
         }

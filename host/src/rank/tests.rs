@@ -166,8 +166,14 @@ fn an_interrupted_measurement_resumes_without_training_anything_twice() {
         trained.lock().unwrap().push((a.arch.clone(), s));
         Ok((run(s, 0.7), 7))
     };
-    assert_eq!(measure(&mut file, &path, Some(1), 1, again).expect("measure"), 1);
-    assert_eq!(measure(&mut file, &path, None, 1, again).expect("measure"), 3);
+    assert_eq!(
+        measure(&mut file, &path, Some(1), 1, again).expect("measure"),
+        1
+    );
+    assert_eq!(
+        measure(&mut file, &path, None, 1, again).expect("measure"),
+        3
+    );
     let now: Vec<(String, u64)> = trained.lock().unwrap().clone();
     assert_eq!(now.len(), 4, "exactly the missing pairs: {now:?}");
     for p in &done_before {
@@ -217,13 +223,27 @@ fn parallel_workers_train_each_pair_once_and_keep_finished_work() {
         g.0 -= 1;
         Ok((run(seed, 0.5), 1))
     };
-    assert_eq!(measure(&mut file, &path, None, 2, train).expect("measure"), 6);
+    assert_eq!(
+        measure(&mut file, &path, None, 2, train).expect("measure"),
+        6
+    );
     let g = state.lock().unwrap();
     assert_eq!(g.1, 2, "two trainings at once");
     let pairs: BTreeSet<(String, u64)> = g.2.iter().cloned().collect();
-    assert_eq!((g.2.len(), pairs.len()), (6, 6), "each pair once: {:?}", g.2);
+    assert_eq!(
+        (g.2.len(), pairs.len()),
+        (6, 6),
+        "each pair once: {:?}",
+        g.2
+    );
     drop(g);
-    assert!(TruthFile::load(&path).unwrap().unwrap().missing().is_empty());
+    assert!(
+        TruthFile::load(&path)
+            .unwrap()
+            .unwrap()
+            .missing()
+            .is_empty()
+    );
 
     // The first training fails while the second is under way: the second
     // is kept, no third starts.
@@ -247,8 +267,16 @@ fn parallel_workers_train_each_pair_once_and_keep_finished_work() {
     let e = measure(&mut file, &path, None, 2, failing).expect_err("fails");
     assert!(e.to_string().contains("out of memory"), "{e}");
     let kept = TruthFile::load(&path).unwrap().unwrap();
-    assert_eq!(kept.missing().len(), 5, "the other worker's training is kept");
-    assert_eq!(*calls.lock().unwrap(), 2, "no training starts after a failure");
+    assert_eq!(
+        kept.missing().len(),
+        5,
+        "the other worker's training is kept"
+    );
+    assert_eq!(
+        *calls.lock().unwrap(),
+        2,
+        "no training starts after a failure"
+    );
 }
 
 #[test]

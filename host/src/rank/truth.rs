@@ -561,4 +561,3 @@ where
         None => Ok(g.done),
     }
 }
-

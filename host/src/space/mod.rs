@@ -147,6 +147,28 @@ impl Layer {
         self.stride == 1 && self.input.channels == self.out_channels
     }
 
+    /// Multiply-accumulates of `op` in this layer (1×1 expand, depthwise
+    /// k×k, 1×1 project; 0 for identity): the size that orders a layer's
+    /// candidates from smallest to largest (the sandwich rule's ends).
+    pub fn macs(&self, op: Op) -> u64 {
+        match op {
+            Op::Identity => 0,
+            Op::MbConv { kernel, expansion } => {
+                let (cin, out) = (self.input.channels as u64, self.output());
+                let hidden = cin * expansion as u64;
+                let expand = if expansion > 1 {
+                    cin * hidden * (self.input.height * self.input.width) as u64
+                } else {
+                    0
+                };
+                let pixels = (out.height * out.width) as u64;
+                expand
+                    + hidden * (kernel * kernel) as u64 * pixels
+                    + hidden * out.channels as u64 * pixels
+            }
+        }
+    }
+
     /// Latency-table key of `op` in this layer; `None` for identity.
     pub fn block(&self, op: Op) -> Option<BlockKey> {
         match op {

@@ -103,6 +103,14 @@ fn layers_track_shapes() {
     assert_eq!((l[3].stride, l[3].position, l[3].stage), (1, 2, 1));
     assert_eq!(s.head_input(), Shape::new(16, 16, 16));
     assert_eq!(s.num_architectures_exact(), Some(2 * 3 * 3));
+    // Multiply-accumulates, by hand: layer 1 maps 8×32×32 to 16×16×16.
+    // k5e6: expand 8·48·1024, depthwise 48·25·256, project 48·16·256.
+    let op = |t: &str| t.parse::<Op>().unwrap();
+    assert_eq!(l[1].macs(op("k5e6")), 393_216 + 307_200 + 196_608);
+    assert_eq!(l[1].macs(op("k3e3")), 196_608 + 55_296 + 98_304);
+    // Expansion 1 has no expand convolution: 16·9·256 + 16·16·256.
+    assert_eq!(l[2].macs(op("k3e1")), 36_864 + 65_536);
+    assert_eq!(l[3].macs(Op::Identity), 0);
 }
 
 #[test]

@@ -36,12 +36,17 @@ pub(crate) struct StepOut {
     pub(crate) hits: i64,
     /// Gradient of `loss` for each requested parameter, in request order.
     pub(crate) grads: Vec<Tensor>,
+    /// The path's output distribution per image (softmax, no gradient):
+    /// the teacher of in-place distillation.
+    pub(crate) probs: Tensor,
 }
 
 /// One shard's work.
 struct Job {
     images: Tensor,
     labels: Tensor,
+    /// Soft targets instead of the labels (the labels still count hits).
+    soft: Option<Tensor>,
     path: Vec<usize>,
     params: Vec<usize>,
     /// The shard's share of the batch's images (its loss weight).
@@ -112,12 +117,16 @@ impl Shards {
     }
 
     /// Forward and backward of path `path` on one batch; gradients of the
-    /// parameters `params` (indices into the supernet).
+    /// parameters `params` (indices into the supernet). With `soft`, the
+    /// loss is the cross-entropy against those distributions (one row per
+    /// image) rather than against `labels`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn step(
         &self,
         net: &Supernet,
         images: &Tensor,
         labels: &Tensor,
+        soft: Option<&Tensor>,
         path: &[usize],
         params: &[usize],
         label_smoothing: f64,
@@ -128,6 +137,7 @@ impl Shards {
             Ok(Job {
                 images: images.f_narrow(0, lo, len)?,
                 labels: labels.f_narrow(0, lo, len)?,
+                soft: soft.map(|t| t.f_narrow(0, lo, len)).transpose()?,
                 path: path.to_vec(),
                 params: params.to_vec(),
                 weight: len as f64 / total as f64,
@@ -149,6 +159,7 @@ impl Shards {
             .map(|w| w.results.recv().map_err(|_| stopped()).and_then(|r| r))
             .collect();
         let mut out = mine?;
+        let mut probs = vec![out.probs.shallow_clone()];
         for b in theirs {
             let b = b?;
             out.loss += b.loss;
@@ -156,6 +167,10 @@ impl Shards {
             for (g, h) in out.grads.iter_mut().zip(&b.grads) {
                 *g = g.f_add(h)?;
             }
+            probs.push(b.probs);
+        }
+        if probs.len() > 1 {
+            out.probs = Tensor::f_cat(&probs, 0)?;
         }
         Ok(out)
     }
@@ -201,31 +216,42 @@ fn shard_bounds(total: i64, n: usize) -> Vec<(i64, i64)> {
 /// Forward, weighted loss and its gradients on one shard.
 fn shard_step(net: &Supernet, job: &Job, mode: BnMode) -> Result<StepOut, SupernetError> {
     let logits = net.forward(&job.images, &job.path, mode)?;
-    let loss = logits
-        .f_cross_entropy_loss::<Tensor>(
+    let loss = match &job.soft {
+        // −Σ q·log p, averaged over images: cross-entropy against the
+        // teacher's distribution (its gradient is KL's).
+        Some(q) => logits
+            .f_log_softmax(-1, Kind::Float)?
+            .f_mul(q)?
+            .f_sum_dim_intlist(-1, false, Kind::Float)?
+            .f_mean(Kind::Float)?
+            .f_neg()?,
+        None => logits.f_cross_entropy_loss::<Tensor>(
             &job.labels,
             None,
             Reduction::Mean,
             -100,
             job.label_smoothing,
-        )?
-        .f_mul_scalar(job.weight)?;
+        )?,
+    }
+    .f_mul_scalar(job.weight)?;
     let inputs: Vec<&Tensor> = job
         .params
         .iter()
         .map(|&i| &net.params()[i].tensor)
         .collect();
     let grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
-    let hits = tch::no_grad(|| {
-        logits
+    let (hits, probs) = tch::no_grad(|| -> Result<_, tch::TchError> {
+        let hits = logits
             .f_argmax(-1, false)?
             .f_eq_tensor(&job.labels)?
-            .f_sum(Kind::Int64)
+            .f_sum(Kind::Int64)?;
+        Ok((hits, logits.f_softmax(-1, Kind::Float)?))
     })?;
     Ok(StepOut {
         loss: loss.f_double_value(&[])?,
         hits: hits.f_int64_value(&[])?,
         grads,
+        probs,
     })
 }
 

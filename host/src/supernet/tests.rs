@@ -13,7 +13,7 @@ use tch::Device;
 
 use super::checkpoint::{LoadMode, load_weights, save_weights};
 use super::*;
-use crate::config::{Augment, FASHION_MNIST_DIR, MomentumCarry, Schedule, TrainConfig};
+use crate::config::{Augment, FASHION_MNIST_DIR, MomentumCarry, Sandwich, Schedule, TrainConfig};
 use crate::data::{ImageSet, Splits, load_fashion_mnist};
 use crate::space::{Op, Shape, Space};
 
@@ -187,7 +187,7 @@ fn pruned_ops_keep_their_weights_through_training() {
 #[test]
 fn resume_reaches_the_same_weights() {
     one_thread();
-    resume_case(1, MomentumCarry::Keep);
+    resume_case(1, MomentumCarry::Keep, None);
 }
 
 /// Dropping unsampled ops' momentum (`momentum_carry: reset`) keeps
@@ -196,7 +196,7 @@ fn resume_reaches_the_same_weights() {
 #[test]
 fn reset_momentum_repeats_and_resumes_exactly() {
     one_thread();
-    resume_case(1, MomentumCarry::Reset);
+    resume_case(1, MomentumCarry::Reset, None);
 }
 
 /// With `momentum_carry: reset` a parameter off the last step's path has no
@@ -230,10 +230,25 @@ fn reset_momentum_forgets_parameters_off_the_last_path() {
 #[test]
 fn sharded_training_repeats_and_resumes_exactly() {
     one_thread();
-    resume_case(2, MomentumCarry::Keep);
+    resume_case(2, MomentumCarry::Keep, None);
 }
 
-fn resume_case(shards: usize, momentum_carry: MomentumCarry) {
+/// The sandwich rule with distillation on two shards (the teacher's
+/// distribution gathered from both): reproducible and exactly resumable.
+#[test]
+fn sandwich_training_repeats_and_resumes_exactly() {
+    one_thread();
+    resume_case(
+        2,
+        MomentumCarry::Keep,
+        Some(Sandwich {
+            random: 1,
+            distill: true,
+        }),
+    );
+}
+
+fn resume_case(shards: usize, momentum_carry: MomentumCarry, sandwich: Option<Sandwich>) {
     let space = tiny();
     let set = synthetic(100, 2);
     let dir = tempfile::tempdir().unwrap();
@@ -248,6 +263,7 @@ fn resume_case(shards: usize, momentum_carry: MomentumCarry) {
         checkpoint_every_steps: Some(2),
         shards,
         momentum_carry,
+        sandwich,
         ..TrainConfig::default()
     };
     let augment = Augment {
@@ -299,14 +315,24 @@ fn resume_case(shards: usize, momentum_carry: MomentumCarry) {
     }
 
     // A resume with other settings is refused: another learning rate,
-    // another shard count (the batch statistics differ), other momentum.
-    let changes: [fn(&mut TrainConfig); 3] = [
+    // another shard count (the batch statistics differ), other momentum,
+    // sandwich on or off.
+    let changes: [fn(&mut TrainConfig); 4] = [
         |c| c.lr = 0.3,
         |c| c.shards = 3 - c.shards,
         |c| {
             c.momentum_carry = match c.momentum_carry {
                 MomentumCarry::Keep => MomentumCarry::Reset,
                 MomentumCarry::Reset => MomentumCarry::Keep,
+            }
+        },
+        |c| {
+            c.sandwich = match c.sandwich {
+                Some(_) => None,
+                None => Some(Sandwich {
+                    random: 2,
+                    distill: false,
+                }),
             }
         },
     ];
@@ -341,7 +367,7 @@ fn two_shards_of_a_doubled_batch_match_one() {
     let step = |n: usize, images: &tch::Tensor| {
         shards::Shards::new(&net, n)
             .unwrap()
-            .step(&net, images, &labels, &path, &params, 0.1)
+            .step(&net, images, &labels, None, &path, &params, 0.1)
             .unwrap()
     };
     let (one, two) = (step(1, &images), step(2, &images));
@@ -775,4 +801,125 @@ fn zero_residual_gammas_start_residual_blocks_as_the_identity() {
     let with_id = net.forward(&x, &[0, 0, 2], BnMode::Eval).unwrap();
     let d = (&with_block - &with_id).abs().max().double_value(&[]);
     assert!(d < 1e-6, "{d}");
+}
+
+/// The sandwich's ends: per layer the candidate with the most and the
+/// fewest multiply-accumulates of the sampling space (a pruned one too),
+/// then the drawn paths of the step's virtual steps.
+#[test]
+fn sandwich_paths_are_the_largest_the_smallest_then_draws() {
+    let full = fmnist_small();
+    let mut ops = full.layer_ops();
+    for layer in ops.iter_mut().skip(1) {
+        // Keep the last ops only: the pruned space's ends differ from the
+        // full space's.
+        let n = layer.len();
+        layer.drain(..n - 2);
+    }
+    let pruned = full.with_layer_ops(&ops).unwrap();
+    let net = Supernet::new(&full, Device::Cpu, 1).unwrap();
+    for space in [&full, &pruned] {
+        let sampler = StepSampler::new(&net, space, 4).unwrap();
+        let (large, small) = sampler.extremes();
+        let (large, small) = (net.arch_of(&large).unwrap(), net.arch_of(&small).unwrap());
+        for (l, layer) in space.layers().iter().enumerate() {
+            let macs: Vec<u64> = layer.ops.iter().map(|&op| layer.macs(op)).collect();
+            assert_eq!(layer.macs(large.ops[l]), *macs.iter().max().unwrap());
+            assert_eq!(layer.macs(small.ops[l]), *macs.iter().min().unwrap());
+            assert!(layer.ops.contains(&large.ops[l]) && layer.ops.contains(&small.ops[l]));
+        }
+        let sandwich = Sandwich {
+            random: 2,
+            distill: true,
+        };
+        let paths = sampler.step_paths(7, Some(sandwich));
+        assert_eq!(paths.len(), 4);
+        assert_eq!(net.arch_of(&paths[0]).unwrap(), large);
+        assert_eq!(net.arch_of(&paths[1]).unwrap(), small);
+        assert_eq!(paths[2..], [sampler.path(14), sampler.path(15)]);
+        assert_eq!(sampler.step_paths(7, None), [sampler.path(7)]);
+    }
+    // Where the space's ends are: the largest op of a 6-op layer of the
+    // full space is k7e6, the smallest the identity.
+    let (large, small) = StepSampler::new(&net, &full, 4).unwrap().extremes();
+    let (large, small) = (net.arch_of(&large).unwrap(), net.arch_of(&small).unwrap());
+    let l = full
+        .layers()
+        .iter()
+        .position(|l| l.ops.contains(&Op::Identity))
+        .unwrap();
+    assert_eq!(large.ops[l].to_string(), "k7e6");
+    assert_eq!(small.ops[l], Op::Identity);
+}
+
+/// Distillation's loss against one-hot soft targets is the label loss, with
+/// the same gradients; a sandwich step's gradients are the sum of its
+/// paths', the later ones learning the first one's distribution.
+#[test]
+fn a_sandwich_step_sums_its_paths_and_distills_from_the_first() {
+    one_thread();
+    let space = tiny();
+    let net = Supernet::new(&space, Device::Cpu, 3).unwrap();
+    let images = tch::Tensor::randn([12, 1, 8, 8], (tch::Kind::Float, Device::Cpu));
+    let labels = tch::Tensor::from_slice(&[0i64, 1, 2, 0, 1, 2, 2, 1, 0, 0, 1, 2]);
+    let shards = shards::Shards::new(&net, 1).unwrap();
+    let (a, b) = (vec![1, 0, 1], vec![0, 1, 2]);
+    let step = |path: &Vec<usize>, soft: Option<&tch::Tensor>| {
+        shards
+            .step(
+                &net,
+                &images,
+                &labels,
+                soft,
+                path,
+                &net.trainable_of(path),
+                0.0,
+            )
+            .unwrap()
+    };
+    let close = |x: &tch::Tensor, y: &tch::Tensor| {
+        (x - y).abs().max().double_value(&[]) <= 1e-5 * x.abs().max().double_value(&[]).max(1e-3)
+    };
+    let one_hot = labels.one_hot(3).to_kind(tch::Kind::Float);
+    let (hard, soft) = (step(&a, None), step(&a, Some(&one_hot)));
+    assert!(
+        (hard.loss - soft.loss).abs() < 1e-6,
+        "{} vs {}",
+        hard.loss,
+        soft.loss
+    );
+    assert!(hard.grads.iter().zip(&soft.grads).all(|(x, y)| close(x, y)));
+
+    let batch = crate::data::Batch {
+        images: images.shallow_clone(),
+        labels: labels.shallow_clone(),
+        len: 12,
+    };
+    for distill in [false, true] {
+        let cfg = TrainConfig {
+            sandwich: Some(Sandwich { random: 0, distill }),
+            ..TrainConfig::default()
+        };
+        let paths = [a.clone(), b.clone()];
+        let both = train::step_grads(&net, &shards, &batch, &paths, &cfg).unwrap();
+        let first = step(&a, None);
+        let teacher = first.probs.shallow_clone();
+        let second = step(&b, distill.then_some(&teacher));
+        assert!((both.loss - (first.loss + second.loss) / 2.0).abs() < 1e-6);
+        assert_eq!(both.hits, first.hits + second.hits);
+        let mut expected: std::collections::HashMap<usize, tch::Tensor> = Default::default();
+        for (path, r) in [(&a, &first), (&b, &second)] {
+            for (i, g) in net.trainable_of(path).into_iter().zip(&r.grads) {
+                let sum = match expected.remove(&i) {
+                    Some(e) => &e + g,
+                    None => g.shallow_clone(),
+                };
+                expected.insert(i, sum);
+            }
+        }
+        assert_eq!(both.grads.len(), expected.len(), "every parameter once");
+        for (i, g) in &both.grads {
+            assert!(close(g, &expected[i]), "{}", net.params()[*i].name);
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! SPOS training: at every step one path, drawn uniformly per layer from the
 //! current (possibly pruned) layer-wise space, takes a forward/backward pass
-//! on one batch and an SGD update of the parameters it used.
+//! on one batch and an SGD update of the parameters it used (with the
+//! sandwich rule, several paths on the same batch and one update of their
+//! summed gradients).
 //!
 //! Exact resume: the path and the batch of step `s` (its images, their
 //! order, their augmentation) are functions of (seed, s) alone, and a
@@ -8,6 +10,7 @@
 //! Continuing from step `s` therefore replays exactly what an uninterrupted
 //! run does next.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -15,12 +18,13 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use tch::Tensor;
 
 use super::checkpoint::{TrainState, load_checkpoint, save_checkpoint};
 use super::shards::Shards;
 use super::{Sgd, Supernet, SupernetError, learning_rate};
-use crate::config::{Augment, MomentumCarry, Sampling, TrainConfig};
-use crate::data::{ImageSet, Loader, derive_seed};
+use crate::config::{Augment, MomentumCarry, Sampling, Sandwich, TrainConfig};
+use crate::data::{Batch, ImageSet, Loader, derive_seed};
 use crate::space::{Arch, Space};
 
 /// Draws the path of each step from a sampling space: the supernet's own
@@ -34,6 +38,9 @@ use crate::space::{Arch, Space};
 /// uniform draws an op can go unsampled for many steps while its momentum
 /// buffer and BN statistics age. (FairNAS also sums the group's gradients
 /// into one update; here every step still updates.)
+///
+/// With the sandwich rule (BigNAS) a step trains several paths: the largest
+/// and the smallest of the sampling space, then drawn ones.
 #[derive(Clone, Debug)]
 pub struct StepSampler {
     space: Space,
@@ -143,6 +150,44 @@ impl StepSampler {
         }
     }
 
+    /// The largest and the smallest path of the sampling space: per layer
+    /// the candidate with the most and with the fewest multiply-accumulates
+    /// (the first listed on a tie).
+    pub fn extremes(&self) -> (Vec<usize>, Vec<usize>) {
+        let pick = |largest: bool| -> Vec<usize> {
+            (self.space.layers().iter().zip(&self.to_net))
+                .map(|(l, map)| {
+                    let macs = |i: usize| l.macs(l.ops[i]);
+                    let best = (0..l.ops.len()).reduce(|a, b| {
+                        let better = if largest {
+                            macs(b) > macs(a)
+                        } else {
+                            macs(b) < macs(a)
+                        };
+                        if better { b } else { a }
+                    });
+                    map[best.unwrap_or(0)]
+                })
+                .collect()
+        };
+        (pick(true), pick(false))
+    }
+
+    /// The supernet paths step `step` trains: with `sandwich`, the largest,
+    /// the smallest, then `random` drawn paths (those of the virtual steps
+    /// `step·random + i`, so that fair sampling stays fair over them and no
+    /// two steps share a draw); without it, the one of [`StepSampler::path`].
+    pub fn step_paths(&self, step: u64, sandwich: Option<Sandwich>) -> Vec<Vec<usize>> {
+        let Some(s) = sandwich else {
+            return vec![self.path(step)];
+        };
+        let (large, small) = self.extremes();
+        let k = s.random as u64;
+        let mut out = vec![large, small];
+        out.extend((0..k).map(|i| self.path(step * k + i)));
+        out
+    }
+
     /// The supernet path (candidate index per layer) of step `step`.
     pub fn path(&self, step: u64) -> Vec<usize> {
         self.indices(step)
@@ -236,7 +281,72 @@ fn fingerprint(opts: &TrainOptions, set: &ImageSet) -> String {
     if c.momentum_carry != MomentumCarry::Keep {
         settings_key["momentum_carry"] = serde_json::json!(c.momentum_carry);
     }
+    if let Some(s) = c.sandwich {
+        settings_key["sandwich"] = serde_json::json!(s);
+    }
     settings_key.to_string()
+}
+
+/// What one step's paths computed together.
+pub(super) struct StepGrads {
+    /// Mean loss over the paths.
+    pub(super) loss: f64,
+    /// Correct images summed over the paths.
+    pub(super) hits: i64,
+    /// Summed gradient of each parameter any path used, by first use.
+    pub(super) grads: Vec<(usize, Tensor)>,
+}
+
+/// Forward and backward of every path of a step on one batch. The first of
+/// several paths is the sandwich's largest: with distillation the others
+/// learn its output distribution. Gradients are summed, not averaged, as in
+/// BigNAS: each path's loss counts in full.
+pub(super) fn step_grads(
+    net: &Supernet,
+    shards: &Shards,
+    batch: &Batch,
+    paths: &[Vec<usize>],
+    cfg: &TrainConfig,
+) -> Result<StepGrads, SupernetError> {
+    let distill = cfg.sandwich.is_some_and(|s| s.distill);
+    let mut teacher: Option<Tensor> = None;
+    let mut out = StepGrads {
+        loss: 0.0,
+        hits: 0,
+        grads: Vec::new(),
+    };
+    let mut slot: HashMap<usize, usize> = HashMap::new();
+    for path in paths {
+        let params = net.trainable_of(path);
+        let r = shards.step(
+            net,
+            &batch.images,
+            &batch.labels,
+            teacher.as_ref(),
+            path,
+            &params,
+            cfg.label_smoothing,
+        )?;
+        if distill && teacher.is_none() {
+            teacher = Some(r.probs);
+        }
+        out.loss += r.loss / paths.len() as f64;
+        out.hits += r.hits;
+        for (i, g) in params.into_iter().zip(r.grads) {
+            match slot.get(&i) {
+                Some(&k) if g.defined() && out.grads[k].1.defined() => {
+                    out.grads[k].1 = out.grads[k].1.f_add(&g)?;
+                }
+                Some(&k) if g.defined() => out.grads[k].1 = g,
+                Some(_) => {}
+                None => {
+                    slot.insert(i, out.grads.len());
+                    out.grads.push((i, g));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Trains `net` by SPOS on `set`, paths from `sampler`, until the run is
@@ -318,19 +428,10 @@ pub fn train(
         let t0 = Instant::now();
         let batch = loader.train_batch(step)?;
         loading += t0.elapsed();
-        let path = sampler.path(step);
+        let paths = sampler.step_paths(step, cfg.sandwich);
         let lr = learning_rate(cfg, step, total, warmup);
-
-        let params = net.trainable_of(&path);
-        let out = shards.step(
-            net,
-            &batch.images,
-            &batch.labels,
-            &path,
-            &params,
-            cfg.label_smoothing,
-        )?;
-        sgd.step(net, params.into_iter().zip(out.grads).collect(), lr)?;
+        let out = step_grads(net, &shards, &batch, &paths, cfg)?;
+        sgd.step(net, out.grads, lr)?;
 
         let loss_v = out.loss;
         if !loss_v.is_finite() {
@@ -338,7 +439,7 @@ pub fn train(
         }
         loss_sum += loss_v;
         correct += out.hits;
-        seen += batch.len;
+        seen += batch.len * paths.len();
         epoch_steps += 1;
         last = (loss_sum / epoch_steps as f64, correct as f64 / seen as f64);
 
