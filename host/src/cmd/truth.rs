@@ -16,6 +16,7 @@ use super::job::{Job, LatencyRecord};
 use super::train::{CONFIG_FILE, setup_torch};
 use crate::config::JobConfig;
 use crate::data::{self, ImageSet, Splits};
+use crate::latency::stats::min_max;
 use crate::rank::truth::{
     Budget, DataInfo, DrawInfo, LatencyInfo, TRUTH_FORMAT, TruthArch, TruthFile, TruthRun, measure,
 };
@@ -358,11 +359,9 @@ fn named(space: &Space, model: &LatencyModel, archs: &[String]) -> anyhow::Resul
         let ms = model.ms(&space.arch_indices(&arch)?);
         out.push((arch, ms));
     }
-    let lo = out.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let hi = out.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
     Ok(Draw {
+        range_ms: min_max(out.iter().map(|p| p.1)),
         archs: out,
-        range_ms: [lo, hi],
     })
 }
 

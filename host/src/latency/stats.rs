@@ -22,6 +22,14 @@ pub fn sample_sd(values: &[f64]) -> f64 {
     (values.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
 }
 
+/// Smallest and largest of `values`: `[∞, −∞]` when there are none.
+pub fn min_max(values: impl Iterator<Item = f64> + Clone) -> [f64; 2] {
+    [
+        values.clone().fold(f64::INFINITY, f64::min),
+        values.fold(f64::NEG_INFINITY, f64::max),
+    ]
+}
+
 /// Ranks `(lo, hi)` (0-based, into sorted data) of the distribution-free
 /// confidence interval of the median at `confidence`, or `None` when `n` is
 /// too small for any interval to reach it (n < 6 at 95%).
@@ -357,6 +365,16 @@ pub fn loo_predictions(x: &[f64], y: &[f64]) -> Option<Vec<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn min_max_and_sample_sd_on_known_values() {
+        let v = [3.0, -1.5, 7.25, 0.0];
+        assert_eq!(min_max(v.iter().copied()), [-1.5, 7.25]);
+        assert_eq!(min_max([].into_iter()), [f64::INFINITY, f64::NEG_INFINITY]);
+        // Mean 2, squared deviations 1 + 1 + 9 + 9 = 20, over n − 1 = 3.
+        assert!((sample_sd(&[1.0, 3.0, -1.0, 5.0]) - (20.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(sample_sd(&[4.0]), 0.0);
+    }
 
     #[test]
     fn median_ci_ranks_match_the_binomial_table() {

@@ -24,7 +24,7 @@ use super::RankError;
 use crate::config::{Augment, Schedule, TrainConfig};
 use crate::data::derive_seed;
 use crate::files::write_atomic;
-use crate::latency::stats::{Correlation, correlate};
+use crate::latency::stats::{Correlation, correlate, min_max};
 use crate::search::{LatencyModel, Window};
 use crate::space::{Arch, Space};
 
@@ -421,8 +421,7 @@ pub fn draw_stratified(
             pool.len()
         )));
     }
-    let lo = pool.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let hi = pool.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let [lo, hi] = min_max(pool.iter().map(|p| p.1));
     let (wlo, whi) = (window.lo_ms.max(lo), window.hi_ms.min(hi));
     let n_in = n.div_ceil(2);
     let n_out = n - n_in;

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::RankError;
 use super::truth::{TruthArch, TruthFile};
-use crate::latency::stats::sample_sd;
+use crate::latency::stats::{min_max, sample_sd};
 
 /// Fewest complete random in-window architectures a verdict needs.
 pub const MIN_RANDOM: usize = 10;
@@ -36,8 +36,7 @@ impl Entry {
     fn of(a: &TruthArch, seeds: &[u64]) -> Option<Entry> {
         let mean = a.mean_accuracy(seeds)?;
         let accuracies: Vec<f64> = seeds.iter().filter_map(|&s| a.accuracy(s)).collect();
-        let max = accuracies.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let min = accuracies.iter().copied().fold(f64::INFINITY, f64::min);
+        let [min, max] = min_max(accuracies.iter().copied());
         Some(Entry {
             arch: a.arch.clone(),
             predicted_ms: a.predicted_ms,
