@@ -26,6 +26,15 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let src = format!("memory/{}.x", board.replace('_', "-"));
     fs::copy(&src, out.join("memory.x")).unwrap_or_else(|e| panic!("copy {src}: {e}"));
+    // With cortex-m-rt's `device` feature its `link.x` also INCLUDEs
+    // `device.x`, where a device crate would PROVIDE one weak alias per
+    // interrupt. Ours has none to give: every entry of `__INTERRUPTS`
+    // (src/vectors.rs) names `DefaultHandler` itself.
+    fs::write(
+        out.join("device.x"),
+        "/* padnas-mcu-agent: no named interrupt handlers (src/vectors.rs). */\n",
+    )
+    .unwrap_or_else(|e| panic!("write device.x: {e}"));
     println!("cargo::rustc-link-search={}", out.display());
 
     println!("cargo::rustc-check-cfg=cfg(board, values(\"mps2_an386\", \"mps2_an505\"))");

@@ -2,14 +2,15 @@
 //! same block on the host and on the board, so the host can compute the
 //! reference output of a block the board only received a seed for.
 //!
-//! The draws use ChaCha8 (`rand_chacha`), whose stream is specified and
-//! platform independent, and only its raw `next_u32`/`next_u64`: integer
-//! ranges and floats are derived here, not by `rand`'s distributions (whose
-//! `usize` sampling differs between 32- and 64-bit targets and whose
-//! algorithms may change between minor versions). The f64 arithmetic is
-//! plain IEEE-754 (`+ - * /`, software-emulated but exact on a Cortex-M4F),
-//! so the derived parameters agree too. [`RandomBlock::fingerprint`] lets
-//! both sides check that they did.
+//! The draws use PCG32 ([`Pcg32`]: O'Neill's PCG-XSH-RR 64/32, specified
+//! by its reference implementation and platform independent), and only its
+//! raw `next_u32`/`next_u64`: integer ranges and floats are derived here.
+//! It replaced ChaCha8 (`rand_chacha`), whose block function took 2.5 KB
+//! of the firmware's flash for weights that need no cryptographic strength;
+//! PCG32 is a dozen instructions and passes TestU01's BigCrush. The f64
+//! arithmetic is plain IEEE-754 (`+ - * /`, software-emulated but exact on
+//! a Cortex-M4F), so the derived parameters agree too.
+//! [`RandomBlock::fingerprint`] lets both sides check that they did.
 //!
 //! Changing the order or the formulas of the draws changes every seed's
 //! block; `tests.rs` pins one fingerprint so that this cannot go unnoticed.
@@ -21,9 +22,6 @@ mod tests;
 pub use net::{RandomFc, RandomHead, RandomStem};
 
 use alloc::vec::Vec;
-
-use rand_chacha::ChaCha8Rng;
-use rand_core::{RngCore, SeedableRng};
 
 use crate::add::AddParams;
 use crate::block::BlockParams;
@@ -116,7 +114,7 @@ impl RandomBlock {
     /// The block for `seed`; `Err` when `shape` is invalid.
     pub fn new(shape: BlockShape, seed: u64) -> Result<Self, Error> {
         shape.validate()?;
-        let mut rng = Draw(ChaCha8Rng::seed_from_u64(seed));
+        let mut rng = Draw(Pcg32::new(seed, BLOCK_STREAM));
         let mid = shape.mid_c();
 
         let input_scale = rng.uniform(0.02, 0.06) as f32;
@@ -263,8 +261,7 @@ impl RandomBlock {
 /// `len` int8 values uniform over the whole range, from `seed` (a stream of
 /// its own: the input for seed `s` is unrelated to the block for seed `s`).
 pub fn random_input(len: usize, seed: u64) -> Vec<i8> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(1);
+    let mut rng = Pcg32::new(seed, INPUT_STREAM);
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         let word = rng.next_u32().to_le_bytes();
@@ -298,7 +295,7 @@ impl Layer {
     /// `channels` output channels of `per_channel` weights each.
     fn draw(&self, rng: &mut Draw, channels: usize, per_channel: usize) -> RandomConv {
         let mut conv = RandomConv::default();
-        let fan = (self.fan_in as u64).isqrt().max(1) as f64;
+        let fan = isqrt(self.fan_in).max(1) as f64;
         // Accumulator std in int units is in_rms * WEIGHT_STD * sqrt(fan);
         // the weight scale makes its real value target_std (± the jitter).
         let base = self.target_std / (f64::from(self.in_scale) * self.in_rms * WEIGHT_STD * fan);
@@ -318,8 +315,52 @@ impl Layer {
     }
 }
 
-/// Integer and float draws from ChaCha8's raw output.
-struct Draw(ChaCha8Rng);
+/// PCG32 (PCG-XSH-RR 64/32) as O'Neill's reference `pcg32_random_r`
+/// computes it (pcg-random.org, `pcg_basic.c`): a 64-bit LCG whose old state
+/// is permuted into 32 output bits. One of 2^63 streams, picked by the odd
+/// increment; `next_u64` is two outputs, the first the low word (as
+/// `rand_core`'s `next_u64_via_u32`).
+struct Pcg32 {
+    state: u64,
+    increment: u64,
+}
+
+impl Pcg32 {
+    /// The reference `pcg32_srandom_r(seed, stream)`.
+    fn new(seed: u64, stream: u64) -> Pcg32 {
+        let mut rng = Pcg32 {
+            state: 0,
+            increment: (stream << 1) | 1,
+        };
+        rng.next_u32();
+        rng.state = rng.state.wrapping_add(seed);
+        rng.next_u32();
+        rng
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        let old = self.state;
+        self.state = old
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(self.increment);
+        let xorshifted = (((old >> 18) ^ old) >> 27) as u32;
+        xorshifted.rotate_right((old >> 59) as u32)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let low = u64::from(self.next_u32());
+        (u64::from(self.next_u32()) << 32) | low
+    }
+}
+
+/// PCG32 stream of [`RandomBlock`]'s draws (`random::net` has the stem's
+/// and the head's): one seed's block, input, stem and head are unrelated.
+const BLOCK_STREAM: u64 = 0;
+/// PCG32 stream of [`random_input`]'s draws.
+const INPUT_STREAM: u64 = 1;
+
+/// Integer and float draws from PCG32's raw output.
+struct Draw(Pcg32);
 
 impl Draw {
     /// Uniform in `lo..=hi` (Lemire's multiply-shift; the bias of at most
@@ -334,6 +375,26 @@ impl Draw {
         let unit = (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         lo + (hi - lo) * unit
     }
+}
+
+/// `⌊√n⌋`, as `usize::isqrt` gives it, digit by digit in base 4: core's
+/// `isqrt` carries a 512-byte table of small roots (with its code, 744 B
+/// of the firmware's flash) for one root per layer.
+fn isqrt(n: usize) -> usize {
+    let mut rest = n;
+    let mut root = 0;
+    // The largest power of 4 not above `n` (1 for 0 and 1).
+    let mut bit = 1usize << ((usize::BITS - 1 - (n | 1).leading_zeros()) & !1);
+    while bit != 0 {
+        if rest >= root + bit {
+            rest -= root + bit;
+            root = (root >> 1) + bit;
+        } else {
+            root >>= 1;
+        }
+        bit >>= 2;
+    }
+    root
 }
 
 /// FNV-1a 64.

@@ -13,13 +13,13 @@
 //!   fit the heap, because an allocation failure aborts the firmware.
 
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use padnas_int8::random_input;
 use padnas_proto::{
-    AgentInfo, BenchLimits, BenchStats, BlockMemory, CycleStats, ErrorCode, HelloRequest,
+    AgentInfo, BenchLimits, BenchStats, BlockMemory, CycleStats, Dims, ErrorCode, HelloRequest,
     Int8Block, McuInfo, ModelLoaded, PROTOCOL_MAJOR, PROTOCOL_MINOR, Request, Response, stats,
 };
 
@@ -139,13 +139,19 @@ impl Agent {
 
     fn hello(&mut self, hello: &HelloRequest) -> (Response, Next) {
         if hello.protocol_major != PROTOCOL_MAJOR {
+            // As u32: the formatting the firmware has anyway, where u16's
+            // would cost 130 B of flash for this message alone.
+            let v = u32::from;
             return (
                 Response::error(
                     ErrorCode::ProtocolMismatch,
                     format!(
-                        "host speaks protocol {}.{}, this firmware speaks {PROTOCOL_MAJOR}.{PROTOCOL_MINOR}; \
+                        "host speaks protocol {}.{}, this firmware speaks {}.{}; \
                          flash the firmware built with this host",
-                        hello.protocol_major, hello.protocol_minor
+                        v(hello.protocol_major),
+                        v(hello.protocol_minor),
+                        v(PROTOCOL_MAJOR),
+                        v(PROTOCOL_MINOR)
                     ),
                 ),
                 Next::EndSession,
@@ -186,10 +192,13 @@ impl Agent {
     }
 
     fn unknown_handle(&self, handle: u32) -> Response {
-        let loaded: Vec<u32> = self.blocks.iter().map(|b| b.handle).collect();
+        let loaded: Vec<usize> = self.blocks.iter().map(|b| b.handle as usize).collect();
         Response::error(
             ErrorCode::UnknownHandle,
-            format!("no block loaded under handle {handle} (loaded: {loaded:?})"),
+            format!(
+                "no block loaded under handle {handle} (loaded: {})",
+                Dims(&loaded)
+            ),
         )
     }
 
@@ -247,7 +256,7 @@ impl Agent {
         drop(blob);
         let net = match drawn {
             Ok(n) => n,
-            Err(e) => return Response::error(ErrorCode::BadModel, e),
+            Err(e) => return Response::error(ErrorCode::BadModel, e.to_string()),
         };
         let arena = vec![0i8; activations];
         let load_cycles = self.clock.now() - started;
@@ -289,7 +298,7 @@ impl Agent {
         let input = random_input(loaded.net.input_len(), BENCH_INPUT_SEED);
         let started = clock.now();
         // `last`: the previous run's count, an estimate of this one's.
-        let run_once = |l: &mut Loaded, last: u64| -> Result<u64, String> {
+        let run_once = |l: &mut Loaded, last: u64| -> Result<u64, padnas_int8::Error> {
             // The input is copied in before the clock starts: a deployed
             // network finds its input in place, written by the layer before.
             l.arena[..input.len()].copy_from_slice(&input);
@@ -307,7 +316,7 @@ impl Agent {
         while warmup_runs < limits.warmup_runs || clock.now() < warmup_end {
             match run_once(loaded, last) {
                 Ok(c) => last = c,
-                Err(e) => return Response::error(ErrorCode::Internal, e),
+                Err(e) => return Response::error(ErrorCode::Internal, e.to_string()),
             }
             warmup_runs += 1;
         }
@@ -322,19 +331,24 @@ impl Agent {
                     last = c;
                     cycles.push(c);
                 }
-                Err(e) => return Response::error(ErrorCode::Internal, e),
+                Err(e) => return Response::error(ErrorCode::Internal, e.to_string()),
             }
         }
         let timed_wall = clock.now() - timed_start;
-        // Summarised in cycles (exact in f64 below 2^53) and scaled to ms,
-        // rather than sorting cycles and milliseconds separately: every sort
-        // instantiation costs about 5 KiB of flash.
-        let in_cycles: Vec<f64> = cycles.iter().map(|&c| c as f64).collect();
-        let Some(c) = stats::summarize(&in_cycles) else {
-            return Response::error(ErrorCode::Internal, "no timed runs");
-        };
         let scale = 1e3 / hz as f64;
         let to_ms = |c: u64| c as f64 * scale;
+        // In run order, before the counts are sorted.
+        let samples: Vec<f64> = cycles.iter().map(|&c| to_ms(c)).collect();
+        // Summarised in cycles (exact in f64 below 2^53) and scaled to ms,
+        // rather than sorting cycles and milliseconds separately, and sorted
+        // by `heapsort` rather than core's sort, whose one instantiation
+        // costs about 2.5 KB of flash. Cycles sort as their f64 values do,
+        // so the summary has the bits `stats::summarize` would give.
+        heapsort(&mut cycles);
+        let in_cycles: Vec<f64> = cycles.iter().map(|&c| c as f64).collect();
+        let Some(c) = stats::summarize_sorted(&in_cycles) else {
+            return Response::error(ErrorCode::Internal, "no timed runs");
+        };
         let s = stats::Summary {
             min: c.min * scale,
             median: c.median * scale,
@@ -346,7 +360,6 @@ impl Agent {
             total: c.total * scale,
             ..c
         };
-        let samples: Vec<f64> = cycles.iter().map(|&c| to_ms(c)).collect();
         let stats = BenchStats {
             runs: s.n as u32,
             warmup_runs,
@@ -387,7 +400,11 @@ impl Agent {
         if shape != want.as_slice() {
             return Response::error(
                 ErrorCode::BadInput,
-                format!("input shape {shape:?}, block takes {want:?} (NHWC)"),
+                format!(
+                    "input shape {}, block takes {} (NHWC)",
+                    Dims(shape),
+                    Dims(&want)
+                ),
             );
         }
         for (i, &v) in data.iter().enumerate() {
@@ -403,12 +420,44 @@ impl Agent {
         }
         let out = match loaded.net.run(&mut loaded.arena) {
             Ok(range) => range,
-            Err(e) => return Response::error(ErrorCode::Internal, e),
+            Err(e) => return Response::error(ErrorCode::Internal, e.to_string()),
         };
         Response::Output {
             shape: loaded.net.output_shape(),
             data: loaded.arena[out].iter().map(|&v| f32::from(v)).collect(),
         }
+    }
+}
+
+/// Sorts ascending in place, in O(n log n) with no allocation, in a few
+/// dozen instructions: Bench's statistics need sorted counts, and core's
+/// `sort_unstable` (pattern-defeating quicksort, small-sort networks) takes
+/// about 2.5 KB of flash for that one use.
+fn heapsort(v: &mut [u64]) {
+    // Moves v[root] down until it is no smaller than its children, within
+    // the first `end` values.
+    fn sift_down(v: &mut [u64], mut root: usize, end: usize) {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= end {
+                return;
+            }
+            if child + 1 < end && v[child + 1] > v[child] {
+                child += 1;
+            }
+            if v[root] >= v[child] {
+                return;
+            }
+            v.swap(root, child);
+            root = child;
+        }
+    }
+    for root in (0..v.len() / 2).rev() {
+        sift_down(v, root, v.len());
+    }
+    for end in (1..v.len()).rev() {
+        v.swap(0, end);
+        sift_down(v, 0, end);
     }
 }
 

@@ -43,6 +43,10 @@ mod consts {
     /// 0-2 are ORed onto IRQ 12), as `uartirq[]` in QEMU's hw/arm/mps2.c
     /// wires it for the AN385, AN386 and AN500 alike.
     pub const UART_RX_IRQS: &[u16] = &[0];
+    /// Interrupt lines the NVIC has: `num-irq` 32 for the AN385/AN386/AN500
+    /// in QEMU's hw/arm/mps2.c (the AN386 and AN500 application notes use
+    /// IRQs 0-31).
+    pub const IRQ_LINES: usize = 32;
 }
 
 #[cfg(board = "mps2_an505")]
@@ -61,6 +65,10 @@ mod consts {
     /// Both are enabled, with the same handler: the UART's TX interrupt is
     /// never enabled, so whichever line is RX is the only one that fires.
     pub const UART_RX_IRQS: &[u16] = &[32, 33];
+    /// Interrupt lines the NVIC has: the SSE-200/IoTKit's own 32 and the
+    /// AN505's 92 expansion lines (`numirq = 92` for the AN505 in QEMU's
+    /// hw/arm/mps2-tz.c, wired from IRQ 32 on).
+    pub const IRQ_LINES: usize = 32 + 92;
 }
 
 unsafe extern "C" {
@@ -107,3 +115,6 @@ pub const CLOCK_HZ: u32 = consts::CLOCK_HZ;
 pub const UART_BASE: usize = consts::UART_BASE;
 /// The NVIC lines the link UART's receive interrupt may arrive on.
 pub const UART_RX_IRQS: &[u16] = consts::UART_RX_IRQS;
+/// Device interrupt lines of the board's NVIC: the vector table's
+/// device part has one entry each (src/vectors.rs).
+pub const IRQ_LINES: usize = consts::IRQ_LINES;

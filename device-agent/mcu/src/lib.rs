@@ -20,3 +20,4 @@ mod panic;
 pub mod rtt_link;
 pub mod serve;
 pub mod uart;
+mod vectors;

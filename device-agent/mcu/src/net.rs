@@ -12,9 +12,9 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use padnas_int8::{
-    BlockParams, BlockShape, HeadParams, HeadShape, OwnedBlock, OwnedHead, OwnedStem, RandomBlock,
-    RandomHead, RandomStem, StemParams, StemShape, encoded_len_block, encoded_len_head,
-    encoded_len_stem, run_block_in_arena, run_head_in_arena, run_stem_in_arena,
+    BlockParams, BlockShape, Error, HeadParams, HeadShape, OwnedBlock, OwnedHead, OwnedStem,
+    RandomBlock, RandomHead, RandomStem, StemParams, StemShape, encoded_len_block,
+    encoded_len_head, encoded_len_stem, run_block_in_arena, run_head_in_arena, run_stem_in_arena,
 };
 use padnas_proto::{Int8Block, Int8Kind};
 
@@ -108,24 +108,20 @@ impl Shape {
     }
 
     /// Draws the weights from `seed`.
-    pub fn draw(self, seed: u64) -> Result<Net, String> {
-        let e = |e: padnas_int8::Error| format!("{e}");
+    pub fn draw(self, seed: u64) -> Result<Net, Error> {
         Ok(match self {
-            Shape::Stem(s) => Net::Stem(s, Weights::Drawn(RandomStem::new(s, seed).map_err(e)?)),
-            Shape::Block(s) => Net::Block(s, Weights::Drawn(RandomBlock::new(s, seed).map_err(e)?)),
-            Shape::Head(s) => Net::Head(s, Weights::Drawn(RandomHead::new(s, seed).map_err(e)?)),
+            Shape::Stem(s) => Net::Stem(s, Weights::Drawn(RandomStem::new(s, seed)?)),
+            Shape::Block(s) => Net::Block(s, Weights::Drawn(RandomBlock::new(s, seed)?)),
+            Shape::Head(s) => Net::Head(s, Weights::Drawn(RandomHead::new(s, seed)?)),
         })
     }
 
     /// Takes the parameters the host sent, checked against the shape.
-    pub fn decode(self, blob: &[u8]) -> Result<Net, String> {
-        let e = |e: padnas_int8::Error| format!("{e}");
+    pub fn decode(self, blob: &[u8]) -> Result<Net, Error> {
         Ok(match self {
-            Shape::Stem(s) => Net::Stem(s, Weights::Sent(OwnedStem::decode(&s, blob).map_err(e)?)),
-            Shape::Block(s) => {
-                Net::Block(s, Weights::Sent(OwnedBlock::decode(&s, blob).map_err(e)?))
-            }
-            Shape::Head(s) => Net::Head(s, Weights::Sent(OwnedHead::decode(&s, blob).map_err(e)?)),
+            Shape::Stem(s) => Net::Stem(s, Weights::Sent(OwnedStem::decode(&s, blob)?)),
+            Shape::Block(s) => Net::Block(s, Weights::Sent(OwnedBlock::decode(&s, blob)?)),
+            Shape::Head(s) => Net::Head(s, Weights::Sent(OwnedHead::decode(&s, blob)?)),
         })
     }
 }
@@ -165,13 +161,12 @@ impl Net {
     }
 
     /// Runs on the input at the start of `arena`; where the output is.
-    pub fn run(&self, arena: &mut [i8]) -> Result<Range<usize>, String> {
-        let out = match self {
+    pub fn run(&self, arena: &mut [i8]) -> Result<Range<usize>, Error> {
+        match self {
             Net::Stem(s, w) => run_stem_in_arena(s, &stem_params(w), arena),
             Net::Block(s, w) => run_block_in_arena(s, &block_params(w), arena),
             Net::Head(s, w) => run_head_in_arena(s, &head_params(w), arena),
-        };
-        out.map_err(|e| format!("{e}"))
+        }
     }
 }
 

@@ -147,7 +147,10 @@ impl FrameDecoder {
             self.end -= self.pos;
             self.pos = 0;
         }
-        let chunk = want.clamp(self.chunk.0, self.chunk.1);
+        // `with_chunk` keeps min ≤ max, so this is `clamp` without its
+        // assertion, whose message formats both bounds with `Debug` (150 B
+        // of a microcontroller's flash).
+        let chunk = want.max(self.chunk.0).min(self.chunk.1);
         if self.buf.len() < self.end + chunk {
             self.buf.resize(self.end + chunk, 0);
         }

@@ -64,7 +64,7 @@ pub use messages::*;
 #[cfg(feature = "std")]
 pub use reader::FrameReader;
 pub use request::{Request, Response};
-pub use tensor::{f32s_from_le, f32s_to_le, shape_elements};
+pub use tensor::{Dims, f32s_from_le, f32s_to_le, shape_elements};
 
 /// Major protocol version: a host and an agent with different majors refuse to talk.
 pub const PROTOCOL_MAJOR: u16 = 1;

@@ -54,12 +54,21 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// Summarises samples; `None` when there are none. NaNs sort last.
 pub fn summarize(samples: &[f64]) -> Option<Summary> {
-    if samples.is_empty() {
-        return None;
-    }
     let mut sorted = samples.to_vec();
     // Unstable is the same here: values equal under total_cmp have equal bits.
     sorted.sort_unstable_by(|a, b| a.total_cmp(b));
+    summarize_sorted(&sorted)
+}
+
+/// [`summarize`] of samples the caller has already sorted in ascending
+/// order (as `total_cmp` orders them), summed in that order: the same bits.
+/// For a caller with a smaller sort of its own: the microcontroller agent
+/// sorts its integer cycle counts with a small heapsort, where
+/// `sort_unstable_by` takes about 2.5 KB of its flash.
+pub fn summarize_sorted(sorted: &[f64]) -> Option<Summary> {
+    if sorted.is_empty() {
+        return None;
+    }
     let n = sorted.len();
     let total: f64 = sorted.iter().sum();
     let mean = total / n as f64;
@@ -71,10 +80,10 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
     Some(Summary {
         n,
         min: sorted[0],
-        median: percentile(&sorted, 0.5),
+        median: percentile(sorted, 0.5),
         mean,
-        p10: percentile(&sorted, 0.1),
-        p90: percentile(&sorted, 0.9),
+        p10: percentile(sorted, 0.1),
+        p90: percentile(sorted, 0.9),
         max: sorted[n - 1],
         stddev,
         total,
@@ -109,6 +118,15 @@ mod tests {
             (2.5, 2.5, 2.5, 2.5, 2.5, 0.0)
         );
         assert!(summarize(&[]).is_none());
+    }
+
+    #[test]
+    fn presorted_samples_summarise_to_the_same_bits() {
+        let samples = [0.3, 7.25, 1.0 / 3.0, 2.5, 1e-3, 7.25, 4.0];
+        let mut sorted = samples.to_vec();
+        sorted.sort_unstable_by(f64::total_cmp);
+        assert_eq!(summarize_sorted(&sorted), summarize(&samples));
+        assert!(summarize_sorted(&[]).is_none());
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Seeded stems and heads (feature `alloc`), drawn like [`RandomBlock`]s:
-//! ChaCha8's raw output only, plain IEEE-754 `f64` arithmetic, so host and
+//! PCG32's raw output only, plain IEEE-754 `f64` arithmetic, so host and
 //! board derive the same integers from the same seed; each has a
 //! fingerprint, pinned in `tests.rs`.
 //!
-//! Each kind draws from a ChaCha8 stream of its own (stem 2, head 3; blocks
+//! Each kind draws from a PCG32 stream of its own (stem 2, head 3; blocks
 //! use stream 0 and [`random_input`] stream 1), so the stem, the head and
 //! the block of one seed are unrelated.
 //!
@@ -15,10 +15,7 @@ mod tests;
 
 use alloc::vec::Vec;
 
-use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
-
-use super::{Draw, Fnv, INPUT_RMS, Layer, RandomConv, WEIGHT_STD, relu6_output};
+use super::{Draw, Fnv, INPUT_RMS, Layer, Pcg32, RandomConv, WEIGHT_STD, isqrt, relu6_output};
 use crate::error::Error;
 use crate::fc::FcWeights;
 use crate::net_blocks::{HeadParams, StemParams};
@@ -39,9 +36,7 @@ const POOLED_RMS: f64 = 0.6;
 
 /// A seeded generator on `stream`.
 fn draw(seed: u64, stream: u64) -> Draw {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(stream);
-    Draw(rng)
+    Draw(Pcg32::new(seed, stream))
 }
 
 /// A stem with seeded, plausible weights and quantization: the input
@@ -190,7 +185,7 @@ impl RandomHead {
         let logit_std = rng.uniform(1.0, 3.0);
         let logit_scale = (logit_std * 8.0 / 255.0 * rng.uniform(0.8, 1.25)) as f32;
         let logits = Activation::linear(rng.int(-10, 10) as i8);
-        let fan = (shape.channels as u64).isqrt().max(1) as f64;
+        let fan = isqrt(shape.channels).max(1) as f64;
         let base = logit_std / (f64::from(conv_scale) * pooled_rms * WEIGHT_STD * fan);
         let weight_scale = (base * rng.uniform(0.5, 1.5)) as f32;
         let bias_scale = f64::from(conv_scale) * f64::from(weight_scale);
