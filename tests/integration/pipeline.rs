@@ -349,6 +349,10 @@ fn a_ground_truth_is_measured_resumably_and_scores_the_supernet() {
             "128",
             "--candidates",
             "30",
+            "--holdout",
+            "300",
+            "--jobs",
+            "2",
             "--quiet",
         ]
         .iter()
@@ -357,8 +361,9 @@ fn a_ground_truth_is_measured_resumably_and_scores_the_supernet() {
         v.extend(extra.iter().map(ToString::to_string));
         v
     };
-    // The config's retrain.epochs (1) is the default budget.
-    // The config's retrain.epochs (1) is the default budget.
+    // The config's retrain.epochs (1) is the default budget; two networks
+    // train at once; each is also scored on 300 of the training images the
+    // 128-image budget leaves out.
     let call = |extra: &[&'static str]| {
         let args = truth_args(extra);
         run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
@@ -379,6 +384,10 @@ fn a_ground_truth_is_measured_resumably_and_scores_the_supernet() {
     let inside = archs.iter().filter(|a| a["in_window"] == true).count();
     assert_eq!(inside, 3, "half inside the window");
     assert_eq!(first["budget"]["train_images"], 128);
+    assert_eq!(
+        first["data"]["pooled_images"].as_u64(),
+        first["data"]["val_images"].as_u64().map(|v| v + 300)
+    );
 
     // The rest: the 3 done are kept as they were, not trained again.
     let out = call(&[]);
@@ -399,23 +408,59 @@ fn a_ground_truth_is_measured_resumably_and_scores_the_supernet() {
         assert_eq!(b["runs"].as_array().map(Vec::len), Some(2));
     }
     assert_eq!(call(&[])["trained_now"], 0);
-    assert!(
-        !dir.path()
-            .join("truth.work")
-            .read_dir()
-            .expect("work")
-            .any(|e| e
+    for r in second["archs"]
+        .as_array()
+        .expect("archs")
+        .iter()
+        .flat_map(|a| a["runs"].as_array().expect("runs"))
+    {
+        let (val, pooled) = (r["val_accuracy"].as_f64(), r["pooled_accuracy"].as_f64());
+        assert!(val.is_some() && pooled.is_some(), "{r}");
+    }
+    // Finished checkpoints stay: a run taken out of the file is scored again
+    // from its checkpoint, to the same figures, without training.
+    let kept = dir
+        .path()
+        .join("truth.work")
+        .read_dir()
+        .expect("work")
+        .filter(|e| {
+            e.as_ref()
                 .expect("entry")
                 .file_name()
                 .to_string_lossy()
-                .contains("checkpoint")),
-        "finished checkpoints are removed"
-    );
-    // Another budget would mix two ground truths: refused.
-    let args = truth_args(&["--epochs", "2"]);
-    let (code, _, err) = padnas(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_ne!(code, 0);
-    assert!(err.contains("budget"), "{err}");
+                .ends_with(".checkpoint.safetensors")
+        })
+        .count();
+    assert_eq!(kept, 12, "one finished checkpoint per training");
+    let mut edited = second.clone();
+    let removed = edited["archs"][0]["runs"]
+        .as_array_mut()
+        .expect("runs")
+        .pop()
+        .expect("run");
+    std::fs::write(&truth, serde_json::to_string_pretty(&edited).expect("json")).expect("write");
+    assert_eq!(call(&[])["trained_now"], 1);
+    let again = &read_json(&truth)["archs"][0]["runs"][1];
+    for key in ["seed", "steps", "val_accuracy", "pooled_accuracy"] {
+        assert_eq!(again[key], removed[key], "{key}");
+    }
+    // Another budget or other scoring images would mix two ground truths:
+    // refused; more left-out images than there are: refused.
+    for (flag, value, says) in [
+        ("--epochs", "2", "budget"),
+        ("--holdout", "200", "data"),
+        ("--holdout", "999999", "leaves only"),
+    ] {
+        let mut args = truth_args(&[]);
+        match args.iter().position(|a| a == flag) {
+            Some(at) => args[at + 1] = value.to_string(),
+            None => args.extend([flag.to_string(), value.to_string()]),
+        }
+        let (code, _, err) = padnas(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_ne!(code, 0);
+        assert!(err.contains(says), "{err}");
+    }
 
     // Named networks (as a search would choose) trained alike, then judged
     // against the drawn ones of the window.

@@ -75,11 +75,12 @@ pub struct TruthArgs {
     /// a third of a 12 000-image epoch).
     #[arg(long)]
     pub with_test: bool,
-    /// Also score each network on the training images the budget's subset
-    /// leaves out, and rank by the accuracy over those and the validation
-    /// images together (a new file only: it is part of the file's data).
-    #[arg(long)]
-    pub holdout: bool,
+    /// Also score each network on N of the training images the budget's
+    /// subset leaves out, and rank by the accuracy over those and the
+    /// validation images together (part of the file's data: a file
+    /// continues only with the same N).
+    #[arg(long, value_name = "N")]
+    pub holdout: Option<usize>,
     /// Networks trained at once, each on its own thread with `--threads`
     /// (default: the cores shared out) libtorch threads: small networks use
     /// one core each better than two cores together.
@@ -187,13 +188,19 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
     let device = setup_torch(cfg.train.threads, cfg.device)?;
     let full = Space::load(&cfg.space)?;
     let (splits, left_out) = load_splits(&cfg, &full)?;
-    if a.holdout && left_out.is_empty() {
-        bail!(
-            "--holdout: the budget trains on every training image (set --max-train-samples below {})",
-            splits.train.len()
-        );
-    }
-    let holdout = a.holdout.then_some(&left_out);
+    // The left-out images are a seeded random subset of the training split
+    // in their original order, so their first N are a random sample too.
+    let left_out = match a.holdout {
+        Some(0) => bail!("--holdout must be at least 1"),
+        Some(n) if n > left_out.len() => bail!(
+            "--holdout {n}: the budget leaves only {} of {} training images out (lower --max-train-samples)",
+            left_out.len(),
+            splits.train.len() + left_out.len()
+        ),
+        Some(n) => Some(left_out.subset(&(0..n).collect::<Vec<_>>())),
+        None => None,
+    };
+    let holdout = left_out.as_ref();
     let work = a.out.with_extension("work");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     cfg.run_dir = work.clone();
