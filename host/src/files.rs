@@ -1,4 +1,5 @@
-//! Writing files that readers never see half-written.
+//! Writing files that readers never see half-written, and keeping two
+//! processes from rewriting the same directory's files at once.
 //!
 //! Run directories, latency tables, checkpoints and exported models are read
 //! back by later steps and resumed runs, so a crash or a full disk must leave
@@ -73,9 +74,65 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     Ok(())
 }
 
+/// Name of the lock file [`lock_dir`] takes in a directory.
+pub const LOCK_FILE: &str = ".padnas.lock";
+
+/// One process's exclusive hold on a directory whose files it rewrites
+/// (a run directory, a ground truth's work directory); released when
+/// dropped or when the process ends, however it ends (an OS file lock, not
+/// a marker file, so a kill leaves nothing stale behind).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: fs::File,
+}
+
+/// Takes `dir`'s lock (creating `dir`), or fails at once when another
+/// process holds it: two writers would each save their own stale copy of a
+/// file over the other's results. Not reentrant: a second call from the
+/// same process fails too.
+pub fn lock_dir(dir: &Path) -> Result<DirLock, WriteError> {
+    let path = dir.join(LOCK_FILE);
+    let err = |action: &'static str| {
+        let path = path.clone();
+        move |cause| WriteError {
+            path,
+            action,
+            cause,
+        }
+    };
+    fs::create_dir_all(dir).map_err(err("create the directory of"))?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err("open"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DirLock { _file: file }),
+        Err(fs::TryLockError::WouldBlock) => Err(err("lock")(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            "another padnas process is working in this directory",
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(err("lock")(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_locked_directory_refuses_a_second_holder_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let held = lock_dir(&run).unwrap();
+        let e = lock_dir(&run).unwrap_err();
+        assert_eq!(e.action, "lock");
+        assert!(e.to_string().contains("another padnas process"), "{e}");
+        assert!(e.to_string().contains(LOCK_FILE), "{e}");
+        drop(held);
+        let _again = lock_dir(&run).unwrap();
+    }
 
     #[test]
     fn replaces_whole_files_and_leaves_no_temporaries() {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::steps::{Step, StepRecord};
 use crate::config::{JobConfig, WindowSpec};
 use crate::data::{self, Splits};
-use crate::files::write_atomic;
+use crate::files::{DirLock, lock_dir, write_atomic};
 use crate::latency::table::Table;
 use crate::memory::{MemoryLimit, MemoryModel};
 use crate::search::{LatencyModel, Window};
@@ -105,6 +105,9 @@ pub struct Job {
     pub device: tch::Device,
     /// Draw progress bars.
     pub progress: bool,
+    /// The run directory's lock, held while the job lives (`None` for a
+    /// job that only reads its directory's files, or holds it elsewhere).
+    pub lock: Option<DirLock>,
 }
 
 impl Job {
@@ -129,7 +132,9 @@ impl Job {
         }
         let run = cfg.run_dir.clone();
         std::fs::create_dir_all(&run).with_context(|| format!("creating {}", run.display()))?;
+        let lock = lock_dir(&run)?;
         Ok(Job {
+            lock: Some(lock),
             cfg,
             run,
             full,

@@ -16,6 +16,7 @@ use super::job::{Job, LatencyRecord};
 use super::train::{CONFIG_FILE, setup_torch};
 use crate::config::JobConfig;
 use crate::data::{self, ImageSet, Splits};
+use crate::files::lock_dir;
 use crate::latency::stats::min_max;
 use crate::rank::truth::{
     Budget, DataInfo, DrawInfo, LatencyInfo, TRUTH_FORMAT, TruthArch, TruthFile, TruthRun, measure,
@@ -221,6 +222,9 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
         splits,
         device,
         progress: !a.quiet,
+        // Two measurements of one file would each save their own copy
+        // over the other's trainings.
+        lock: Some(lock_dir(&work)?),
     };
     let cfg = &job.cfg;
     let budget = Budget::of(&cfg.train, cfg.data.augment, job.splits.train.len());
@@ -350,6 +354,8 @@ pub fn run_truth(a: &TruthArgs) -> anyhow::Result<()> {
         "ceiling": file.ceiling(false, RESAMPLES),
         "ceiling_in_window": file.ceiling(true, RESAMPLES),
         "ceiling_halves": file.ceiling_halves(false, RESAMPLES),
+        "spread": file.spread(false),
+        "spread_in_window": file.spread(true),
     });
     println!("{line}");
     Ok(())
@@ -565,6 +571,8 @@ pub fn run_score(a: &ScoreArgs) -> anyhow::Result<()> {
         full,
         device,
         progress: false,
+        // Only reads the run: a pipeline may be working in it meanwhile.
+        lock: None,
     };
     for (k, space, weights) in nets {
         let s = score_weights(

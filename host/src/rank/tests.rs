@@ -339,6 +339,35 @@ fn the_ceiling_is_seed_a_against_seed_b() {
 }
 
 #[test]
+fn the_spread_sets_architectures_against_seeds() {
+    // In points: a runs 10 and 30, b 40 and 40. Means 20 and 40: sd
+    // √200. Within: variances 200 and 0, pooled 100: sd 10.
+    let file = truth(
+        &[
+            ("a", true, &[(1, 0.1), (2, 0.3)]),
+            ("b", false, &[(1, 0.4), (2, 0.4)]),
+            ("c", true, &[(1, 0.9)]),
+        ],
+        &[1, 2],
+    );
+    let s = file.spread(false).expect("two complete");
+    assert_eq!(s.n, 2, "c has one seed");
+    assert!((s.between_sd_pct - 200f64.sqrt()).abs() < 1e-9, "{s:?}");
+    assert!((s.seed_sd_pct - 10.0).abs() < 1e-9, "{s:?}");
+    // 200 − 100 / 2 = 150.
+    assert!(
+        (s.architecture_sd_pct - 150f64.sqrt()).abs() < 1e-9,
+        "{s:?}"
+    );
+    assert!(file.spread(true).is_none(), "one complete inside");
+    assert!(
+        truth(&[("a", true, &[(1, 0.5)])], &[1])
+            .spread(false)
+            .is_none()
+    );
+}
+
+#[test]
 fn with_four_seeds_the_halves_means_are_compared() {
     // Single seeds disagree on a/b and c/d; the means of seeds {1, 2} and
     // {3, 4} agree on every pair.

@@ -24,7 +24,7 @@ use super::RankError;
 use crate::config::{Augment, Schedule, TrainConfig};
 use crate::data::derive_seed;
 use crate::files::write_atomic;
-use crate::latency::stats::{Correlation, correlate, min_max};
+use crate::latency::stats::{Correlation, correlate, min_max, sample_sd};
 use crate::search::{LatencyModel, Window};
 use crate::space::{Arch, Space};
 
@@ -316,6 +316,48 @@ impl TruthFile {
         Some(correlate(&a, &b, resamples, BOOTSTRAP_SEED))
     }
 
+    /// How far apart the architectures are against how far apart two
+    /// trainings of one are, over the architectures trained with every
+    /// seed (only those inside the window when `in_window`); `None` with
+    /// fewer than 2 seeds or 2 such architectures. The file can rank only
+    /// where the first clearly exceeds the second.
+    pub fn spread(&self, in_window: bool) -> Option<Spread> {
+        let k = self.seeds.len();
+        let per_arch: Vec<Vec<f64>> = self
+            .archs
+            .iter()
+            .filter(|a| !in_window || a.in_window)
+            .filter_map(|a| {
+                self.seeds
+                    .iter()
+                    .map(|&s| a.accuracy(s).map(|x| 100.0 * x))
+                    .collect::<Option<Vec<f64>>>()
+            })
+            .collect();
+        if k < 2 || per_arch.len() < 2 {
+            return None;
+        }
+        let means: Vec<f64> = per_arch
+            .iter()
+            .map(|v| v.iter().sum::<f64>() / k as f64)
+            .collect();
+        let between = sample_sd(&means);
+        // Pooled within-architecture variance: each architecture's sample
+        // variance over its seeds, averaged.
+        let within = (per_arch.iter().map(|v| sample_sd(v).powi(2)).sum::<f64>()
+            / per_arch.len() as f64)
+            .sqrt();
+        Some(Spread {
+            n: per_arch.len(),
+            between_sd_pct: between,
+            seed_sd_pct: within,
+            // A mean over k seeds carries within²/k of seed variance.
+            architecture_sd_pct: (between.powi(2) - within.powi(2) / k as f64)
+                .max(0.0)
+                .sqrt(),
+        })
+    }
+
     /// The (architecture, seed) pairs not trained yet, in training order:
     /// architecture by architecture, every seed of one before the next, so
     /// that a partial file already holds complete pairs for the ceiling.
@@ -368,6 +410,20 @@ impl TruthFile {
         }
         Ok(())
     }
+}
+
+/// [`TruthFile::spread`]: standard deviations in accuracy points.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Spread {
+    /// Architectures trained with every seed.
+    pub n: usize,
+    /// Between the architectures' mean accuracies over the seeds.
+    pub between_sd_pct: f64,
+    /// Between the seeds of one architecture (pooled over architectures).
+    pub seed_sd_pct: f64,
+    /// What is left of `between` once the seed noise in the means is taken
+    /// out: the estimated spread of the architectures themselves.
+    pub architecture_sd_pct: f64,
 }
 
 /// What [`draw_stratified`] drew.
