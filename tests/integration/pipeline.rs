@@ -445,6 +445,15 @@ fn a_ground_truth_is_measured_resumably_and_scores_the_supernet() {
     for key in ["seed", "steps", "val_accuracy", "pooled_accuracy"] {
         assert_eq!(again[key], removed[key], "{key}");
     }
+    // While another process holds the file's work directory, a second
+    // measurement of it stops at once and says why.
+    {
+        let _held = padnas::files::lock_dir(&dir.path().join("truth.work")).expect("lock");
+        let args = truth_args(&[]);
+        let (code, _, err) = padnas(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_ne!(code, 0);
+        assert!(err.contains("another padnas process"), "{err}");
+    }
     // Another budget or other scoring images would mix two ground truths:
     // refused; more left-out images than there are: refused.
     for (flag, value, says) in [
