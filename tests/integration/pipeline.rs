@@ -416,6 +416,8 @@ fn a_ground_truth_is_measured_resumably_and_scores_the_supernet() {
     {
         let (val, pooled) = (r["val_accuracy"].as_f64(), r["pooled_accuracy"].as_f64());
         assert!(val.is_some() && pooled.is_some(), "{r}");
+        // The CPU is part of how a run was made: another CPU, another trajectory.
+        assert!(r["cpu"].as_str().is_some_and(|c| !c.is_empty()), "{r}");
     }
     // Finished checkpoints stay: a run taken out of the file is scored again
     // from its checkpoint, to the same figures, without training.

@@ -38,10 +38,7 @@ impl Job {
         }
         std::fs::create_dir_all(dir)?;
         let ckpt = dir.join(CHECKPOINT_FILE);
-        let net = Supernet::new(&self.full, self.device, self.cfg.seed)?;
-        if self.cfg.train.zero_residual_gamma {
-            net.zero_residual_gammas()?;
-        }
+        let net = Supernet::for_training(&self.full, self.device, self.cfg.seed, &self.cfg.train)?;
         if !ckpt.exists()
             && let Some(w) = init
         {

@@ -146,10 +146,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         crate::files::write_atomic(&run_dir.join(SPACE_FILE), space.to_yaml().as_bytes())?;
     }
 
-    let net = Supernet::new(&full, device, cfg.seed)?;
-    if cfg.train.zero_residual_gamma {
-        net.zero_residual_gammas()?;
-    }
+    let net = Supernet::for_training(&full, device, cfg.seed, &cfg.train)?;
     let sampler = StepSampler::new(&net, &space, cfg.seed)?.with_sampling(cfg.train.sampling);
     tracing::info!(
         parameters = net.num_parameters(),

@@ -441,6 +441,7 @@ fn train_one(
         steps: r.steps,
         seconds: r.seconds,
         threads: how.threads,
+        cpu: Some(crate::session::host_cpu_model()),
         commit: how.commit.clone(),
         date: now(),
     };

@@ -45,7 +45,9 @@ pub use rank::{RankConfig, RawRank};
 pub use retrain::{RawRetrain, RetrainConfig};
 pub use search::{RawSearch, RawWindow, SearchConfig, WindowSpec};
 pub use target::{RawTarget, TargetConfig};
-pub use train::{MomentumCarry, RawTrain, Sampling, Sandwich, Schedule, TrainConfig};
+pub use train::{
+    MomentumCarry, RawTrain, Sampling, Sandwich, Schedule, TrainConfig, WeightSharing,
+};
 
 /// Everything that can go wrong reading a job config.
 #[derive(Debug, thiserror::Error)]

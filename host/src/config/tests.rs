@@ -145,6 +145,23 @@ fn sampling_is_uniform_unless_fair_is_asked_for() {
 }
 
 #[test]
+fn weight_sharing_is_none_unless_nested_is_asked_for() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.train.weight_sharing, WeightSharing::None);
+    // Absent from the written file when unused, so the pipeline's step
+    // settings of older runs do not change.
+    assert!(!c.to_yaml().contains("weight_sharing"));
+    let n = parse(&format!("{GOOD}  weight_sharing: nested\n")).unwrap();
+    assert_eq!(n.train.weight_sharing, WeightSharing::Nested);
+    let back = JobConfig::from_yaml_str(&n.to_yaml(), "job.yaml", Path::new("/x")).unwrap();
+    assert_eq!(back.train.weight_sharing, WeightSharing::Nested);
+    // A stand-alone network has one candidate per layer: nothing to share.
+    assert_eq!(n.train.single_path().weight_sharing, WeightSharing::None);
+    let e = err(&format!("{GOOD}  weight_sharing: ofa\n"));
+    assert!(e.contains("weight_sharing") && e.contains("ofa"), "{e}");
+}
+
+#[test]
 fn the_rank_section_names_a_ground_truth() {
     assert_eq!(parse(GOOD).unwrap().rank, None, "absent: no scoring");
     let c = parse(&format!(

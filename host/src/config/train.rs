@@ -62,6 +62,12 @@ pub struct RawTrain {
     /// distillation). Absent: one drawn path per step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandwich: Option<Sandwich>,
+    /// How a layer's candidates hold their convolution weights: `none`
+    /// (each its own, as SPOS and PAD-NAS) or `nested` (views into the
+    /// layer's largest candidate: leading channels, centred kernel taps,
+    /// as in Once-for-All); `none` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_sharing: Option<WeightSharing>,
     /// Also checkpoint every N steps (always at each epoch's end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every_steps: Option<usize>,
@@ -104,6 +110,25 @@ pub enum Sampling {
     Uniform,
     /// Every op of a layer once per group of steps, in random order (FairNAS).
     Fair,
+}
+
+/// How a supernet layer's candidates hold their weights (see
+/// `Supernet::for_training`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightSharing {
+    /// Every candidate its own weights.
+    #[default]
+    None,
+    /// Every candidate a part of the layer's largest one: a step trains
+    /// the weights that every overlapping candidate uses.
+    Nested,
+}
+
+impl WeightSharing {
+    fn is_none(&self) -> bool {
+        *self == WeightSharing::None
+    }
 }
 
 /// What happens to an unsampled op's momentum (see `Sgd`).
@@ -150,6 +175,11 @@ pub struct TrainConfig {
     pub momentum_carry: MomentumCarry,
     /// The sandwich rule, when used.
     pub sandwich: Option<Sandwich>,
+    /// Weights shared between a layer's candidates. Serialised only when
+    /// used, so the pipeline's step settings of runs made before it
+    /// existed stay the same.
+    #[serde(default, skip_serializing_if = "WeightSharing::is_none")]
+    pub weight_sharing: WeightSharing,
     /// Extra checkpoint every N steps.
     pub checkpoint_every_steps: Option<usize>,
     /// Subset of the training split.
@@ -176,6 +206,7 @@ impl Default for TrainConfig {
             zero_residual_gamma: false,
             momentum_carry: MomentumCarry::Keep,
             sandwich: None,
+            weight_sharing: WeightSharing::None,
             checkpoint_every_steps: None,
             max_train_samples: None,
         }
@@ -185,9 +216,8 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// The settings as they apply to a one-path (stand-alone) network: with
     /// one candidate per layer there is nothing to sample fairly or to
-    /// sandwich, no op misses a step, and no supernet γ is zeroed, so the
-    /// supernet-only
-    /// settings are reset. Otherwise they would enter the checkpoint's
+    /// sandwich or to share, no op misses a step, and no supernet γ is
+    /// zeroed, so the supernet-only settings are reset. Otherwise they would enter the checkpoint's
     /// fingerprint and a supernet variant would make a stand-alone
     /// training look like another one.
     pub fn single_path(&self) -> TrainConfig {
@@ -196,6 +226,7 @@ impl TrainConfig {
             zero_residual_gamma: false,
             momentum_carry: MomentumCarry::Keep,
             sandwich: None,
+            weight_sharing: WeightSharing::None,
             ..self.clone()
         }
     }
@@ -263,6 +294,7 @@ impl TrainConfig {
             zero_residual_gamma: t.zero_residual_gamma.unwrap_or(false),
             momentum_carry: t.momentum_carry.unwrap_or_default(),
             sandwich: t.sandwich,
+            weight_sharing: t.weight_sharing.unwrap_or_default(),
             checkpoint_every_steps: t.checkpoint_every_steps,
             max_train_samples: t.max_train_samples,
         })
@@ -286,6 +318,7 @@ impl TrainConfig {
             momentum_carry: (self.momentum_carry != MomentumCarry::Keep)
                 .then_some(self.momentum_carry),
             sandwich: self.sandwich,
+            weight_sharing: (!self.weight_sharing.is_none()).then_some(self.weight_sharing),
             checkpoint_every_steps: self.checkpoint_every_steps,
             max_train_samples: self.max_train_samples,
         }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::RankError;
-use super::truth::{BOOTSTRAP_SEED, TruthFile};
+use super::truth::{BOOTSTRAP_SEED, Spread, TruthFile};
 use crate::data::{ImageSet, derive_seed, permutation};
 use crate::latency::stats::{Correlation, correlate, kendall_tau_b, sample_sd};
 use crate::search::{LatencyModel, OneShotSettings, Window, one_shot_accuracy};
@@ -84,6 +84,11 @@ pub struct Score {
     pub ceiling: Option<Correlation>,
     /// The ceiling inside the window.
     pub ceiling_in_window: Option<Correlation>,
+    /// The ground truth's spread over its complete architectures, with the
+    /// τ-b a perfect ranking could expect against it (`reachable_tau_b`):
+    /// the scale to read `all` against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truth_spread: Option<Spread>,
     /// How one-shot accuracy was measured.
     pub settings: OneShotSettings,
     /// The evaluation's own noise, with two or more repeats.
@@ -193,6 +198,7 @@ pub fn score_supernet(
         in_window: correlate(&xi, &yi, resamples, BOOTSTRAP_SEED),
         ceiling: ceiling(false),
         ceiling_in_window: ceiling(true),
+        truth_spread: truth.spread(false),
         settings: settings.clone(),
         noise: eval_noise(&archs),
         seconds: t0.elapsed().as_secs_f64(),

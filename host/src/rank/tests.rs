@@ -124,6 +124,7 @@ fn run(seed: u64, val_accuracy: f64) -> TruthRun {
         steps: 1,
         seconds: 0.0,
         threads: 1,
+        cpu: None,
         commit: None,
         date: "now".into(),
     }
@@ -359,6 +360,8 @@ fn the_spread_sets_architectures_against_seeds() {
         (s.architecture_sd_pct - 150f64.sqrt()).abs() < 1e-9,
         "{s:?}"
     );
+    // r² = 150 / 200, r = cos(π/6): τ = (2/π)·(π/3) = 2/3.
+    assert!((s.reachable_tau_b - 2.0 / 3.0).abs() < 1e-9, "{s:?}");
     assert!(file.spread(true).is_none(), "one complete inside");
     assert!(
         truth(&[("a", true, &[(1, 0.5)])], &[1])
@@ -436,6 +439,10 @@ fn a_supernet_is_scored_on_the_archs_its_space_holds() {
     assert_eq!(s.all.n, 4);
     assert_eq!(s.in_window.n, 2);
     assert_eq!(s.ceiling.expect("ceiling").n, 4);
+    // The truth's own scale comes with the score: its complete
+    // architectures, pruned ones too (the file's, not the space's).
+    assert_eq!(s.truth_spread, file.spread(false));
+    assert_eq!(s.truth_spread.expect("spread").n, 5);
     for a in &s.archs {
         assert!((0.0..=1.0).contains(&a.one_shot), "{a:?}");
         // 40 validation images: accuracy in steps of 1/40.

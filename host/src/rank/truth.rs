@@ -166,6 +166,13 @@ pub struct TruthRun {
     pub seconds: f64,
     /// libtorch intra-op threads.
     pub threads: usize,
+    /// The CPU that trained it (`/proc/cpuinfo`'s model name): libtorch
+    /// picks its kernels by CPU, so one seed's run on another CPU takes
+    /// another trajectory (measured: up to 0.9 points apart on the same
+    /// seed, Intel Xeon vs AMD EPYC), i.e. it is another draw, not a repeat.
+    /// Absent in records made before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
     /// Commit of the code that trained it, when known.
     pub commit: Option<String>,
     /// When it finished (RFC 3339, UTC).
@@ -347,14 +354,23 @@ impl TruthFile {
         let within = (per_arch.iter().map(|v| sample_sd(v).powi(2)).sum::<f64>()
             / per_arch.len() as f64)
             .sqrt();
+        // A mean over k seeds carries within²/k of seed variance.
+        let architecture = (between.powi(2) - within.powi(2) / k as f64)
+            .max(0.0)
+            .sqrt();
+        // The means' correlation with the architectures' own accuracies is
+        // architecture / between; Greiner's relation turns it into τ.
+        let r = if between > 0.0 {
+            architecture / between
+        } else {
+            0.0
+        };
         Some(Spread {
             n: per_arch.len(),
             between_sd_pct: between,
             seed_sd_pct: within,
-            // A mean over k seeds carries within²/k of seed variance.
-            architecture_sd_pct: (between.powi(2) - within.powi(2) / k as f64)
-                .max(0.0)
-                .sqrt(),
+            architecture_sd_pct: architecture,
+            reachable_tau_b: std::f64::consts::FRAC_2_PI * r.asin(),
         })
     }
 
@@ -413,7 +429,7 @@ impl TruthFile {
 }
 
 /// [`TruthFile::spread`]: standard deviations in accuracy points.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Spread {
     /// Architectures trained with every seed.
     pub n: usize,
@@ -424,6 +440,12 @@ pub struct Spread {
     /// What is left of `between` once the seed noise in the means is taken
     /// out: the estimated spread of the architectures themselves.
     pub architecture_sd_pct: f64,
+    /// The τ-b that a perfect ranking of the architectures can expect
+    /// against this file's means over its seeds, when accuracies and seed
+    /// noise are normal: (2/π)·asin(architecture / between). What a
+    /// supernet's score is to be read against: the seed-vs-seed ceiling
+    /// compares two single trainings, noisier than the means a score uses.
+    pub reachable_tau_b: f64,
 }
 
 /// What [`draw_stratified`] drew.

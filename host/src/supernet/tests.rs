@@ -13,7 +13,9 @@ use tch::Device;
 
 use super::checkpoint::{LoadMode, load_weights, save_weights};
 use super::*;
-use crate::config::{Augment, FASHION_MNIST_DIR, MomentumCarry, Sandwich, Schedule, TrainConfig};
+use crate::config::{
+    Augment, FASHION_MNIST_DIR, MomentumCarry, Sandwich, Schedule, TrainConfig, WeightSharing,
+};
 use crate::data::{ImageSet, Splits, load_fashion_mnist};
 use crate::space::{Op, Shape, Space};
 
@@ -187,7 +189,7 @@ fn pruned_ops_keep_their_weights_through_training() {
 #[test]
 fn resume_reaches_the_same_weights() {
     one_thread();
-    resume_case(1, MomentumCarry::Keep, None);
+    resume_case(1, MomentumCarry::Keep, None, WeightSharing::None);
 }
 
 /// Dropping unsampled ops' momentum (`momentum_carry: reset`) keeps
@@ -196,7 +198,7 @@ fn resume_reaches_the_same_weights() {
 #[test]
 fn reset_momentum_repeats_and_resumes_exactly() {
     one_thread();
-    resume_case(1, MomentumCarry::Reset, None);
+    resume_case(1, MomentumCarry::Reset, None, WeightSharing::None);
 }
 
 /// With `momentum_carry: reset` a parameter off the last step's path has no
@@ -230,7 +232,16 @@ fn reset_momentum_forgets_parameters_off_the_last_path() {
 #[test]
 fn sharded_training_repeats_and_resumes_exactly() {
     one_thread();
-    resume_case(2, MomentumCarry::Keep, None);
+    resume_case(2, MomentumCarry::Keep, None, WeightSharing::None);
+}
+
+/// Nested weight sharing: candidates alias one tensor per layer, each with
+/// its own momentum buffer; a checkpoint holds every candidate's view, and
+/// loading them back restores the shared storage exactly.
+#[test]
+fn nested_sharing_training_repeats_and_resumes_exactly() {
+    one_thread();
+    resume_case(1, MomentumCarry::Keep, None, WeightSharing::Nested);
 }
 
 /// The sandwich rule with distillation on two shards (the teacher's
@@ -245,10 +256,16 @@ fn sandwich_training_repeats_and_resumes_exactly() {
             random: 1,
             distill: true,
         }),
+        WeightSharing::None,
     );
 }
 
-fn resume_case(shards: usize, momentum_carry: MomentumCarry, sandwich: Option<Sandwich>) {
+fn resume_case(
+    shards: usize,
+    momentum_carry: MomentumCarry,
+    sandwich: Option<Sandwich>,
+    weight_sharing: WeightSharing,
+) {
     let space = tiny();
     let set = synthetic(100, 2);
     let dir = tempfile::tempdir().unwrap();
@@ -264,8 +281,10 @@ fn resume_case(shards: usize, momentum_carry: MomentumCarry, sandwich: Option<Sa
         shards,
         momentum_carry,
         sandwich,
+        weight_sharing,
         ..TrainConfig::default()
     };
+    let build = || Supernet::for_training(&space, Device::Cpu, 5, &cfg).unwrap();
     let augment = Augment {
         crop_padding: 1,
         hflip: true,
@@ -277,7 +296,7 @@ fn resume_case(shards: usize, momentum_carry: MomentumCarry, sandwich: Option<Sa
         ..TrainOptions::new(cfg.clone(), 5, augment)
     };
 
-    let straight = Supernet::new(&space, Device::Cpu, 5).unwrap();
+    let straight = build();
     let sampler = StepSampler::new(&straight, &space, 5).unwrap();
     let s = train(
         &straight,
@@ -287,14 +306,14 @@ fn resume_case(shards: usize, momentum_carry: MomentumCarry, sandwich: Option<Sa
     )
     .unwrap();
     assert_eq!((s.step, s.total_steps, s.finished), (12, 12, true));
-    let again = Supernet::new(&space, Device::Cpu, 5).unwrap();
+    let again = build();
     train(&again, &sampler, &set, &opts("c.safetensors", None, false)).unwrap();
     if let Err(e) = all_equal(&again, &straight) {
         panic!("{shards} shards: a second run differs: {e}");
     }
 
     // First half, then a fresh supernet (as in a new process) resumes.
-    let first = Supernet::new(&space, Device::Cpu, 5).unwrap();
+    let first = build();
     let half = train(
         &first,
         &sampler,
@@ -307,7 +326,7 @@ fn resume_case(shards: usize, momentum_carry: MomentumCarry, sandwich: Option<Sa
         all_equal(&first, &straight).is_err(),
         "half-way differs from the end"
     );
-    let second = Supernet::new(&space, Device::Cpu, 5).unwrap();
+    let second = build();
     let rest = train(&second, &sampler, &set, &opts("b.safetensors", None, true)).unwrap();
     assert_eq!((rest.start_step, rest.step, rest.finished), (5, 12, true));
     if let Err(e) = all_equal(&second, &straight) {
@@ -316,8 +335,8 @@ fn resume_case(shards: usize, momentum_carry: MomentumCarry, sandwich: Option<Sa
 
     // A resume with other settings is refused: another learning rate,
     // another shard count (the batch statistics differ), other momentum,
-    // sandwich on or off.
-    let changes: [fn(&mut TrainConfig); 4] = [
+    // sandwich on or off, weight sharing on or off.
+    let changes: [fn(&mut TrainConfig); 5] = [
         |c| c.lr = 0.3,
         |c| c.shards = 3 - c.shards,
         |c| {
@@ -335,17 +354,17 @@ fn resume_case(shards: usize, momentum_carry: MomentumCarry, sandwich: Option<Sa
                 }),
             }
         },
+        |c| {
+            c.weight_sharing = match c.weight_sharing {
+                WeightSharing::None => WeightSharing::Nested,
+                WeightSharing::Nested => WeightSharing::None,
+            }
+        },
     ];
     for change in changes {
         let mut other = opts("b.safetensors", None, true);
         change(&mut other.config);
-        let e = train(
-            &Supernet::new(&space, Device::Cpu, 5).unwrap(),
-            &sampler,
-            &set,
-            &other,
-        )
-        .unwrap_err();
+        let e = train(&build(), &sampler, &set, &other).unwrap_err();
         assert!(e.to_string().contains("other settings"), "{e}");
     }
 }

@@ -23,7 +23,7 @@ use tch::Tensor;
 use super::checkpoint::{TrainState, load_checkpoint, save_checkpoint};
 use super::shards::Shards;
 use super::{Sgd, Supernet, SupernetError, learning_rate};
-use crate::config::{Augment, MomentumCarry, Sampling, Sandwich, TrainConfig};
+use crate::config::{Augment, MomentumCarry, Sampling, Sandwich, TrainConfig, WeightSharing};
 use crate::data::{Batch, ImageSet, Loader, derive_seed};
 use crate::space::{Arch, Space};
 
@@ -283,6 +283,9 @@ fn fingerprint(opts: &TrainOptions, set: &ImageSet) -> String {
     }
     if let Some(s) = c.sandwich {
         settings_key["sandwich"] = serde_json::json!(s);
+    }
+    if c.weight_sharing != WeightSharing::None {
+        settings_key["weight_sharing"] = serde_json::json!(c.weight_sharing);
     }
     settings_key.to_string()
 }

@@ -1,6 +1,9 @@
 //! Building a supernet: every parameter created, named after the ONNX
 //! writer's parameter references, and initialised from the seed and its
 //! name alone (so adding an op never changes another op's initial weights).
+//! With nested weight sharing (`train.weight_sharing: nested`) a layer's
+//! candidates instead hold views into one set of weights per layer, created
+//! and initialised as its largest candidate's.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -8,6 +11,7 @@ use tch::{Device, Tensor};
 
 use super::dense::Dense;
 use super::{Bn, ConvBn, MbConv, Param, ParamKind, Supernet, channels_last};
+use crate::config::{TrainConfig, WeightSharing};
 use crate::data::derive_seed;
 use crate::onnx::{ParamRef, Part, Site};
 use crate::space::{Op, Space};
@@ -27,10 +31,21 @@ impl Builder {
         dims: &[i64],
         kind: ParamKind,
     ) -> Result<usize, SupernetError> {
+        let t = self.tensor(values, dims)?;
+        self.push(name, t, kind)
+    }
+
+    /// A channels-last tensor on the builder's device, outside autograd.
+    fn tensor(&self, values: Vec<f32>, dims: &[i64]) -> Result<Tensor, SupernetError> {
         let t = Tensor::f_from_slice(&values)?
             .f_view(dims)?
             .f_to_device(self.device)?;
-        let t = channels_last(&t)?;
+        Ok(channels_last(&t)?)
+    }
+
+    /// Adds `t` as the parameter `name`; a trainable one becomes an
+    /// autograd leaf.
+    fn push(&mut self, name: String, t: Tensor, kind: ParamKind) -> Result<usize, SupernetError> {
         let t = if kind.trainable() {
             t.set_requires_grad(true)
         } else {
@@ -59,6 +74,11 @@ impl Builder {
             .collect()
     }
 
+    /// He init in fan-out mode, as torchvision's MobileNets do.
+    fn he_std(out_c: usize, kernel: usize) -> f32 {
+        (2.0 / (out_c * kernel * kernel) as f32).sqrt()
+    }
+
     fn conv_bn(
         &mut self,
         at: ParamRef,
@@ -75,11 +95,43 @@ impl Builder {
             kernel as i64,
             kernel as i64,
         ];
-        // He init in fan-out mode, as torchvision's MobileNets do.
-        let std = (2.0 / (out_c * kernel * kernel) as f32).sqrt();
         let n = dims.iter().product::<i64>() as usize;
-        let w = self.normal(&format!("{name}.weight"), n, std);
+        let w = self.normal(&format!("{name}.weight"), n, Self::he_std(out_c, kernel));
         let weight = self.add(format!("{name}.weight"), w, &dims, ParamKind::ConvWeight)?;
+        self.bn_for(at, weight, out_c, kernel, stride, groups)
+    }
+
+    /// A convolution whose weight is `view`, a part of a layer's shared
+    /// weight: a leaf of its own for autograd and the optimiser, but
+    /// aliasing the shared storage, so an update through one candidate is
+    /// seen by every candidate that overlaps it.
+    fn conv_bn_view(
+        &mut self,
+        at: ParamRef,
+        view: &Tensor,
+        stride: usize,
+        groups: usize,
+    ) -> Result<ConvBn, SupernetError> {
+        let (out_c, kernel) = (view.size()[0] as usize, view.size()[2] as usize);
+        let weight = self.push(
+            format!("{at}.weight"),
+            view.f_detach()?,
+            ParamKind::ConvWeight,
+        )?;
+        self.bn_for(at, weight, out_c, kernel, stride, groups)
+    }
+
+    /// The batch norm after the convolution `weight`, and the geometry.
+    fn bn_for(
+        &mut self,
+        at: ParamRef,
+        weight: usize,
+        out_c: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+    ) -> Result<ConvBn, SupernetError> {
+        let name = at.to_string();
         let c = [out_c as i64];
         // γ = 1 (tch's own BatchNorm would draw U(0, 1)), β = 0, fresh statistics.
         let bn = Bn {
@@ -117,12 +169,108 @@ impl Builder {
             dense: None,
         })
     }
+
+    /// A shared weight `[out, in, k, k]`, initialised as the parameter
+    /// `at` of the layer's largest candidate would be.
+    fn shared(&self, at: ParamRef, dims: [usize; 4]) -> Result<Tensor, SupernetError> {
+        let n = dims.iter().product();
+        let w = self.normal(&format!("{at}.weight"), n, Self::he_std(dims[0], dims[2]));
+        let d = dims.map(|d| d as i64);
+        self.tensor(w, &d)
+    }
+}
+
+/// One layer's shared weights under nested sharing: every candidate's
+/// expand, depthwise and project convolutions are the leading channels
+/// (and, for the depthwise, the centred `k`×`k` taps) of the layer's
+/// largest expansion and kernel, as in Once-for-All's elastic width and
+/// kernel or Single-Path NAS's superkernel.
+struct LayerShare {
+    expand: Option<Tensor>,
+    depthwise: Tensor,
+    project: Tensor,
+    kernel: usize,
+}
+
+impl LayerShare {
+    fn new(b: &Builder, layer: &crate::space::Layer) -> Result<Option<LayerShare>, SupernetError> {
+        let mbconvs = || {
+            layer.ops.iter().filter_map(|op| match *op {
+                Op::MbConv { kernel, expansion } => Some((kernel, expansion)),
+                _ => None,
+            })
+        };
+        let (Some(kernel), Some(expansion)) = (
+            mbconvs().map(|(k, _)| k).max(),
+            mbconvs().map(|(_, e)| e).max(),
+        ) else {
+            return Ok(None);
+        };
+        let in_c = layer.input.channels;
+        let hidden = in_c * expansion;
+        let largest = Site::Layer {
+            index: layer.index,
+            op: Op::MbConv { kernel, expansion },
+        };
+        let at = |part| ParamRef {
+            site: largest,
+            part,
+        };
+        Ok(Some(LayerShare {
+            expand: if expansion > 1 {
+                Some(b.shared(at(Part::Expand), [hidden, in_c, 1, 1])?)
+            } else {
+                None
+            },
+            depthwise: b.shared(at(Part::Depthwise), [hidden, 1, kernel, kernel])?,
+            project: b.shared(at(Part::Project), [layer.out_channels, hidden, 1, 1])?,
+            kernel,
+        }))
+    }
+
+    fn expand(&self, hidden: usize) -> Result<Option<Tensor>, SupernetError> {
+        Ok(match &self.expand {
+            Some(t) => Some(t.f_narrow(0, 0, hidden as i64)?),
+            None => None,
+        })
+    }
+
+    fn depthwise(&self, hidden: usize, kernel: usize) -> Result<Tensor, SupernetError> {
+        let off = ((self.kernel - kernel) / 2) as i64;
+        let k = kernel as i64;
+        Ok(self
+            .depthwise
+            .f_narrow(0, 0, hidden as i64)?
+            .f_narrow(2, off, k)?
+            .f_narrow(3, off, k)?)
+    }
+
+    fn project(&self, hidden: usize) -> Result<Tensor, SupernetError> {
+        Ok(self.project.f_narrow(1, 0, hidden as i64)?)
+    }
 }
 
 impl Supernet {
     /// Builds the supernet of `space` on `device`, initialised from `seed`.
     pub fn new(space: &Space, device: Device, seed: u64) -> Result<Supernet, SupernetError> {
-        Self::with_dense(space, device, seed, true)
+        Self::build(space, device, seed, true, WeightSharing::None)
+    }
+
+    /// The supernet to train with `cfg`: its weight sharing, and its
+    /// residual candidates' γ zeroed when asked. Evaluation needs neither:
+    /// a trained file holds every candidate's weights under its own name,
+    /// so it loads into [`Supernet::new`] with the same result.
+    pub fn for_training(
+        space: &Space,
+        device: Device,
+        seed: u64,
+        cfg: &TrainConfig,
+    ) -> Result<Supernet, SupernetError> {
+        let net = Self::build(space, device, seed, true, cfg.weight_sharing)?;
+        if cfg.zero_residual_gamma {
+            net.zero_residual_gammas()?;
+        }
+        Ok(net)
     }
 
     /// Zeroes the scale γ of the last batch norm (after the projection) of
@@ -145,11 +293,22 @@ impl Supernet {
     /// [`Supernet::new`], with the dense form of small-map depthwise
     /// convolutions allowed or not (libtorch's convolution everywhere):
     /// the two compute the same function, which tests check step by step.
+    #[cfg(test)]
     pub(crate) fn with_dense(
         space: &Space,
         device: Device,
         seed: u64,
         dense_allowed: bool,
+    ) -> Result<Supernet, SupernetError> {
+        Self::build(space, device, seed, dense_allowed, WeightSharing::None)
+    }
+
+    fn build(
+        space: &Space,
+        device: Device,
+        seed: u64,
+        dense_allowed: bool,
+        sharing: WeightSharing,
     ) -> Result<Supernet, SupernetError> {
         let mut b = Builder {
             seed,
@@ -170,6 +329,10 @@ impl Supernet {
         let mut layers = Vec::new();
         let mut dense = Vec::new();
         for layer in space.layers() {
+            let share = match sharing {
+                WeightSharing::None => None,
+                WeightSharing::Nested => LayerShare::new(&b, layer)?,
+            };
             let mut ops = Vec::new();
             for &op in &layer.ops {
                 let Op::MbConv { kernel, expansion } = op else {
@@ -183,26 +346,42 @@ impl Supernet {
                 let in_c = layer.input.channels;
                 let hidden = in_c * expansion;
                 // Expansion 1 has no expand conv, as in the ONNX writer.
-                let expand = if expansion == 1 {
-                    None
-                } else {
-                    Some(b.conv_bn(at(site, Part::Expand), hidden, in_c, 1, 1, 1)?)
+                let (expand, mut depthwise, project) = match &share {
+                    None => (
+                        if expansion == 1 {
+                            None
+                        } else {
+                            Some(b.conv_bn(at(site, Part::Expand), hidden, in_c, 1, 1, 1)?)
+                        },
+                        b.conv_bn(
+                            at(site, Part::Depthwise),
+                            hidden,
+                            hidden,
+                            kernel,
+                            layer.stride,
+                            hidden,
+                        )?,
+                        b.conv_bn(at(site, Part::Project), layer.out_channels, hidden, 1, 1, 1)?,
+                    ),
+                    Some(sh) => (
+                        match sh.expand(hidden)?.filter(|_| expansion > 1) {
+                            Some(v) => Some(b.conv_bn_view(at(site, Part::Expand), &v, 1, 1)?),
+                            None => None,
+                        },
+                        b.conv_bn_view(
+                            at(site, Part::Depthwise),
+                            &sh.depthwise(hidden, kernel)?,
+                            layer.stride,
+                            hidden,
+                        )?,
+                        b.conv_bn_view(at(site, Part::Project), &sh.project(hidden)?, 1, 1)?,
+                    ),
                 };
-                let mut depthwise = b.conv_bn(
-                    at(site, Part::Depthwise),
-                    hidden,
-                    hidden,
-                    kernel,
-                    layer.stride,
-                    hidden,
-                )?;
                 let (h, w) = (layer.input.height, layer.input.width);
                 if dense_allowed && Dense::pays(h, w, kernel) {
                     depthwise.dense = Some(dense.len());
                     dense.push(Dense::new(h, w, kernel, layer.stride, device)?);
                 }
-                let project =
-                    b.conv_bn(at(site, Part::Project), layer.out_channels, hidden, 1, 1, 1)?;
                 ops.push(Some(MbConv {
                     expand,
                     depthwise,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::{TrainConfig, WeightSharing};
 
 pub(crate) const TINY: &str = "
 input: { channels: 1, height: 8, width: 8 }
@@ -104,4 +105,106 @@ fn forward_shapes_and_layout() {
     // weights are laid out the same either way.)
     let w = channels_last(&Tensor::randn([2, 3, 3, 3], (Kind::Float, Device::Cpu))).unwrap();
     assert_eq!(w.stride(), [27, 1, 9, 3]);
+}
+
+/// `(a, b)` equal as values.
+fn same(a: &Tensor, b: &Tensor) -> bool {
+    a.size() == b.size() && a.equal(b)
+}
+
+/// Nested sharing: layer 1's k5e2 and k3e3 are the leading channels and the
+/// centred taps of one tensor per part, sized and initialised as the
+/// largest candidate there would be (k5e3, not itself a candidate); a
+/// write through one candidate shows in the other; without sharing the two
+/// are independent.
+#[test]
+fn nested_sharing_makes_candidates_parts_of_the_largest() {
+    let cfg = TrainConfig {
+        weight_sharing: WeightSharing::Nested,
+        ..TrainConfig::default()
+    };
+    let net = Supernet::for_training(&tiny(), Device::Cpu, 1, &cfg).unwrap();
+    let t = |n: &str| net.tensor(&format!("layers.1.{n}.weight")).unwrap();
+    assert_eq!(t("k3e3.depthwise").size(), [12, 1, 3, 3]);
+    assert_eq!(t("k5e2.depthwise").size(), [8, 1, 5, 5]);
+    // k5e2's first 8 channels' centred 3×3 taps are k3e3's.
+    let centre = t("k5e2.depthwise").narrow(2, 1, 3).narrow(3, 1, 3);
+    assert!(same(&centre, &t("k3e3.depthwise").narrow(0, 0, 8)));
+    assert!(same(t("k5e2.expand"), &t("k3e3.expand").narrow(0, 0, 8)));
+    assert!(same(t("k5e2.project"), &t("k3e3.project").narrow(1, 0, 8)));
+    // The largest candidate's initial values, whose name is k5e3's.
+    let plain = Supernet::new(&tiny(), Device::Cpu, 1).unwrap();
+    assert!(!same(
+        t("k3e3.expand"),
+        plain.tensor("layers.1.k3e3.expand.weight").unwrap()
+    ));
+    // Batch norms stay per candidate: their channels see other inputs.
+    assert_eq!(
+        net.tensor("layers.1.k5e2.expand.bn.weight").unwrap().size(),
+        [8]
+    );
+    // An optimiser's in-place update through k3e3 moves k5e2's centre too.
+    {
+        let _g = tch::no_grad_guard();
+        let mut w = t("k3e3.depthwise").shallow_clone();
+        let _ = w.f_add_scalar_(1.0).unwrap();
+    }
+    let centre = t("k5e2.depthwise").narrow(2, 1, 3).narrow(3, 1, 3);
+    assert!(same(&centre, &t("k3e3.depthwise").narrow(0, 0, 8)));
+    // Each candidate stays an autograd leaf of its own, which the
+    // optimiser's per-parameter gradients need.
+    let x = Tensor::ones([2, 1, 8, 8], (tch::Kind::Float, Device::Cpu));
+    let path = net
+        .path_of(&tiny().parse_arch("k3e1,k3e3,id").unwrap())
+        .unwrap();
+    let loss = net.forward(&x, &path, BnMode::Train).unwrap().sum(None);
+    let g = Tensor::run_backward(&[loss], &[t("k3e3.depthwise")], false, false);
+    assert!(g[0].abs().sum(None).double_value(&[]) > 0.0);
+    // Unshared, a write to one leaves the other alone.
+    let before = plain
+        .tensor("layers.1.k5e2.depthwise.weight")
+        .unwrap()
+        .copy();
+    {
+        let _g = tch::no_grad_guard();
+        let mut w = plain
+            .tensor("layers.1.k3e3.depthwise.weight")
+            .unwrap()
+            .shallow_clone();
+        let _ = w.f_add_scalar_(1.0).unwrap();
+    }
+    assert!(same(
+        &before,
+        plain.tensor("layers.1.k5e2.depthwise.weight").unwrap()
+    ));
+}
+
+/// A nested supernet's weights, saved per candidate, load into an unshared
+/// supernet (as search and `rank score` build one) and give the same
+/// outputs on every path.
+#[test]
+fn nested_weights_evaluate_the_same_in_an_unshared_supernet() {
+    let cfg = TrainConfig {
+        weight_sharing: WeightSharing::Nested,
+        ..TrainConfig::default()
+    };
+    let space = tiny();
+    let net = Supernet::for_training(&space, Device::Cpu, 3, &cfg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("w.safetensors");
+    crate::supernet::checkpoint::save_weights(&net, &file).unwrap();
+    let plain = Supernet::new(&space, Device::Cpu, 9).unwrap();
+    crate::supernet::checkpoint::load_weights(
+        &plain,
+        &file,
+        crate::supernet::checkpoint::LoadMode::Exact,
+    )
+    .unwrap();
+    let x = Tensor::randn([4, 1, 8, 8], (tch::Kind::Float, Device::Cpu));
+    for arch in ["k3e1,k3e3,k3e3", "k3e1,k5e2,id", "k3e1,k5e2,k3e3"] {
+        let path = net.path_of(&space.parse_arch(arch).unwrap()).unwrap();
+        let a = net.forward(&x, &path, BnMode::Eval).unwrap();
+        let b = plain.forward(&x, &path, BnMode::Eval).unwrap();
+        assert!(same(&a, &b), "{arch}");
+    }
 }
