@@ -581,6 +581,38 @@ fn a_ground_truth_is_measured_resumably_and_scores_the_supernet() {
         (Some(0), Some(6))
     );
     assert_eq!(lone["noise"]["repeats"], 2);
+    // One-shot accuracy over the validation images and 500 of the training
+    // images the run's 256-image subset left out: 3 000 + 500 by default.
+    let wide = run_ok(&[
+        "rank",
+        "score",
+        "--run",
+        s(&alone),
+        "--truth",
+        s(&truth),
+        "--holdout",
+        "500",
+        "--resamples",
+        "100",
+    ]);
+    assert_eq!(wide["holdout"], 500);
+    assert_eq!(wide["settings"]["val_samples"], 3500);
+    for a in wide["archs"].as_array().expect("archs") {
+        let hits = a["one_shot"].as_f64().expect("one-shot") * 3500.0;
+        assert!((hits - hits.round()).abs() < 1e-6, "{a}");
+    }
+    let (code, _, err) = padnas(&[
+        "rank",
+        "score",
+        "--run",
+        s(&alone),
+        "--truth",
+        s(&truth),
+        "--holdout",
+        "999999",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--holdout 999999"), "{err}");
 
     // A config that names the ground truth: `padnas run` scores every
     // stage's supernet, and the report shows τ per stage.

@@ -189,6 +189,18 @@ impl ImageSet {
         counts
     }
 
+    /// These images followed by `other`'s; `None` when their image shapes
+    /// or classes differ.
+    pub fn joined(&self, other: &ImageSet) -> Option<ImageSet> {
+        if self.shape != other.shape || self.classes != other.classes {
+            return None;
+        }
+        let mut out = self.clone();
+        out.pixels.extend_from_slice(&other.pixels);
+        out.labels.extend_from_slice(&other.labels);
+        Some(out)
+    }
+
     /// The images at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> ImageSet {
         let n = self.image_len();

@@ -342,7 +342,8 @@ fn the_ceiling_is_seed_a_against_seed_b() {
 #[test]
 fn the_spread_sets_architectures_against_seeds() {
     // In points: a runs 10 and 30, b 40 and 40. Means 20 and 40: sd
-    // √200. Within: variances 200 and 0, pooled 100: sd 10.
+    // √200. Seed means 25 and 35, grand mean 30: residuals ∓5 and ±5,
+    // 100 over (2 − 1)(2 − 1) degrees of freedom: sd 10.
     let file = truth(
         &[
             ("a", true, &[(1, 0.1), (2, 0.3)]),
@@ -363,6 +364,22 @@ fn the_spread_sets_architectures_against_seeds() {
     // r² = 150 / 200, r = cos(π/6): τ = (2/π)·(π/3) = 2/3.
     assert!((s.reachable_tau_b - 2.0 / 3.0).abs() < 1e-9, "{s:?}");
     assert!(file.spread(true).is_none(), "one complete inside");
+    // Seed 2 better by 20 points for both: no rank moves, so no seed noise,
+    // and the means' spread is all the architectures'.
+    let shifted = truth(
+        &[
+            ("a", true, &[(1, 0.1), (2, 0.3)]),
+            ("b", false, &[(1, 0.4), (2, 0.6)]),
+        ],
+        &[1, 2],
+    );
+    let s = shifted.spread(false).expect("two complete");
+    assert!(s.seed_sd_pct.abs() < 1e-9, "{s:?}");
+    assert!(
+        (s.architecture_sd_pct - s.between_sd_pct).abs() < 1e-9,
+        "{s:?}"
+    );
+    assert!((s.reachable_tau_b - 1.0).abs() < 1e-9, "{s:?}");
     assert!(
         truth(&[("a", true, &[(1, 0.5)])], &[1])
             .spread(false)

@@ -349,11 +349,26 @@ impl TruthFile {
             .map(|v| v.iter().sum::<f64>() / k as f64)
             .collect();
         let between = sample_sd(&means);
-        // Pooled within-architecture variance: each architecture's sample
-        // variance over its seeds, averaged.
-        let within = (per_arch.iter().map(|v| sample_sd(v).powi(2)).sum::<f64>()
-            / per_arch.len() as f64)
-            .sqrt();
+        // Seed noise as a ranking sees it: what is left of each run once its
+        // architecture's mean and its seed's mean over all architectures are
+        // taken out (the residual of the architecture × seed table). A seed
+        // fixes the data order for every architecture, so a seed that is
+        // better for all of them alike moves no rank and is not noise here.
+        let n = per_arch.len();
+        let seed_means: Vec<f64> = (0..k)
+            .map(|j| per_arch.iter().map(|v| v[j]).sum::<f64>() / n as f64)
+            .collect();
+        let grand = means.iter().sum::<f64>() / n as f64;
+        let residual: f64 = per_arch
+            .iter()
+            .zip(&means)
+            .flat_map(|(v, m)| {
+                v.iter()
+                    .zip(&seed_means)
+                    .map(move |(x, s)| (x - m - s + grand).powi(2))
+            })
+            .sum();
+        let within = (residual / ((n - 1) * (k - 1)) as f64).sqrt();
         // A mean over k seeds carries within²/k of seed variance.
         let architecture = (between.powi(2) - within.powi(2) / k as f64)
             .max(0.0)
@@ -366,7 +381,7 @@ impl TruthFile {
             0.0
         };
         Some(Spread {
-            n: per_arch.len(),
+            n,
             between_sd_pct: between,
             seed_sd_pct: within,
             architecture_sd_pct: architecture,
@@ -435,7 +450,9 @@ pub struct Spread {
     pub n: usize,
     /// Between the architectures' mean accuracies over the seeds.
     pub between_sd_pct: f64,
-    /// Between the seeds of one architecture (pooled over architectures).
+    /// Between the seeds of one architecture, less each seed's effect on
+    /// every architecture alike (the residual of the architecture × seed
+    /// table): the noise a ranking by one seed carries.
     pub seed_sd_pct: f64,
     /// What is left of `between` once the seed noise in the means is taken
     /// out: the estimated spread of the architectures themselves.
