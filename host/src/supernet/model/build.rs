@@ -88,16 +88,8 @@ impl Builder {
         stride: usize,
         groups: usize,
     ) -> Result<ConvBn, SupernetError> {
-        let name = at.to_string();
-        let dims = [
-            out_c as i64,
-            (in_c / groups) as i64,
-            kernel as i64,
-            kernel as i64,
-        ];
-        let n = dims.iter().product::<i64>() as usize;
-        let w = self.normal(&format!("{name}.weight"), n, Self::he_std(out_c, kernel));
-        let weight = self.add(format!("{name}.weight"), w, &dims, ParamKind::ConvWeight)?;
+        let w = self.conv_weight(at, [out_c, in_c / groups, kernel, kernel])?;
+        let weight = self.push(format!("{at}.weight"), w, ParamKind::ConvWeight)?;
         self.bn_for(at, weight, out_c, kernel, stride, groups)
     }
 
@@ -170,9 +162,10 @@ impl Builder {
         })
     }
 
-    /// A shared weight `[out, in, k, k]`, initialised as the parameter
-    /// `at` of the layer's largest candidate would be.
-    fn shared(&self, at: ParamRef, dims: [usize; 4]) -> Result<Tensor, SupernetError> {
+    /// The weight `[out, in, k, k]` of the convolution `at`, He-initialised
+    /// from the seed and its name (a layer's shared weight is named after
+    /// its largest candidate).
+    fn conv_weight(&self, at: ParamRef, dims: [usize; 4]) -> Result<Tensor, SupernetError> {
         let n = dims.iter().product();
         let w = self.normal(&format!("{at}.weight"), n, Self::he_std(dims[0], dims[2]));
         let d = dims.map(|d| d as i64);
@@ -218,12 +211,12 @@ impl LayerShare {
         };
         Ok(Some(LayerShare {
             expand: if expansion > 1 {
-                Some(b.shared(at(Part::Expand), [hidden, in_c, 1, 1])?)
+                Some(b.conv_weight(at(Part::Expand), [hidden, in_c, 1, 1])?)
             } else {
                 None
             },
-            depthwise: b.shared(at(Part::Depthwise), [hidden, 1, kernel, kernel])?,
-            project: b.shared(at(Part::Project), [layer.out_channels, hidden, 1, 1])?,
+            depthwise: b.conv_weight(at(Part::Depthwise), [hidden, 1, kernel, kernel])?,
+            project: b.conv_weight(at(Part::Project), [layer.out_channels, hidden, 1, 1])?,
             kernel,
         }))
     }
