@@ -639,6 +639,14 @@ fn a_ground_truth_is_measured_resumably_and_scores_the_supernet() {
     assert_eq!(stage0["archs"], out["archs"]);
     let report = std::fs::read_to_string(run.join("report.md")).expect("report");
     assert!(report.contains("## Rank fidelity"), "{report}");
+    // With the truth's own scale: what a perfect ranking could reach.
+    assert!(report.contains("| reachable τ-b |"), "{report}");
+    let reach = stage0["truth_spread"]["reachable_tau_b"].as_f64();
+    assert!(reach.is_some_and(|r| (0.0..=1.0).contains(&r)), "{stage0}");
+    assert!(
+        report.contains(&format!("| {:.3} |\n", reach.unwrap_or(-1.0))),
+        "{report}"
+    );
     for k in 0..=2 {
         assert!(
             report.contains(&format!("\n| {k} | ")),
