@@ -641,6 +641,9 @@ fn a_ground_truth_is_measured_resumably_and_scores_the_supernet() {
     assert!(report.contains("## Rank fidelity"), "{report}");
     // With the truth's own scale: what a perfect ranking could reach.
     assert!(report.contains("| reachable τ-b |"), "{report}");
+    // And the ranking by one-shot loss beside the one by accuracy.
+    assert!(report.contains("| τ-b by loss |"), "{report}");
+    assert_eq!(stage0["by_loss"]["n"], 6, "{stage0}");
     let reach = stage0["truth_spread"]["reachable_tau_b"].as_f64();
     assert!(reach.is_some_and(|r| (0.0..=1.0).contains(&r)), "{stage0}");
     assert!(

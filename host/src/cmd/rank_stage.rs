@@ -68,11 +68,13 @@ pub fn rank_report(job: &Job, stages: usize) -> Option<String> {
         "## Rank fidelity\n\n\
          One-shot accuracy ({} BN batches, {} validation images) against the stand-alone \
          ground truth `{}`; Kendall's τ-b with its bootstrap 95% interval. The ceiling is the \
-         ground truth's own seed-A-vs-seed-B τ over the same architectures; the reachable τ-b \
+         ground truth's own seed-A-vs-seed-B τ over the same architectures; τ-b by loss ranks by \
+         one-shot cross-entropy (lower first) instead of accuracy; the reachable τ-b \
          is what a perfect ranking could expect against the ground truth's seed means, from the \
          spread of its architectures and of its seeds.\n\n\
-         | stage | N | τ-b | Spearman ρ | N in window | τ-b in window | ceiling τ-b | reachable τ-b |\n\
-         |---|---|---|---|---|---|---|---|\n",
+         | stage | N | τ-b | Spearman ρ | N in window | τ-b in window | τ-b by loss | ceiling τ-b | \
+         reachable τ-b |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
         r.bn_batches,
         r.val_samples,
         r.truth.display()
@@ -87,12 +89,13 @@ pub fn rank_report(job: &Job, stages: usize) -> Option<String> {
         };
         any = true;
         md.push_str(&format!(
-            "| {k} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {k} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             s.n,
             fmt_tau(&s.all),
             fmt_opt(s.all.spearman),
             s.in_window.n,
             fmt_tau(&s.in_window),
+            s.by_loss.as_ref().map_or("–".into(), fmt_tau),
             s.ceiling.as_ref().map_or("–".into(), fmt_tau),
             fmt_opt(s.truth_spread.map(|t| t.reachable_tau_b))
         ));

@@ -12,7 +12,7 @@ use super::RankError;
 use super::truth::{BOOTSTRAP_SEED, Spread, TruthFile};
 use crate::data::{ImageSet, derive_seed, permutation};
 use crate::latency::stats::{Correlation, correlate, kendall_tau_b, sample_sd};
-use crate::search::{LatencyModel, OneShotSettings, Window, one_shot_accuracy};
+use crate::search::{LatencyModel, OneShotSettings, Window, one_shot_eval};
 use crate::space::Space;
 use crate::supernet::Supernet;
 
@@ -43,6 +43,11 @@ pub struct ArchScore {
     pub standalone: f64,
     /// One-shot validation accuracy (mean over the repeats).
     pub one_shot: f64,
+    /// One-shot validation cross-entropy (mean over the repeats): a
+    /// continuous score where accuracy moves in steps of one image.
+    /// `None` in scores written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_shot_loss: Option<f64>,
     /// Each repeat's one-shot accuracy, when there were several.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub one_shot_repeats: Vec<f64>,
@@ -79,6 +84,11 @@ pub struct Score {
     pub all: Correlation,
     /// The same over those inside the window.
     pub in_window: Correlation,
+    /// One-shot loss, negated (lower loss ranks higher), vs stand-alone
+    /// accuracy over every architecture scored: whether the continuous
+    /// score ranks better than accuracy. `None` in older scores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_loss: Option<Correlation>,
     /// The ceiling: seed A's stand-alone accuracies vs seed B's (the first
     /// two seeds), over the same architectures; `None` with one seed.
     pub ceiling: Option<Correlation>,
@@ -147,11 +157,13 @@ pub fn score_supernet(
             not_in_space += 1;
             continue;
         };
-        let accs = evals
+        let results = evals
             .iter()
-            .map(|b| one_shot_accuracy(net, &arch, b))
-            .collect::<Result<Vec<f64>, _>>()?;
+            .map(|b| one_shot_eval(net, &arch, b))
+            .collect::<Result<Vec<_>, _>>()?;
+        let accs: Vec<f64> = results.iter().map(|r| r.accuracy).collect();
         let one_shot = accs.iter().sum::<f64>() / accs.len() as f64;
+        let loss = results.iter().map(|r| r.loss).sum::<f64>() / results.len() as f64;
         seed_pairs.push(a.seed_pair(&truth.seeds));
         let (predicted_ms, in_window) = match latency {
             Some(l) => {
@@ -166,6 +178,7 @@ pub fn score_supernet(
             in_window,
             standalone,
             one_shot,
+            one_shot_loss: Some(loss),
             one_shot_repeats: if accs.len() > 1 { accs } else { Vec::new() },
         });
     }
@@ -190,12 +203,17 @@ pub fn score_supernet(
     };
     let (x, y) = pick(false);
     let (xi, yi) = pick(true);
+    let (neg_loss, standalone): (Vec<f64>, Vec<f64>) = archs
+        .iter()
+        .filter_map(|s| Some((-s.one_shot_loss?, s.standalone)))
+        .unzip();
     Ok(Score {
         n: archs.len(),
         not_in_space,
         incomplete,
         all: correlate(&x, &y, resamples, BOOTSTRAP_SEED),
         in_window: correlate(&xi, &yi, resamples, BOOTSTRAP_SEED),
+        by_loss: Some(correlate(&neg_loss, &standalone, resamples, BOOTSTRAP_SEED)),
         ceiling: ceiling(false),
         ceiling_in_window: ceiling(true),
         truth_spread: truth.spread(false),

@@ -460,7 +460,11 @@ fn a_supernet_is_scored_on_the_archs_its_space_holds() {
     // architectures, pruned ones too (the file's, not the space's).
     assert_eq!(s.truth_spread, file.spread(false));
     assert_eq!(s.truth_spread.expect("spread").n, 5);
+    // The loss ranking covers the same architectures, and ranks by lower
+    // loss: the loss of each is a positive cross-entropy.
+    assert_eq!(s.by_loss.as_ref().expect("by loss").n, 4);
     for a in &s.archs {
+        assert!(a.one_shot_loss.is_some_and(|l| l > 0.0), "{a:?}");
         assert!((0.0..=1.0).contains(&a.one_shot), "{a:?}");
         // 40 validation images: accuracy in steps of 1/40.
         assert!(((a.one_shot * 40.0) - (a.one_shot * 40.0).round()).abs() < 1e-9);

@@ -17,7 +17,7 @@ use crate::latency::stats::LinearFit;
 use crate::latency::table::Table;
 use crate::memory::{MemoryLimit, MemoryModel};
 use crate::space::{Arch, Space};
-use crate::supernet::{EVAL_BATCH, OneShotBatches, Supernet};
+use crate::supernet::{EVAL_BATCH, EvalResult, OneShotBatches, Supernet};
 
 /// Predicted latency of every architecture of a space, as a sum of per-layer
 /// costs precomputed from a table (a search asks millions of times).
@@ -239,7 +239,7 @@ impl<'a> ArchProblem<'a> {
 
     /// One-shot validation accuracy of `arch` (BN recalibrated first).
     pub fn accuracy(&self, arch: &Arch) -> Result<f64, SearchError> {
-        one_shot_accuracy(self.net, arch, &self.batches)
+        Ok(one_shot_eval(self.net, arch, &self.batches)?.accuracy)
     }
 }
 
@@ -263,16 +263,16 @@ impl OneShotSettings {
     }
 }
 
-/// One-shot accuracy of `arch`: the path's BN statistics re-estimated on
-/// the recalibration batches, then scored on the validation batches, as
-/// the search scores.
-pub fn one_shot_accuracy(
+/// One-shot accuracy and loss of `arch`: the path's BN statistics
+/// re-estimated on the recalibration batches, then scored on the validation
+/// batches, as the search scores.
+pub fn one_shot_eval(
     net: &Supernet,
     arch: &Arch,
     batches: &OneShotBatches,
-) -> Result<f64, SearchError> {
+) -> Result<EvalResult, SearchError> {
     let path = net.path_of(arch)?;
-    Ok(batches.score(net, &path)?.accuracy)
+    Ok(batches.score(net, &path)?)
 }
 
 impl Problem for ArchProblem<'_> {

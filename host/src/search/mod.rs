@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use arch::{ArchProblem, LatencyModel, OneShotSettings, Window, one_shot_accuracy};
+pub use arch::{ArchProblem, LatencyModel, OneShotSettings, Window, one_shot_eval};
 pub use nsga2::{Nsga2Config, Problem, State};
 pub use prune::{Pruning, prune};
 
