@@ -17,7 +17,9 @@ use crate::search::SearchError;
 use crate::space::SpaceError;
 use crate::supernet::SupernetError;
 
-pub use score::{ArchScore, EvalNoise, RunLatency, Score, repeat_settings, score_supernet};
+pub use score::{
+    ArchScore, EvalNoise, RunLatency, Score, loss_ranking, repeat_settings, score_supernet,
+};
 pub use truth::{Draw, TruthArch, TruthFile, TruthRun, draw_stratified};
 
 /// Everything that can go wrong measuring or scoring against a ground truth.

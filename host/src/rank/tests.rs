@@ -318,6 +318,41 @@ fn a_file_continues_only_with_its_own_settings() {
 }
 
 #[test]
+fn lower_loss_ranks_higher() {
+    let score = |arch: &str, loss: Option<f64>, standalone: f64| ArchScore {
+        arch: arch.into(),
+        predicted_ms: 1.0,
+        in_window: true,
+        standalone,
+        one_shot: 0.5,
+        one_shot_loss: loss,
+        one_shot_repeats: Vec::new(),
+    };
+    // Losses in the reverse order of the accuracies: a perfect ranking.
+    let archs = vec![
+        score("a", Some(0.30), 0.91),
+        score("b", Some(0.40), 0.90),
+        score("c", Some(0.50), 0.89),
+        score("d", None, 0.95),
+    ];
+    let c = loss_ranking(&archs, 50);
+    assert_eq!(
+        c.n, 3,
+        "a score written before losses were kept is left out"
+    );
+    assert_eq!(c.kendall_tau_b, Some(1.0));
+    // Losses in the same order as the accuracies rank backwards.
+    let backwards: Vec<ArchScore> = archs
+        .iter()
+        .map(|a| ArchScore {
+            one_shot_loss: a.one_shot_loss.map(|l| 1.0 - l),
+            ..a.clone()
+        })
+        .collect();
+    assert_eq!(loss_ranking(&backwards, 50).kendall_tau_b, Some(-1.0));
+}
+
+#[test]
 fn the_ceiling_is_seed_a_against_seed_b() {
     let file = truth(
         &[
