@@ -7,6 +7,7 @@
 //! the same window, trained alike ([`versus`]).
 
 pub mod score;
+pub mod spread;
 pub mod truth;
 pub mod versus;
 
@@ -20,6 +21,7 @@ use crate::supernet::SupernetError;
 pub use score::{
     ArchScore, EvalNoise, RunLatency, Score, loss_ranking, repeat_settings, score_supernet,
 };
+pub use spread::Spread;
 pub use truth::{Draw, TruthArch, TruthFile, TruthRun, draw_stratified};
 
 /// Everything that can go wrong measuring or scoring against a ground truth.

@@ -9,7 +9,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::RankError;
-use super::truth::{BOOTSTRAP_SEED, Spread, TruthFile};
+use super::spread::Spread;
+use super::truth::{BOOTSTRAP_SEED, TruthFile};
 use crate::data::{ImageSet, derive_seed, permutation};
 use crate::latency::stats::{Correlation, correlate, kendall_tau_b, sample_sd};
 use crate::search::{LatencyModel, OneShotSettings, Window, one_shot_eval};
